@@ -1,0 +1,214 @@
+"""Calling olane tools: one request per libp2p stream, pulled frame by frame so
+that a slow consumer slows the sender (the Yamux window fills) instead of
+filling our memory."""
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any, AsyncIterator
+
+import trio
+
+from . import codec as codecs
+from .addresses import Address
+from .errors import ErrorCode, OlaneError
+from .framing import FrameDecoder, frame
+from .messages import Response, new_id, parse_response, route_request
+from .server import STREAM_ENDED
+from .stream_io import close_quietly, reset_quietly, write_shielded
+
+if TYPE_CHECKING:
+    from .node import Node
+
+
+class StreamingCall:
+    """One call in flight. Iterate it for chunk data (`async for chunk in call`),
+    or `responses()` for every frame with its sequence and size. Leaving early
+    (break, cancel, deadline, `aclose()`) resets the stream, which stops the
+    tool on the node. After the end, `final` holds the final frame's data."""
+
+    def __init__(
+        self,
+        node: "Node",
+        address: "str | Address",
+        method: str,
+        params: dict[str, Any] | None,
+        *,
+        via: str | None,
+        first_frame_timeout: float | None,
+        idle_timeout: float | None,
+        codec: str | None,
+        streaming: bool = True,
+    ) -> None:
+        self.node = node
+        self.address = Address.parse(address)
+        self.method = method
+        self.params = dict(params or {})
+        self.via = via
+        limits = node.limits
+        self.first_frame_timeout = limits.first_frame_timeout if first_frame_timeout is None else first_frame_timeout
+        self.idle_timeout = limits.idle_timeout if idle_timeout is None else idle_timeout
+        self.codec = codec
+        self.streaming = streaming
+        self.id = new_id()
+        self.final: Any = None
+        self.final_response: Response | None = None
+        self.error: OlaneError | None = None
+        self.chunks = 0
+        self.done = False
+        self.started_at: float | None = None
+        self._stream = None
+        self._release = None
+        self._decoder = FrameDecoder(limits.max_frame_bytes)
+        self._ready: deque[Response] = deque()
+        self._frames = 0
+
+    # -- lifecycle --------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._stream is not None:
+            return
+        node = self.node
+        peer_id = await node._resolve_peer(self.address, self.via)
+        codec = self.codec or await node._codec_for(peer_id, self.address)
+        self._release = node._take_stream_slot(peer_id)
+        try:
+            self._stream = await node._open_stream(peer_id, self.address)
+            envelope = route_request(
+                self.address.value, self.method, self.params, request_id=self.id,
+                connection_id=node.connection_id, caller_address=node.address.value, streaming=self.streaming,
+            )
+            self.started_at = time.monotonic()
+            await write_shielded(self._stream, frame(codecs.encode(envelope, codec)))
+        except BaseException as exc:
+            await self.aclose()
+            if isinstance(exc, OlaneError) or not isinstance(exc, Exception):
+                raise
+            raise OlaneError(ErrorCode.SEND_FAILED, f"could not send the request: {exc}") from None
+
+    async def aclose(self) -> None:
+        """End the call. If the final frame has not come, reset the stream (cancel)."""
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            if self.done:
+                await close_quietly(stream)
+            else:
+                await reset_quietly(stream)
+        if not self.done:
+            self.done = True
+            if self.error is None:
+                self.error = OlaneError(ErrorCode.UNKNOWN, "cancelled by the caller")
+                self.cancelled = True
+        release, self._release = self._release, None
+        if release is not None:
+            release()
+
+    cancelled = False
+
+    async def __aenter__(self) -> "StreamingCall":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()
+
+    # -- reading ----------------------------------------------------------------
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self._data()
+
+    async def _data(self) -> AsyncIterator[Any]:
+        async for response in self.responses():
+            if not response.last:
+                yield response.data
+
+    async def responses(self) -> AsyncIterator[Response]:
+        """Every frame of the answer: chunks, then the final one. An error frame
+        raises OlaneError after the chunks before it."""
+        try:
+            await self.start()
+            while True:
+                response = await self.next_response()
+                if response is None:
+                    return
+                yield response
+        finally:
+            await self.aclose()
+
+    async def next_response(self) -> Response | None:
+        """The next frame of this call; None after the final one."""
+        if self.done:
+            if self.error is not None and not self.cancelled:
+                raise self.error
+            return None
+        while not self._ready:
+            await self._read_more()
+        response = self._ready.popleft()
+        if response.error is not None:
+            self.error = response.error
+            self.done = True
+            await self.aclose()
+            raise response.error
+        if response.last:
+            self.final = response.data
+            self.final_response = response
+            self.done = True
+            await self.aclose()
+        else:
+            self.chunks += 1
+        return response
+
+    async def _read_more(self) -> None:
+        stream = self._stream
+        if stream is None:
+            raise OlaneError(ErrorCode.INVALID_STATE, "call is closed")
+        timeout = self.first_frame_timeout if self._frames == 0 else self.idle_timeout
+        try:
+            with trio.move_on_after(timeout) as scope:
+                data = await stream.read(self.node.limits.read_size)
+        except STREAM_ENDED:
+            data = b""
+        if scope.cancelled_caught:
+            what = "first frame" if self._frames == 0 else "next frame"
+            await self._fail(OlaneError(ErrorCode.TIMEOUT, f"no {what} from {self.address} within {timeout:g} s",
+                                        {"timeout": timeout, "method": self.method}))
+        if not data:
+            await self._fail(OlaneError(ErrorCode.RECEIVE_FAILED,
+                                        f"stream from {self.address} ended before the final frame",
+                                        {"chunks": self.chunks, "method": self.method}))
+        try:
+            payloads = self._decoder.feed(data)
+        except OlaneError as exc:
+            await self._fail(OlaneError(ErrorCode.INVALID_RESPONSE, f"unreadable answer: {exc.message}"))
+        for payload in payloads:
+            self._frames += 1
+            try:
+                message, _ = codecs.decode(payload)
+                response = parse_response(message)
+            except OlaneError as exc:
+                await self._fail(OlaneError(ErrorCode.INVALID_RESPONSE, f"unreadable answer: {exc.message}"))
+            if response.id != self.id and str(response.id) != self.id:
+                continue  # a frame for another id, or one that already ended
+            response.size = len(payload)
+            self._ready.append(response)
+            if response.last or response.error is not None:
+                break  # anything after the terminal frame is ignored
+
+    async def _fail(self, error: OlaneError) -> None:
+        self.error = error
+        self.done = True
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            await reset_quietly(stream)
+        release, self._release = self._release, None
+        if release is not None:
+            release()
+        raise error
+
+    # -- one-answer use ---------------------------------------------------------
+
+    async def result(self) -> Any:
+        """Read to the end; return the final frame's data (chunks are dropped)."""
+        async for _ in self.responses():
+            pass
+        return self.final

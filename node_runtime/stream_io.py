@@ -1,0 +1,156 @@
+"""Reading and writing frames on one libp2p stream, around py-libp2p's sharp
+edges (shared/LIBP2P-NOTES.md):
+
+- writes are never cancelled midway (a cancelled write under Noise breaks the
+  whole connection): each write is shielded, and cancellation happens between
+  writes by resetting the stream;
+- frames queued while a write is in flight go out together in one write
+  (py-libp2p costs ~90 us per write, whatever its size);
+- a chunk is written only when the Yamux send window has room, and we wait for
+  room ourselves, with no timeout: py-libp2p's own wait gives up after 5 s and
+  kills the stream when a consumer pauses;
+- the bytes waiting to be written are bounded, so a slow consumer slows the
+  producer instead of growing memory.
+"""
+from __future__ import annotations
+
+import trio
+
+from .errors import ErrorCode, OlaneError
+
+WINDOW_POLL_SECONDS = 0.002
+
+
+class StreamGone(OlaneError):
+    """The stream was reset or closed under us."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(ErrorCode.SEND_FAILED, why)
+
+
+async def write_shielded(stream, data: bytes) -> None:
+    with trio.CancelScope(shield=True):
+        await stream.write(data)
+
+
+async def reset_quietly(stream) -> None:
+    with trio.CancelScope(shield=True):
+        try:
+            await stream.reset()
+        except Exception:
+            pass
+
+
+async def close_quietly(stream) -> None:
+    with trio.CancelScope(shield=True):
+        try:
+            with trio.move_on_after(2):
+                await stream.close()
+        except Exception:
+            pass
+
+
+class FrameWriter:
+    """The one writer of a stream. Producers `send()` encoded frames; `run()`
+    writes whatever has accumulated in one write when the window allows."""
+
+    def __init__(self, stream, buffer_bytes: int = 256 * 1024) -> None:
+        self._stream = stream
+        self._muxed = getattr(stream, "muxed_stream", None)
+        self._buffer_bytes = buffer_bytes
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._data = trio.lowlevel.ParkingLot()
+        self._room = trio.lowlevel.ParkingLot()
+        self._drained = trio.lowlevel.ParkingLot()
+        self._closed = False
+        self.error: BaseException | None = None
+        self.writes = 0
+        self.bytes_written = 0
+
+    @property
+    def pending_bytes(self) -> int:
+        return self._pending_bytes
+
+    async def send(self, data: bytes) -> None:
+        """Queue one encoded frame. Waits while the queue is full; raises
+        StreamGone once the stream can take nothing more."""
+        while self._pending_bytes >= self._buffer_bytes and self.error is None:
+            await self._room.park()
+        if self.error is not None:
+            raise StreamGone(f"stream closed: {self.error}")
+        self._pending.append(data)
+        self._pending_bytes += len(data)
+        if len(self._data):
+            self._data.unpark_all()
+
+    async def drain(self) -> None:
+        """Wait until everything queued so far has been written (or failed)."""
+        while (self._pending or self._writing) and self.error is None:
+            await self._drained.park()
+
+    _writing = False
+
+    def close(self) -> None:
+        """Let `run()` return once the queue is empty."""
+        self._closed = True
+        self._data.unpark_all()
+
+    def fail(self, error: BaseException) -> None:
+        if self.error is None:
+            self.error = error
+        self._pending.clear()
+        self._pending_bytes = 0
+        self._room.unpark_all()
+        self._drained.unpark_all()
+        self._data.unpark_all()
+
+    async def run(self) -> None:
+        try:
+            while True:
+                while not self._pending:
+                    self._drained.unpark_all()
+                    if self._closed or self.error is not None:
+                        return
+                    await self._data.park()
+                batch = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+                self._pending = []
+                self._pending_bytes = 0
+                self._writing = True
+                self._room.unpark_all()
+                await self._write_when_room(batch)
+                self._writing = False
+        except (Exception, trio.Cancelled) as exc:
+            self.fail(exc if isinstance(exc, Exception) else StreamGone("writer cancelled"))
+            if isinstance(exc, trio.Cancelled):
+                raise
+        finally:
+            self._writing = False
+            self._drained.unpark_all()
+
+    async def _write_when_room(self, batch: bytes) -> None:
+        muxed = self._muxed
+        window = getattr(muxed, "send_window", None) if muxed is not None else None
+        if window is None:
+            await write_shielded(self._stream, batch)
+            self._count(len(batch))
+            return
+        view = memoryview(batch)
+        offset = 0
+        total = len(batch)
+        while offset < total:
+            room = muxed.send_window
+            if room <= 0:
+                if getattr(muxed, "closed", False) or getattr(muxed, "reset_received", False):
+                    raise StreamGone("stream reset by peer")
+                await trio.sleep(WINDOW_POLL_SECONDS)
+                continue
+            n = min(room, total - offset)
+            piece = batch if (offset == 0 and n == total) else bytes(view[offset : offset + n])
+            await write_shielded(self._stream, piece)
+            self._count(n)
+            offset += n
+
+    def _count(self, n: int) -> None:
+        self.writes += 1
+        self.bytes_written += n
