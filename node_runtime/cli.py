@@ -1,0 +1,204 @@
+"""The `olane` command: run a node, call or stream a method headless, benchmark,
+or open the console (the default). stdout is data, stderr is narrative; exit 0
+on success, 1 on an error answer, 2 when the target cannot be reached or named."""
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from typing import Any
+
+import click
+
+from .codec import _json_default
+
+EXIT_ERROR = 1
+EXIT_UNREACHABLE = 2
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=_json_default)
+
+
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """olane nodes and their console. With no command, opens the console on an embedded node."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(console)
+
+
+# --- node ----------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--address", default=None, help="olane address: of the tool when one is served, else the parent of all (o://lab -> o://lab/demo ...)")
+@click.option("--listen", "listen", multiple=True, default=["/ip4/127.0.0.1/tcp/0"], show_default=True, help="multiaddr to listen on (repeatable)")
+@click.option("--seed", default=None, help="text seed for a stable identity (peer id)")
+@click.option("--tools", "tool_names", default=None, help="comma-separated tools to serve: demo,sqlite,files,metrics (default: all)")
+@click.option("--files-root", type=click.Path(file_okay=False), default=None, help="root folder of the files tool")
+@click.option("--sqlite-db", type=click.Path(dir_okay=False), default=None, help="SQLite database file of the sqlite tool")
+@click.option("--allow-writes", is_flag=True, help="let the sqlite tool run statements that write")
+def node(address, listen, seed, tool_names, files_root, sqlite_db, allow_writes) -> None:
+    """Serve tools; print `listening <multiaddr>` once ready; stop on SIGINT/SIGTERM."""
+    import trio
+
+    from .node import Node
+
+    tools = _build_tools(tool_names, address, files_root, sqlite_db, allow_writes)
+
+    async def serve() -> None:
+        async with Node(tools, seed=seed, listen=listen) as n:
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                print(f"listening {n.listen_addrs[0]}", flush=True)
+                for tool in n.tools:
+                    click.echo(f"serving {tool.address} ({len(tool.methods)} methods)", err=True)
+                async with trio.open_nursery() as nursery:
+                    async def stop_on_signal() -> None:
+                        async for _ in signals:
+                            n.request_stop()
+                            return
+                    nursery.start_soon(stop_on_signal)
+                    await n.serve_forever()
+                    nursery.cancel_scope.cancel()
+        click.echo("stopped", err=True)
+
+    trio.run(serve)
+
+
+def _build_tools(tool_names, address, files_root, sqlite_db, allow_writes):
+    from tool_library import build_tools
+
+    names = [t.strip() for t in tool_names.split(",") if t.strip()] if tool_names else None
+    try:
+        return build_tools(names, address=address, files_root=files_root, sqlite_db=sqlite_db,
+                           allow_writes=allow_writes)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--tools") from None
+
+
+# --- call / stream ----------------------------------------------------------------
+
+_target_options = [
+    click.argument("multiaddr"),
+    click.argument("method"),
+    click.option("--address", default=None, help="olane address of the tool (default: the one the node serves)"),
+    click.option("--params", default="{}", help="parameters as a JSON object"),
+    click.option("--timeout", type=float, default=120.0, show_default=True, help="seconds to wait for the first frame and between frames"),
+    click.option("--codec", type=click.Choice(["auto", "json", "msgpack"]), default="auto", show_default=True),
+]
+
+
+def _with_target_options(fn):
+    for option in reversed(_target_options):
+        fn = option(fn)
+    return fn
+
+
+@main.command()
+@_with_target_options
+def call(multiaddr, method, address, params, timeout, codec) -> None:
+    """Call METHOD once; print the result's data as one JSON document."""
+    async def go(client, target):
+        result = await client.use(target, method, _params(params), via=multiaddr, timeout=timeout)
+        click.echo(_dumps(result))
+
+    _run_client(multiaddr, address, codec, go)
+
+
+@main.command()
+@_with_target_options
+def stream(multiaddr, method, address, params, timeout, codec) -> None:
+    """Stream METHOD: one JSON line per chunk, then {"final": ..., "chunks": N}."""
+    async def go(client, target):
+        call = client.use_streaming(target, method, _params(params), via=multiaddr,
+                                    first_frame_timeout=timeout, idle_timeout=timeout)
+        count = 0
+        out = sys.stdout
+        async for response in call.responses():
+            if response.last:
+                break
+            count += 1
+            seq = response.sequence if response.sequence is not None else count
+            out.write(_dumps({"seq": seq, "data": response.data}) + "\n")
+        out.write(_dumps({"final": call.final, "chunks": count}) + "\n")
+        out.flush()
+
+    _run_client(multiaddr, address, codec, go)
+
+
+def _params(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint="--params") from None
+    if not isinstance(value, dict):
+        raise click.BadParameter("must be a JSON object", param_hint="--params")
+    return value
+
+
+def _run_client(multiaddr: str, address: str | None, codec: str, body) -> None:
+    import trio
+
+    from .errors import ErrorCode, OlaneError
+    from .node import Client
+
+    code = 0
+
+    async def go() -> None:
+        nonlocal code
+        async with Client(codec=codec) as client:
+            try:
+                await client.connect(multiaddr)
+                target = address
+                if target is None:
+                    candidates = await client.tool_addresses(multiaddr)
+                    if len(candidates) != 1:
+                        what = "several tools" if candidates else "no olane tool"
+                        click.echo(f"{multiaddr} serves {what}; pick one with --address:", err=True)
+                        for c in candidates:
+                            click.echo(f"  {c}", err=True)
+                        code = EXIT_UNREACHABLE
+                        return
+                    target = candidates[0]
+                await body(client, target)
+            except OlaneError as exc:
+                click.echo(f"error {exc.code} {exc.name}: {exc.message}", err=True)
+                code = EXIT_UNREACHABLE if exc.code == ErrorCode.FAILED_TO_DIAL_TARGET else EXIT_ERROR
+
+    try:
+        trio.run(go)
+    except KeyboardInterrupt:
+        code = 130
+    except BrokenPipeError:
+        code = 0
+    sys.exit(code)
+
+
+# --- bench / console ----------------------------------------------------------------
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.pass_context
+def bench(ctx: click.Context) -> None:
+    """Benchmark the runtime (run `olane bench --help` for its options)."""
+    from .bench import main as bench_main
+
+    sys.exit(bench_main(ctx.args))
+
+
+@main.command()
+@click.argument("multiaddrs", nargs=-1)
+@click.option("--no-embedded", is_flag=True, help="do not start the embedded node")
+def console(multiaddrs=(), no_embedded=False) -> None:
+    """Open the console: on an embedded node, or connected to MULTIADDRS."""
+    try:
+        from console.app import run_console
+    except ImportError as exc:  # pragma: no cover
+        click.echo(f"the console is not available: {exc}", err=True)
+        sys.exit(EXIT_ERROR)
+    sys.exit(run_console(list(multiaddrs), embedded=not no_embedded and not multiaddrs))
+
+
+if __name__ == "__main__":
+    main()
