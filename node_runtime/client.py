@@ -39,6 +39,7 @@ class StreamingCall:
         idle_timeout: float | None,
         codec: str | None,
         streaming: bool = True,
+        protocol: str | None = None,
     ) -> None:
         self.node = node
         self.address = Address.parse(address)
@@ -50,6 +51,7 @@ class StreamingCall:
         self.idle_timeout = limits.idle_timeout if idle_timeout is None else idle_timeout
         self.codec = codec
         self.streaming = streaming
+        self.protocol = protocol
         self.id = new_id()
         self.final: Any = None
         self.final_response: Response | None = None
@@ -70,10 +72,10 @@ class StreamingCall:
             return
         node = self.node
         peer_id = await node._resolve_peer(self.address, self.via)
-        codec = self.codec or await node._codec_for(peer_id, self.address)
+        codec = self.codec or await node._codec_for(peer_id, self.address, self.protocol)
         self._release = node._take_stream_slot(peer_id)
         try:
-            self._stream = await node._open_stream(peer_id, self.address)
+            self._stream = await node._open_stream(peer_id, self.address, self.protocol)
             envelope = route_request(
                 self.address.value, self.method, self.params, request_id=self.id,
                 connection_id=node.connection_id, caller_address=node.address.value, streaming=self.streaming,

@@ -211,14 +211,17 @@ class Node:
         first_frame_timeout: float | None = None,
         idle_timeout: float | None = None,
         codec: str | None = None,
+        protocol: str | None = None,
     ) -> StreamingCall:
         """Call a method and iterate its chunks: `async for chunk in node.use_streaming(...)`.
 
         `via` is the multiaddr (or peer id, once connected) of the node serving
         `address`. An error frame raises OlaneError after the chunks before it.
+        `protocol` overrides the libp2p protocol dialed (e.g. `/o/reuse` to call
+        back a peer over the connection it opened).
         """
         return StreamingCall(self, address, method, params, via=via, first_frame_timeout=first_frame_timeout,
-                             idle_timeout=idle_timeout, codec=codec)
+                             idle_timeout=idle_timeout, codec=codec, protocol=protocol)
 
     async def use(
         self,
@@ -229,10 +232,11 @@ class Node:
         via: str | None = None,
         timeout: float | None = None,
         codec: str | None = None,
+        protocol: str | None = None,
     ) -> Any:
         """Call a method; return the final frame's data (raises OlaneError on an error frame)."""
         call = StreamingCall(self, address, method, params, via=via, first_frame_timeout=timeout,
-                             idle_timeout=timeout, codec=codec, streaming=False)
+                             idle_timeout=timeout, codec=codec, streaming=False, protocol=protocol)
         return await call.result()
 
     # -- plumbing for StreamingCall --------------------------------------------------
@@ -243,15 +247,27 @@ class Node:
 
     async def _resolve_peer(self, address: Address, via: str | None):
         self._require_running()
+        network = self.host.get_network()
         if via is not None:
             peer = self._peers.get(via)
-            if peer is None or not self.host.get_network().get_connections(peer):
+            if peer is None and _is_bare_peer(via):
+                # "/p2p/<id>" or "<id>": a peer we already have a connection with (it may have dialed us)
+                from libp2p.peer.id import ID
+
+                try:
+                    peer = ID.from_base58(via.rsplit("/", 1)[-1])
+                except Exception:
+                    raise OlaneError(ErrorCode.FAILED_TO_DIAL_TARGET, f"not a peer id: {via!r}") from None
+                if not network.get_connections(peer):
+                    raise OlaneError(ErrorCode.FAILED_TO_DIAL_TARGET, f"no connection to {via} and no address to dial")
+                return peer
+            if peer is None or not network.get_connections(peer):
                 await self.connect(via)
                 peer = self._peers[via]
             return peer
         # no transport given: any connected peer that serves the address
         store = self.host.get_peerstore()
-        for peer in self.host.get_network().connections:
+        for peer in network.connections:
             try:
                 if address.protocol in [str(p) for p in store.get_protocols(peer)]:
                     return peer
@@ -259,17 +275,17 @@ class Node:
                 continue
         raise OlaneError(ErrorCode.NOT_FOUND, f"Address not found: no connected node serves {address}")
 
-    async def _codec_for(self, peer, address: Address) -> str:
+    async def _codec_for(self, peer, address: Address, protocol: str | None = None) -> str:
         if self.codec != "auto":
             return self.codec
-        key = (peer.to_string(), address.protocol)
+        key = (peer.to_string(), protocol or address.protocol)
         codec = self._codecs.get(key)
         if codec is None:
             codec = JSON
             try:
                 info = await StreamingCall(self, address, "identify", {}, via=peer.to_string(),
                                            first_frame_timeout=10, idle_timeout=10, codec=JSON,
-                                           streaming=False).result()
+                                           streaming=False, protocol=protocol).result()
                 if isinstance(info, dict) and MSGPACK in (info.get("codecs") or ()):
                     codec = MSGPACK
             except OlaneError:
@@ -290,13 +306,13 @@ class Node:
 
         return release
 
-    async def _open_stream(self, peer, address: Address):
+    async def _open_stream(self, peer, address: Address, protocol: str | None = None):
         from libp2p.custom_types import TProtocol
         from libp2p.host.exceptions import StreamFailure
 
         try:
             with trio.fail_after(self.limits.dial_timeout):
-                return await self.host.new_stream(peer, [TProtocol(address.protocol)])
+                return await self.host.new_stream(peer, [TProtocol(protocol or address.protocol)])
         except StreamFailure as exc:
             raise OlaneError(ErrorCode.NOT_FOUND, "Address not found",
                              {"address": address.value, "reason": str(exc)}) from None
@@ -307,6 +323,10 @@ class Node:
             raise
         except Exception as exc:
             raise OlaneError(ErrorCode.FAILED_TO_DIAL_TARGET, f"could not open a stream to {address}: {exc}") from None
+
+
+def _is_bare_peer(text: str) -> bool:
+    return text.startswith("/p2p/") or (not text.startswith("/") and text.startswith(("12D3", "Qm")))
 
 
 class Client(Node):
