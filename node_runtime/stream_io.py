@@ -18,7 +18,10 @@ import trio
 
 from .errors import ErrorCode, OlaneError
 
-WINDOW_POLL_SECONDS = 0.002
+# py-libp2p has no event for "window opened", so we poll: quickly at first, then
+# backing off, so a consumer paused for minutes costs next to no CPU.
+WINDOW_POLL_FIRST = 0.001
+WINDOW_POLL_MAX = 0.05
 
 
 class StreamGone(OlaneError):
@@ -138,13 +141,16 @@ class FrameWriter:
         view = memoryview(batch)
         offset = 0
         total = len(batch)
+        poll = WINDOW_POLL_FIRST
         while offset < total:
             room = muxed.send_window
             if room <= 0:
                 if getattr(muxed, "closed", False) or getattr(muxed, "reset_received", False):
                     raise StreamGone("stream reset by peer")
-                await trio.sleep(WINDOW_POLL_SECONDS)
+                await trio.sleep(poll)
+                poll = min(poll * 2, WINDOW_POLL_MAX)
                 continue
+            poll = WINDOW_POLL_FIRST
             n = min(room, total - offset)
             piece = batch if (offset == 0 and n == total) else bytes(view[offset : offset + n])
             await write_shielded(self._stream, piece)
