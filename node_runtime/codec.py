@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import msgpack
+import orjson
 
 from .errors import ErrorCode, OlaneError
 
@@ -37,10 +38,16 @@ def detect(payload: bytes) -> str:
     return JSON
 
 
+_ORJSON_OPTS = orjson.OPT_NON_STR_KEYS
+
+
 def encode(message: Any, codec: str = JSON) -> bytes:
     if codec == MSGPACK:
         return msgpack.packb(message, use_bin_type=True, default=_msgpack_default)
-    return _json_encoder.encode(message).encode("utf-8")
+    try:  # orjson: ~5x faster than the standard library on the per-chunk path
+        return orjson.dumps(message, default=_json_default, option=_ORJSON_OPTS)
+    except (orjson.JSONEncodeError, TypeError):  # e.g. integers beyond 64 bits
+        return _json_encoder.encode(message).encode("utf-8")
 
 
 def _msgpack_default(value: Any) -> Any:
@@ -63,9 +70,12 @@ def decode(payload: bytes) -> tuple[dict[str, Any], str]:
             message = msgpack.unpackb(payload, raw=False, strict_map_key=False)
         else:
             try:
-                message = json.loads(payload)
-            except ValueError:
-                message = _json5_loads(payload)
+                message = orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                try:
+                    message = json.loads(payload)  # big integers, NaN
+                except ValueError:
+                    message = _json5_loads(payload)
     except OlaneError:
         raise
     except Exception as exc:  # malformed input of any kind
