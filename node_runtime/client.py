@@ -58,6 +58,7 @@ class StreamingCall:
         self.error: OlaneError | None = None
         self.chunks = 0
         self.done = False
+        self.cancelled = False  # ended by the caller before the final frame
         self.started_at: float | None = None
         self._stream = None
         self._release = None
@@ -105,8 +106,6 @@ class StreamingCall:
         if release is not None:
             release()
 
-    cancelled = False
-
     async def __aenter__(self) -> "StreamingCall":
         await self.start()
         return self
@@ -120,19 +119,20 @@ class StreamingCall:
         return self._data()
 
     async def _data(self) -> AsyncIterator[Any]:
-        async for response in self.responses():
-            if not response.last:
-                yield response.data
+        try:
+            await self.start()
+            while (response := await self.next_response()) is not None:
+                if not response.last:
+                    yield response.data
+        finally:
+            await self.aclose()
 
     async def responses(self) -> AsyncIterator[Response]:
         """Every frame of the answer: chunks, then the final one. An error frame
         raises OlaneError after the chunks before it."""
         try:
             await self.start()
-            while True:
-                response = await self.next_response()
-                if response is None:
-                    return
+            while (response := await self.next_response()) is not None:
                 yield response
         finally:
             await self.aclose()

@@ -67,6 +67,7 @@ class FrameWriter:
         self._room = trio.lowlevel.ParkingLot()
         self._drained = trio.lowlevel.ParkingLot()
         self._closed = False
+        self._writing = False  # a batch is on its way to the wire
         self.error: BaseException | None = None
         self.writes = 0
         self.bytes_written = 0
@@ -91,8 +92,6 @@ class FrameWriter:
         """Wait until everything queued so far has been written (or failed)."""
         while (self._pending or self._writing) and self.error is None:
             await self._drained.park()
-
-    _writing = False
 
     def close(self) -> None:
         """Let `run()` return once the queue is empty."""
