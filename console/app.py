@@ -1,0 +1,412 @@
+"""The olane console: a Textual app over a ConsoleSession.
+
+Network work runs in trio, in guest mode on Textual's asyncio loop (one thread;
+see console/core/trio_bridge.py). Chunks land in each call's StreamRecord on
+the trio side; a 30 Hz timer redraws only the visible call pane from its
+record, so no widget is touched per chunk.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, Iterable
+
+import orjson
+from textual import on
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Static, TabbedContent, TabPane, Tree
+
+from console.core.config import Settings, data_dir
+from console.core.session import ConsoleSession, MethodInfo, Target, cli_command
+from console.core.stream_store import State, StreamRecord
+from console.core.trio_bridge import TrioBridge
+from console.screens.dialogs import AddTargetScreen, ConfirmScreen, PromptScreen
+from console.screens.help import HelpScreen
+from console.screens.lists import ErrorsScreen, HistoryScreen
+from console.widgets.call_view import STATE_GLYPHS, CallView
+from console.widgets.method_panel import MethodPanel
+from console.widgets.node_tree import MethodRef, NodeTree
+from themes import DEFAULT_THEME, STREAM_DEFAULTS, THEMES
+
+REFRESH_HZ = 30
+
+
+@dataclass
+class SessionChanged(Message):
+    kind: str
+    what: Any = None
+
+
+class OlaneConsole(App):
+    CSS_PATH = "console.tcss"
+    TITLE = "olane console"
+    COMMAND_PALETTE_BINDING = "ctrl+p"
+    BINDINGS = [
+        Binding("f5,ctrl+r", "run_method", "Run", id="run"),
+        Binding("x", "cancel_call", "Cancel stream", id="cancel"),
+        Binding("a", "add_target", "Add node", id="add-node"),
+        Binding("delete", "remove_target", "Remove node", id="remove-node", show=False),
+        Binding("r", "rediscover", "Refresh node", id="rediscover", show=False),
+        Binding("f2", "toggle_raw", "Raw JSON", id="raw-json", show=False),
+        Binding("end,f", "follow", "Follow", id="follow", show=False),
+        Binding("o", "order_by", "Order by path", id="order-by", show=False),
+        Binding("s", "export", "Export JSONL", id="export", show=False),
+        Binding("y", "copy_cli", "Copy as CLI", id="copy-cli", show=False),
+        Binding("ctrl+w", "close_tab", "Close tab", id="close-tab", show=False),
+        Binding("h", "history", "History", id="history"),
+        Binding("e", "errors", "Errors", id="errors"),
+        Binding("t", "toggle_theme", "Theme", id="theme"),
+        Binding("question_mark,f1", "help", "Help", id="help"),
+        Binding("q", "quit", "Quit", id="quit"),
+    ]
+
+    def __init__(
+        self,
+        targets: Iterable[str | tuple[str, str | None]] = (),
+        *,
+        embedded: bool = True,
+        session: ConsoleSession | None = None,
+        settings_path: Path | None = None,
+        refresh_hz: float = REFRESH_HZ,
+    ) -> None:
+        super().__init__()
+        self.session = session or ConsoleSession(embedded=embedded)
+        self.settings_path = settings_path
+        self.settings = Settings.load(settings_path)
+        wanted = [(t, None) if isinstance(t, str) else t for t in targets]
+        saved = [(t.multiaddr, t.address) for t in self.settings.targets]
+        self.initial_targets = wanted + [t for t in saved if t not in wanted]
+        self.refresh_hz = refresh_hz
+        self.bridge = TrioBridge()
+        self.views: dict[str, CallView] = {}  # pane id -> view
+        self._tab_states: dict[str, State] = {}
+        for theme in THEMES:
+            self.register_theme(theme)
+        self.theme = self.settings.theme if self.settings.theme in self.available_themes else DEFAULT_THEME
+
+    def get_theme_variable_defaults(self) -> dict[str, str]:
+        return dict(STREAM_DEFAULTS)  # so any theme (not only ours) can draw the chunk log
+
+    # -- layout --------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="main"):
+            with Vertical(id="left"):
+                yield NodeTree(id="tree")
+            with Vertical(id="right"):
+                yield MethodPanel(id="method")
+                yield Static("No calls yet. Pick a method, press F5: each call opens a tab here.",
+                             id="no-calls")
+                yield TabbedContent(id="calls")
+        yield Footer()
+
+    async def on_mount(self) -> None:
+        self.theme_changed_signal.subscribe(self, self._remember_theme)
+        self.session.listeners.append(self._session_changed)
+        self.query_one("#calls").display = False
+        self.query_one(NodeTree).rebuild(self.session.targets)
+        await self.bridge.start()  # the one place the trio guest run starts
+        self.bridge.submit(self.session.run, self.initial_targets)
+        self.set_interval(1 / self.refresh_hz, self._refresh_visible)
+        self.query_one(NodeTree).focus()
+        self._update_subtitle()
+
+    async def on_unmount(self) -> None:
+        await self.bridge.stop()  # a guest run left behind breaks later trio runs in this thread
+
+    # -- session -> screen ---------------------------------------------------------------
+
+    def _session_changed(self, kind: str, what: Any) -> None:
+        self.post_message(SessionChanged(kind, what))
+
+    @on(SessionChanged)
+    def _on_session_changed(self, event: SessionChanged) -> None:
+        if event.kind in ("targets", "target"):
+            self.query_one(NodeTree).rebuild(self.session.targets)
+            method_panel = self.query_one(MethodPanel)
+            if method_panel.target is None and isinstance(event.what, Target) and event.what.embedded:
+                self._show_first_method(event.what)
+        elif event.kind == "error" and event.what is not None:
+            e = event.what
+            self.notify(f"{e.code} {e.name}: {e.message}", title=e.where, severity="error", timeout=6)
+        self._update_subtitle()
+
+    def _show_first_method(self, target: Target) -> None:
+        tree = self.query_one(NodeTree)
+        for line in range(tree.last_line + 1):
+            node = tree.get_node_at_line(line)
+            if node is not None and isinstance(node.data, MethodRef) and not node.data.method.typed_by_hand:
+                tree.cursor_line = line
+                return
+
+    def _update_subtitle(self) -> None:
+        s = self.session
+        running = sum(1 for r in s.calls if not r.state.ended)
+        connected = sum(1 for t in s.targets if t.state == "connected")
+        self.sub_title = (f"{connected}/{len(s.targets)} nodes · {running} running · "
+                          f"{len(s.calls)} calls · {len(s.errors)} errors")
+
+    def _refresh_visible(self) -> None:
+        """The fixed-rate redraw: the visible pane from its record, tab labels on state changes."""
+        now = time.monotonic()
+        for pane_id, view in self.views.items():
+            state = view.record.effective_state(now)
+            if self._tab_states.get(pane_id) is not state:
+                self._tab_states[pane_id] = state
+                self._label_tab(pane_id, view.record, state)
+                self._update_subtitle()
+        view = self.current_view
+        if view is not None:
+            view.sync(now)
+
+    def _label_tab(self, pane_id: str, record: StreamRecord, state: State) -> None:
+        try:
+            self.query_one(TabbedContent).get_tab(pane_id).label = f"{STATE_GLYPHS[state]} {record.title}"
+        except Exception:
+            pass
+
+    @property
+    def current_view(self) -> CallView | None:
+        tabs = self.query_one(TabbedContent)
+        return self.views.get(tabs.active) if tabs.active else None
+
+    @property
+    def current_record(self) -> StreamRecord | None:
+        view = self.current_view
+        return view.record if view is not None else None
+
+    # -- tree and method panel -------------------------------------------------------------
+
+    @on(Tree.NodeHighlighted)
+    async def _method_highlighted(self, event: Tree.NodeHighlighted) -> None:
+        data = event.node.data
+        if isinstance(data, MethodRef):
+            panel = self.query_one(MethodPanel)
+            if (panel.target, panel.address, panel.method) != (data.target, data.address, data.method):
+                await panel.show(data.target, data.address, data.method)
+
+    @on(Tree.NodeSelected)
+    def _method_selected(self, event: Tree.NodeSelected) -> None:
+        if isinstance(event.node.data, MethodRef):
+            panel = self.query_one(MethodPanel)
+            fields = [w for w in panel.query("Input, Select, Switch, TextArea") if w.display]
+            (fields[0] if fields else panel.query_one("#run")).focus()
+
+    @on(MethodPanel.RunRequested)
+    def _run_requested(self, event: MethodPanel.RunRequested) -> None:
+        if event.method.requires_approval:
+            body = (f"{event.address} {event.method.name} is marked {event.method.risk} risk.\n"
+                    f"parameters: {orjson.dumps(event.params).decode()}")
+            self.push_screen(ConfirmScreen("Run a risky method?", body),
+                             partial(self._confirmed, event.target, event.address, event.method, event.params))
+        else:
+            self.start_call(event.target, event.address, event.method, event.params)
+
+    def _confirmed(self, target, address, method, params, yes: bool | None) -> None:
+        if yes:
+            self.start_call(target, address, method, params)
+
+    def start_call(self, target: Target, address: str, method: MethodInfo, params: dict[str, Any],
+                   streaming: bool | None = None) -> StreamRecord:
+        """Open a tab for the call and start it on the trio side."""
+        streaming = method.streaming or method.typed_by_hand if streaming is None else streaming
+        record = self.session.new_call(target, address, method.name, params, streaming)
+        self.bridge.submit(self.session.run_call, record)
+        self._open_tab(record)
+        return record
+
+    def _open_tab(self, record: StreamRecord) -> None:
+        pane_id = f"call-{record.number}"
+        view = CallView(record)
+        self.views[pane_id] = view
+        tabs = self.query_one(TabbedContent)
+        tabs.display = True
+        self.query_one("#no-calls").display = False
+        tabs.add_pane(TabPane(f"{STATE_GLYPHS[record.state]} {record.title}", view, id=pane_id))
+        tabs.active = pane_id
+        self._update_subtitle()
+
+    # -- actions -------------------------------------------------------------------------
+
+    def action_run_method(self) -> None:
+        self.query_one(MethodPanel).request_run()
+
+    async def action_toggle_raw(self) -> None:
+        await self.query_one(MethodPanel).toggle_raw()
+
+    def action_cancel_call(self) -> None:
+        record = self.current_record
+        if record is None or record.state.ended:
+            self.notify("no running call in this tab", severity="warning")
+            return
+        self.bridge.submit(self._cancel_on_trio_side, record)
+
+    async def _cancel_on_trio_side(self, record: StreamRecord) -> None:
+        self.session.cancel_call(record)
+
+    async def action_close_tab(self) -> None:
+        tabs = self.query_one(TabbedContent)
+        pane_id = tabs.active
+        if not pane_id:
+            return
+        view = self.views.pop(pane_id, None)
+        if view is not None and not view.record.state.ended:
+            self.bridge.submit(self._cancel_on_trio_side, view.record)
+        self._tab_states.pop(pane_id, None)
+        await tabs.remove_pane(pane_id)
+        if not self.views:
+            tabs.display = False
+            self.query_one("#no-calls").display = True
+
+    def action_follow(self) -> None:
+        view = self.current_view
+        if view is not None and view.log is not None:
+            view.log.action_follow()
+
+    def action_order_by(self) -> None:
+        record = self.current_record
+        if record is None or not record.streaming:
+            self.notify("open a stream first", severity="warning")
+            return
+
+        def chosen(path: str | None) -> None:
+            if path is not None:
+                record.set_sequence_path(path or None)
+                self.notify(f"ordering judged by {path or '_sequence'}")
+
+        self.push_screen(PromptScreen(
+            "Order by a JSON path",
+            "Judge gaps and reordering by this path in each chunk (e.g. id, data.index); empty = _sequence.",
+            record.sequence_path or ""), chosen)
+
+    def action_export(self) -> None:
+        record = self.current_record
+        if record is None:
+            self.notify("no call to export", severity="warning")
+            return
+        path = export_jsonl(record, data_dir() / "exports")
+        note = f" (the oldest {record.dropped:,} were no longer held)" if record.dropped else ""
+        self.notify(f"{record.held:,} chunks written to {path}{note}", title="exported")
+
+    def action_copy_cli(self) -> None:
+        record = self.current_record
+        if record is None:
+            method = self.query_one(MethodPanel)
+            if method.method is None:
+                self.notify("no call to copy", severity="warning")
+                return
+            params, _ = method.values()
+            record = StreamRecord(title="", target=method.target.multiaddr, address=method.address,
+                                  method=method.method.name, params=params or {},
+                                  streaming=method.method.streaming)
+        command = cli_command(record)
+        self.copy_to_clipboard(command)
+        self.notify(command, title="copied")
+
+    def action_add_target(self) -> None:
+        def added(result: tuple[str, str | None] | None) -> None:
+            if result is None:
+                return
+            multiaddr, address = result
+            self.settings.remember_target(multiaddr, address)
+            self._save_settings()
+            self.bridge.submit(self.session.add_target, multiaddr, address)
+
+        self.push_screen(AddTargetScreen(), added)
+
+    def action_remove_target(self) -> None:
+        target = self.query_one(NodeTree).selected_target()
+        if target is None:
+            return
+        if target.embedded:
+            self.notify("the embedded node stays while the console runs", severity="warning")
+            return
+        self.session.remove_target(target)
+        self.settings.forget_target(target.multiaddr)
+        self._save_settings()
+
+    def action_rediscover(self) -> None:
+        target = self.query_one(NodeTree).selected_target()
+        if target is not None:
+            self.bridge.submit(self.session.discover, target)
+
+    def action_history(self) -> None:
+        def rerun(record: StreamRecord | None) -> None:
+            if record is None:
+                return
+            target = next((t for t in self.session.targets if t.multiaddr == record.target), None)
+            if target is None:
+                self.notify("that node is no longer in the list", severity="error")
+                return
+            self.start_call(target, record.address, MethodInfo(record.method, streaming=record.streaming),
+                            dict(record.params), streaming=record.streaming)
+
+        self.push_screen(HistoryScreen(self.session.calls), rerun)
+
+    def action_errors(self) -> None:
+        self.push_screen(ErrorsScreen(self.session.errors))
+
+    def action_toggle_theme(self) -> None:
+        self.theme = "olane-light" if self.theme == "olane-dark" else "olane-dark"
+
+    def _remember_theme(self, theme) -> None:
+        if self.settings.theme != theme.name:
+            self.settings.theme = theme.name
+            self._save_settings()
+
+    def _save_settings(self) -> None:
+        try:
+            self.settings.save(self.settings_path)
+        except OSError as exc:
+            self.notify(f"could not save settings: {exc}", severity="error")
+
+    def action_help(self) -> None:
+        keys = [(b.key.replace("question_mark", "?"), b.description) for b in self.BINDINGS]
+        keys += [("ctrl+p", "Command palette"), ("↑ ↓ Enter (in a stream)", "move over chunks, show one whole"),
+                 ("Tab", "next pane")]
+        self.push_screen(HelpScreen(keys))
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for b in self.BINDINGS:
+            if b.action != "quit":
+                yield SystemCommand(b.description, f"{b.description} ({b.key})",
+                                    partial(self.run_action, b.action))
+
+
+def export_jsonl(record: StreamRecord, folder: Path) -> Path:
+    """Write the held chunks, then one line with the end, as JSON lines."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = folder / f"{record.method}-{record.number}-{stamp}.jsonl"
+    opts = orjson.OPT_APPEND_NEWLINE
+    with path.open("wb") as out:
+        for c in record.chunks():
+            out.write(orjson.dumps({"recv": c.index, "seq": c.sequence, "ms": round(c.at * 1000, 3),
+                                    "bytes": c.size, "flags": c.flag_names, "data": c.data},
+                                   default=_export_default, option=opts))
+        end: dict[str, Any] = {"state": record.state.value, "chunks": record.count, "final": record.final}
+        if record.error is not None:
+            end["error"] = {"code": record.error.code, "name": record.error.name, "message": record.error.message}
+        out.write(orjson.dumps(end, default=_export_default, option=opts))
+    return path
+
+
+def _export_default(value):
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        import base64
+
+        return base64.b64encode(bytes(value)).decode("ascii")
+    return str(value)
+
+
+def run_console(multiaddrs: list[str], embedded: bool = True) -> int:
+    OlaneConsole(multiaddrs, embedded=embedded).run()
+    return 0

@@ -1,0 +1,64 @@
+"""Console settings: one JSON file in the user's config directory (or the path in
+$OLANE_CONSOLE_CONFIG): saved targets and the chosen theme."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import platformdirs
+
+APP_NAME = "olane-console"
+
+
+def config_path() -> Path:
+    override = os.environ.get("OLANE_CONSOLE_CONFIG")
+    if override:
+        return Path(override)
+    return Path(platformdirs.user_config_dir(APP_NAME)) / "config.json"
+
+
+def data_dir() -> Path:
+    override = os.environ.get("OLANE_DATA_DIR")
+    return Path(override) if override else Path(platformdirs.user_data_dir(APP_NAME))
+
+
+@dataclass
+class SavedTarget:
+    multiaddr: str
+    address: str | None = None
+
+
+@dataclass
+class Settings:
+    theme: str = "olane-dark"
+    targets: list[SavedTarget] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> "Settings":
+        path = path or config_path()
+        try:
+            raw = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return cls()
+        if not isinstance(raw, dict):
+            return cls()
+        targets = [SavedTarget(str(t["multiaddr"]), t.get("address") or None)
+                   for t in raw.get("targets") or [] if isinstance(t, dict) and t.get("multiaddr")]
+        return cls(theme=str(raw.get("theme") or cls.theme), targets=targets)
+
+    def save(self, path: Path | None = None) -> Path:
+        path = path or config_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        tmp.replace(path)  # never leave a half-written file
+        return path
+
+    def remember_target(self, multiaddr: str, address: str | None) -> None:
+        if not any(t.multiaddr == multiaddr and t.address == address for t in self.targets):
+            self.targets.append(SavedTarget(multiaddr, address))
+
+    def forget_target(self, multiaddr: str) -> None:
+        self.targets = [t for t in self.targets if t.multiaddr != multiaddr]

@@ -1,0 +1,323 @@
+"""The console's model of the network, living on the trio side: an optional
+embedded node serving the tool library, one client node that makes every call,
+the targets (nodes) the operator watches with their tools and methods, every
+call of this session as a StreamRecord, and an errors log. No Textual here: the
+screen reads this state and is told of changes through `listeners`."""
+from __future__ import annotations
+
+import shlex
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import trio
+
+from node_runtime import Client, ErrorCode, Limits, Node, OlaneError, code_name
+
+from .stream_store import DEFAULT_MAX_CHUNKS, DEFAULT_STALL_AFTER, StreamRecord
+
+
+@dataclass
+class MethodInfo:
+    name: str
+    description: str = ""
+    streaming: bool = False
+    parameters: list[dict[str, Any]] = field(default_factory=list)
+    risk: str = "low"
+    requires_approval: bool = False
+    builtin: bool = False
+    typed_by_hand: bool = False  # not listed by the node; the operator typed it
+
+    @classmethod
+    def from_wire(cls, name: str, meta: Any) -> "MethodInfo":
+        meta = meta if isinstance(meta, dict) else {}
+        approval = meta.get("approvalMetadata") or {}
+        performance = meta.get("performance") or {}
+        params = [p for p in (meta.get("parameters") or []) if isinstance(p, dict) and p.get("name")]
+        risk = str(approval.get("riskLevel") or "low")
+        return cls(
+            name=str(meta.get("name") or name),
+            description=str(meta.get("description") or ""),
+            streaming=bool(performance.get("supportsStreaming")),
+            parameters=params,
+            risk=risk,
+            requires_approval=bool(meta.get("requiresApproval")) or risk == "high",
+            builtin=approval.get("category") == "builtin",
+        )
+
+
+@dataclass
+class ToolInfo:
+    address: str
+    methods: dict[str, MethodInfo] = field(default_factory=dict)
+    listing_error: str | None = None  # handshake failed (e.g. 4003 from a plain TypeScript node)
+
+
+@dataclass
+class Target:
+    multiaddr: str
+    address: str | None = None  # an o:// address the operator named (else learned from identify)
+    embedded: bool = False
+    state: str = "connecting"  # connecting / connected / unreachable
+    error: str | None = None
+    peer_id: str | None = None
+    tools: list[ToolInfo] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        peer = self.peer_id or self.multiaddr.rsplit("/p2p/", 1)[-1]
+        short = f"{peer[:8]}…{peer[-4:]}" if len(peer) > 14 else peer
+        return f"embedded node {short}" if self.embedded else f"node {short}"
+
+    def tool(self, address: str) -> ToolInfo | None:
+        return next((t for t in self.tools if t.address == address), None)
+
+
+@dataclass
+class ErrorEntry:
+    at: float  # wall clock
+    where: str
+    code: int
+    name: str
+    message: str
+
+
+def cli_command(record: StreamRecord) -> str:
+    """The headless command that repeats a call."""
+    import json
+
+    verb = "stream" if record.streaming else "call"
+    parts = ["olane", verb, record.target, record.method, "--address", record.address]
+    if record.params:
+        parts += ["--params", json.dumps(record.params, ensure_ascii=False, separators=(",", ":"))]
+    return shlex.join(parts)
+
+
+class ConsoleSession:
+    """Everything the console does on the network. Methods marked (trio) run in trio tasks."""
+
+    def __init__(
+        self,
+        *,
+        embedded: bool = True,
+        embedded_tools: list | None = None,
+        seed: str | None = None,
+        limits: Limits | None = None,
+        max_chunks: int = DEFAULT_MAX_CHUNKS,
+        stall_after: float = DEFAULT_STALL_AFTER,
+        call_timeout: float = 120.0,
+    ) -> None:
+        self.embedded = embedded
+        self.embedded_tools = embedded_tools
+        self.seed = seed
+        self.limits = limits or Limits()
+        self.max_chunks = max_chunks
+        self.stall_after = stall_after
+        self.call_timeout = call_timeout
+        self.node: Node | None = None
+        self.client: Client | None = None
+        self.targets: list[Target] = []
+        self.calls: list[StreamRecord] = []
+        self.errors: list[ErrorEntry] = []
+        self.listeners: list[Callable[[str, Any], None]] = []
+        self._scopes: dict[int, trio.CancelScope] = {}
+        self._call_counter = 0
+        self.ready = trio.Event()
+
+    # -- notifications -----------------------------------------------------------
+
+    def _changed(self, kind: str, what: Any = None) -> None:
+        for listener in list(self.listeners):
+            listener(kind, what)
+
+    def log_error(self, where: str, error: BaseException) -> ErrorEntry:
+        if isinstance(error, OlaneError):
+            entry = ErrorEntry(time.time(), where, error.code, error.name, error.message)
+        else:
+            entry = ErrorEntry(time.time(), where, ErrorCode.UNKNOWN, code_name(ErrorCode.UNKNOWN),
+                               f"{type(error).__name__}: {error}")
+        self.errors.append(entry)
+        self._changed("error", entry)
+        return entry
+
+    # -- lifecycle (trio) ------------------------------------------------------------
+
+    async def run(self, initial_targets: list[tuple[str, str | None]] = (), *, task_status=trio.TASK_STATUS_IGNORED):
+        """Start the client (and the embedded node), connect to `initial_targets`,
+        then serve until cancelled."""
+        async with Client(limits=self.limits, address="o://console") as client:
+            self.client = client
+            if self.embedded:
+                await self._run_with_embedded(initial_targets, task_status)
+            else:
+                task_status.started()
+                await self._connect_all(initial_targets)
+                await trio.sleep_forever()
+
+    async def _run_with_embedded(self, initial_targets, task_status) -> None:
+        tools = self.embedded_tools
+        if tools is None:
+            from tool_library import build_tools
+
+            tools = build_tools()
+        async with Node(tools, seed=self.seed, limits=self.limits) as node:
+            self.node = node
+            target = Target(node.listen_addrs[0], embedded=True)
+            self.targets.insert(0, target)
+            self._changed("targets")
+            task_status.started()
+            await self._connect_all(initial_targets)
+            await trio.sleep_forever()
+
+    async def _connect_all(self, initial_targets) -> None:
+        async with trio.open_nursery() as nursery:
+            for target in list(self.targets):
+                nursery.start_soon(self.discover, target)
+            for multiaddr, address in initial_targets:
+                if not any(t.multiaddr == multiaddr for t in self.targets):
+                    target = Target(multiaddr, address)
+                    self.targets.append(target)
+                    nursery.start_soon(self.discover, target)
+            self._changed("targets")
+        self.ready.set()
+
+    # -- targets (trio) ----------------------------------------------------------------
+
+    async def add_target(self, multiaddr: str, address: str | None = None) -> Target:
+        multiaddr = multiaddr.strip()
+        existing = next((t for t in self.targets if t.multiaddr == multiaddr), None)
+        if existing is not None:
+            if address and not existing.tool(address):
+                existing.address = address
+            await self.discover(existing)
+            return existing
+        target = Target(multiaddr, address or None)
+        self.targets.append(target)
+        self._changed("targets")
+        await self.discover(target)
+        return target
+
+    def remove_target(self, target: Target) -> None:
+        if target in self.targets and not target.embedded:
+            self.targets.remove(target)
+            self._changed("targets")
+
+    async def discover(self, target: Target) -> None:
+        """Connect; learn the tools from identify (or the named address); list each
+        one's methods through `handshake`."""
+        client = self.client
+        target.state, target.error = "connecting", None
+        self._changed("target", target)
+        try:
+            with trio.fail_after(self.limits.dial_timeout + 5):
+                target.peer_id = await client.connect(target.multiaddr)
+                addresses = await client.tool_addresses(target.multiaddr)
+        except (OlaneError, trio.TooSlowError) as exc:
+            error = exc if isinstance(exc, OlaneError) else OlaneError(
+                ErrorCode.FAILED_TO_DIAL_TARGET, f"no answer from {target.multiaddr}")
+            target.state, target.error = "unreachable", str(error)
+            self.log_error(target.label, error)
+            self._changed("target", target)
+            return
+        if target.address and target.address not in addresses:
+            addresses.insert(0, target.address)
+        tools: list[ToolInfo] = []
+        for address in addresses:
+            tools.append(await self._list_methods(target, address))
+        target.tools = tools
+        target.state = "connected"
+        if not tools:
+            target.error = "the node advertises no olane tool: add it again with its o:// address"
+        self._changed("target", target)
+
+    async def _list_methods(self, target: Target, address: str) -> ToolInfo:
+        info = ToolInfo(address)
+        try:
+            answer = await self.client.use(address, "handshake", {}, via=target.multiaddr, timeout=10)
+            methods = ((answer or {}).get("result") or {}).get("methods") or {}
+            if not isinstance(methods, dict):
+                raise OlaneError(ErrorCode.INVALID_RESPONSE, "handshake answer has no methods")
+            info.methods = {name: MethodInfo.from_wire(name, meta) for name, meta in methods.items()}
+        except OlaneError as exc:
+            # a plain TypeScript node answers 4003: the operator can still type a method
+            info.listing_error = str(exc)
+            if exc.code != ErrorCode.NOT_IMPLEMENTED:
+                self.log_error(f"{target.label} {address}", exc)
+        return info
+
+    # -- calls ------------------------------------------------------------------------
+
+    def new_call(self, target: Target, address: str, method: str, params: dict[str, Any],
+                 streaming: bool) -> StreamRecord:
+        """A record for a call about to start (UI side); run it with `run_call` in trio."""
+        self._call_counter += 1
+        record = StreamRecord(
+            title=f"{method} #{self._call_counter}", target=target.multiaddr, address=address, method=method,
+            params=params, streaming=streaming, max_chunks=self.max_chunks, stall_after=self.stall_after,
+        )
+        record.number = self._call_counter
+        self.calls.append(record)
+        self._changed("calls", record)
+        return record
+
+    async def run_call(self, record: StreamRecord) -> None:
+        """(trio) Make the call and fill its record until it ends or is cancelled."""
+        scope = trio.CancelScope()
+        self._scopes[id(record)] = scope
+        call = self.client.use_streaming(
+            record.address, record.method, record.params, via=record.target,
+            first_frame_timeout=self.call_timeout, idle_timeout=self.call_timeout,
+        )
+        call.streaming = record.streaming
+        add_chunk = record.add_chunk
+        try:
+            with scope:
+                await call.start()
+                record.mark_running()
+                async for response in call.responses():
+                    if response.last:
+                        record.finish(response.data, response.sequence, response.chunks)
+                    else:
+                        add_chunk(response.data, response.sequence, response.size)
+            if scope.cancelled_caught or not record.state.ended:
+                record.cancel()
+        except OlaneError as exc:
+            record.fail(exc.code, exc.name, exc.message, exc.details,
+                        missing_final=exc.code == ErrorCode.RECEIVE_FAILED)
+            self.log_error(f"{record.title} ({record.address})", exc)
+            if exc.code in (ErrorCode.RECEIVE_FAILED, ErrorCode.FAILED_TO_DIAL_TARGET):
+                self._mark_unreachable_if_gone(record.target)
+        except Exception as exc:  # never let a call take the console down
+            record.fail(ErrorCode.UNKNOWN, code_name(ErrorCode.UNKNOWN), f"{type(exc).__name__}: {exc}")
+            self.log_error(record.title, exc)
+        finally:
+            self._scopes.pop(id(record), None)
+            frames_after = getattr(call, "frames_after_final", 0)
+            if frames_after:
+                record.frames_after_final += frames_after
+            self._changed("call-ended", record)
+
+    def cancel_call(self, record: StreamRecord) -> bool:
+        """Cancel a running call (must run on the trio side: use the bridge)."""
+        scope = self._scopes.get(id(record))
+        if scope is None:
+            return False
+        scope.cancel()
+        return True
+
+    def _mark_unreachable_if_gone(self, multiaddr: str) -> None:
+        target = next((t for t in self.targets if t.multiaddr == multiaddr), None)
+        if target is None or self.client is None or self.client.host is None:
+            return
+        try:
+            from libp2p.peer.id import ID
+
+            peer = ID.from_base58(target.peer_id) if target.peer_id else None
+            if peer is not None and not self.client.host.get_network().get_connections(peer):
+                target.state, target.error = "unreachable", "connection lost"
+                self._changed("target", target)
+        except Exception:
+            pass
+
+    async def node_metrics(self, target: Target, address: str) -> Any:
+        return await self.client.use(address, "get_metrics", {}, via=target.multiaddr, timeout=10)

@@ -1,0 +1,99 @@
+"""Small modal dialogs: confirm a risky call, add a node, pick an ordering path."""
+from __future__ import annotations
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Static
+
+DIALOG_CSS = """
+{name} {{ align: center middle; }}
+{name} > Vertical {{ width: 80; height: auto; border: thick $accent; background: $surface; padding: 1 2; }}
+{name} .dialog-title {{ text-style: bold; margin-bottom: 1; }}
+{name} Input {{ margin-bottom: 1; }}
+{name} Horizontal {{ height: auto; align-horizontal: right; }}
+{name} Button {{ margin-left: 1; }}
+"""
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    """Yes / no, for methods marked high risk."""
+
+    DEFAULT_CSS = DIALOG_CSS.format(name="ConfirmScreen")
+    BINDINGS = [Binding("escape", "dismiss(False)", "Cancel"), Binding("y", "dismiss(True)", "Yes")]
+
+    def __init__(self, title: str, body: str) -> None:
+        super().__init__()
+        self._title, self._body = title, body
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(self._title, classes="dialog-title")
+            yield Static(self._body, markup=False)
+            with Horizontal():
+                yield Button("Cancel", id="no")
+                yield Button("Run it (y)", id="yes", variant="error")
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+
+class AddTargetScreen(ModalScreen["tuple[str, str | None] | None"]):
+    """A node's multiaddr and, optionally, the o:// address of its tool."""
+
+    DEFAULT_CSS = DIALOG_CSS.format(name="AddTargetScreen")
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label("Add a node", classes="dialog-title")
+            yield Input(placeholder="/ip4/127.0.0.1/tcp/4001/p2p/12D3KooW…", id="multiaddr")
+            yield Input(placeholder="o://address (optional: when the node does not advertise its tools)",
+                        id="address")
+            yield Static("", id="problem")
+            with Horizontal():
+                yield Button("Cancel", id="cancel")
+                yield Button("Add", id="add", variant="primary")
+
+    @on(Input.Submitted)
+    @on(Button.Pressed, "#add")
+    def _add(self) -> None:
+        multiaddr = self.query_one("#multiaddr", Input).value.strip()
+        address = self.query_one("#address", Input).value.strip() or None
+        if "/p2p/" not in multiaddr:
+            self.query_one("#problem", Static).update("[red]a multiaddr ending in /p2p/<peer id> is needed[/]")
+            return
+        if address and not address.startswith("o://"):
+            address = "o://" + address.lstrip("/")
+        self.dismiss((multiaddr, address))
+
+    @on(Button.Pressed, "#cancel")
+    def _cancel(self) -> None:
+        self.dismiss(None)
+
+
+class PromptScreen(ModalScreen["str | None"]):
+    """One line of text (e.g. the JSON path that orders a stream)."""
+
+    DEFAULT_CSS = DIALOG_CSS.format(name="PromptScreen")
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
+
+    def __init__(self, title: str, hint: str, value: str = "") -> None:
+        super().__init__()
+        self._title, self._hint, self._value = title, hint, value
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(self._title, classes="dialog-title")
+            yield Static(self._hint, markup=False)
+            yield Input(value=self._value, id="value")
+
+    @on(Input.Submitted)
+    def _submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value.strip())

@@ -1,0 +1,46 @@
+"""`?` / F1: what the console shows and every key."""
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Markdown
+
+INTRO = """\
+# olane console
+
+**Left:** nodes → tool addresses → methods (`⇶` streams, `!` asks before running).
+Enter on a method opens its form; **F5** runs it. A node that lists no methods still
+takes one typed by hand (`✎ type a method…`).
+
+**Right:** one tab per call. A streaming call shows every chunk as it arrives:
+receive order `#`, the node's `seq` (`_sequence`), time since start, Δt, size, and a
+flag: `GAP` (sequences skipped), `ORD` (arrived late), `DUP` (seen before), `LATE`
+(after the final frame). The status line has state, chunks/s, bytes/s, time to the
+first chunk, and pauses with an *N new* count when you scroll up or move the cursor;
+**End** follows the tail again. Enter on a chunk shows it whole.
+
+States: running · completed · failed (code and message) · cancelled · stalled
+(nothing for 5 s).
+
+## Keys
+"""
+
+
+class HelpScreen(ModalScreen[None]):
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    HelpScreen > VerticalScroll { width: 90; height: 85%; border: thick $accent; background: $surface; padding: 0 1; }
+    """
+    BINDINGS = [Binding("escape,q,question_mark,f1", "dismiss", "Close")]
+
+    def __init__(self, bindings: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self._bindings = bindings
+
+    def compose(self) -> ComposeResult:
+        rows = "\n".join(f"| `{key}` | {what} |" for key, what in self._bindings)
+        with VerticalScroll():
+            yield Markdown(INTRO + "| key | action |\n|---|---|\n" + rows +
+                           "\n\nEvery action is also in the command palette (**ctrl+p**).")

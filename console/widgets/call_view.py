@@ -1,0 +1,194 @@
+"""One call's pane: a status line (state, chunks, rates, time to first chunk,
+elapsed), findings (gaps, reordering, protocol lint), a throughput sparkline,
+the chunk log, and a detail area for the selected chunk, the final data or the
+error. Everything is redrawn from the StreamRecord by `sync()`, which the app
+calls at a fixed rate for the visible pane only."""
+from __future__ import annotations
+
+import json
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Vertical, VerticalScroll
+from textual.widgets import Sparkline, Static
+
+from console.core.stream_store import State, StreamRecord
+from console.widgets.chunk_log import COLUMNS, ChunkLog
+
+STATE_GLYPHS = {
+    State.STARTING: "…", State.RUNNING: "▶", State.COMPLETED: "✔", State.FAILED: "✖",
+    State.CANCELLED: "■", State.STALLED: "⏸",
+}
+DETAIL_LIMIT = 200_000  # characters of pretty JSON shown for one value
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+def pretty(value) -> str:
+    try:
+        text = json.dumps(value, indent=2, ensure_ascii=False, default=_default)
+    except Exception:
+        text = repr(value)
+    if len(text) > DETAIL_LIMIT:
+        text = text[:DETAIL_LIMIT] + f"\n… ({len(text) - DETAIL_LIMIT:,} more characters)"
+    return text
+
+
+def _default(value):
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return f"<{len(value)} bytes>"
+    return str(value)
+
+
+class CallView(Vertical):
+    DEFAULT_CSS = """
+    CallView { height: 1fr; }
+    CallView .call-status { height: 1; padding: 0 1; background: $boost; }
+    CallView .call-findings { height: auto; max-height: 3; padding: 0 1; color: $stream-reorder; }
+    CallView .call-findings.-clean { color: $text-muted; }
+    CallView Sparkline { height: 2; margin: 0 1; }
+    CallView .call-columns { height: 1; padding: 0 0; color: $text-muted; text-style: bold; }
+    CallView .call-detail { height: auto; max-height: 45%; border-top: solid $panel; padding: 0 1; }
+    CallView .call-detail.-unary { height: 1fr; max-height: 100%; }
+    CallView .call-end.-failed { color: $stream-error; text-style: bold; }
+    CallView .call-end.-completed { color: $success; }
+    CallView .call-end.-cancelled { color: $warning; }
+    """
+
+    def __init__(self, record: StreamRecord, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.record = record
+        self.selected = None  # the chunk shown in the detail area
+        self._version = -1
+        self._state: State | None = None
+        self._spark_second = -1
+        self._status_at = 0.0
+        self._mounted = False
+
+    def on_mount(self) -> None:
+        self._mounted = True
+        self.sync()
+
+    def compose(self) -> ComposeResult:
+        r = self.record
+        yield Static(self._status_text(), classes="call-status")
+        if r.streaming:
+            yield Static("", classes="call-findings -clean")
+            yield Sparkline([], classes="call-spark")
+            yield Static(COLUMNS, classes="call-columns")
+            yield ChunkLog(r, classes="call-log")
+        with VerticalScroll(classes="call-detail" + ("" if r.streaming else " -unary")):
+            yield Static("", classes="call-end")
+            yield Static("", classes="call-detail-body", markup=False)
+
+    @property
+    def log(self) -> ChunkLog | None:
+        try:
+            return self.query_one(ChunkLog)
+        except Exception:
+            return None
+
+    def sync(self, now: float | None = None) -> None:
+        """Bring the pane up to date with the record."""
+        if not self._mounted:
+            return
+        record = self.record
+        now = record.clock() if now is None else now
+        state = record.effective_state(now)
+        changed = record.version != self._version or state is not self._state
+        if not changed and not state.ended and now - self._status_at < 0.25:
+            return
+        self._status_at = now
+        self.query_one(".call-status", Static).update(self._status_text(now))
+        if not changed:
+            return
+        self._version = record.version
+        self._state = state
+        log = self.log
+        if log is not None:
+            log.sync()
+            self._sync_findings()
+        second = int(record.elapsed(now))
+        if record.streaming and (second != self._spark_second or state.ended):
+            self._spark_second = second
+            history = record.rate_history(60, now)
+            self.query_one(Sparkline).data = history or [0.0]
+        self._sync_end()
+
+    def _status_text(self, now: float | None = None) -> Text:
+        r = self.record
+        state = r.effective_state(now)
+        text = Text()
+        text.append(f"{STATE_GLYPHS[state]} {state.value.upper()}", style="bold")
+        text.append(f"  {r.address} {r.method}", style="dim")
+        if r.streaming:
+            chunks_s, bytes_s = r.rates(now)
+            text.append(f"  chunks {r.count:,}")
+            text.append(f"  {chunks_s:,.0f}/s  {human_bytes(bytes_s)}/s  total {human_bytes(r.bytes)}")
+            if r.first_chunk_at is not None:
+                text.append(f"  first {r.first_chunk_at * 1000:.1f} ms")
+        text.append(f"  elapsed {r.elapsed(now):.3f} s")
+        log = self.log
+        if log is not None and not log.following:
+            text.append(f"  ⏸ paused, {log.new_below:,} new (End follows)", style="bold reverse")
+        if r.dropped:
+            text.append(f"  oldest {r.dropped:,} dropped (keeps {r.max_chunks:,})", style="dim")
+        return text
+
+    def _sync_findings(self) -> None:
+        r = self.record
+        findings = r.lint()
+        widget = self.query_one(".call-findings", Static)
+        order = f"ordered by {r.sequence_path}" if r.sequence_path else "ordered by _sequence"
+        if findings:
+            widget.update(f"⚠ {'; '.join(findings)}  ({order})")
+            widget.set_class(False, "-clean")
+        else:
+            widget.update(f"no gaps, duplicates or reordering ({order})")
+            widget.set_class(True, "-clean")
+
+    def _sync_end(self) -> None:
+        r = self.record
+        end = self.query_one(".call-end", Static)
+        body = self.query_one(".call-detail-body", Static)
+        state = r.state
+        for name in ("-failed", "-completed", "-cancelled"):
+            end.set_class(state.value == name[1:], name)
+        if state is State.FAILED and r.error is not None:
+            line = f"✖ {r.error.code} {r.error.name}: {r.error.message}"
+            if r.missing_final:
+                line += "  (no final frame)"
+            if r.streaming:
+                line += f"  after {r.count:,} chunk(s)"
+            end.update(line)
+        elif state is State.COMPLETED:
+            end.update(f"✔ completed in {r.elapsed() * 1000:.1f} ms" +
+                       (f", {r.count:,} chunks" if r.streaming else ""))
+        elif state is State.CANCELLED:
+            end.update(f"■ cancelled after {r.count:,} chunk(s); the node was told to stop")
+        else:
+            end.update("")
+        if self.selected is not None:
+            c = self.selected
+            flags = f"  flags: {', '.join(c.flag_names)}" if c.flags else ""
+            body.update(f"chunk #{c.index}  seq {c.sequence}  +{c.at * 1000:.1f} ms  "
+                        f"{c.size} bytes{flags}\n{pretty(c.data)}")
+        elif state is State.COMPLETED:
+            body.update(("final data:\n" if r.streaming else "") + pretty(r.final))
+        elif state is State.FAILED and r.error is not None and r.error.details is not None:
+            body.update("details:\n" + pretty(r.error.details))
+        else:
+            body.update("")
+
+    @on(ChunkLog.Selected)
+    def _chunk_selected(self, event: ChunkLog.Selected) -> None:
+        self.selected = event.chunk
+        self._sync_end()
+

@@ -1,0 +1,227 @@
+"""The firehose view of one stream: a Line-API ScrollView over a StreamRecord's
+ring of chunks. It renders only the visible lines, so a million chunks cost
+nothing on screen; `sync()` (called at a fixed rate, never per chunk) grows the
+virtual size and follows the tail. Scrolling up (or moving the cursor up)
+pauses following; the header then says how many chunks are new below."""
+from __future__ import annotations
+
+import orjson
+from rich.segment import Segment
+from rich.style import Style
+from textual import events
+from textual.binding import Binding
+from textual.geometry import Size
+from textual.message import Message
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from console.core.stream_store import AFTER_FINAL, DUPLICATE, GAP, NO_SEQUENCE, REORDERED, Chunk, StreamRecord
+
+COLUMNS = f"{'#':>8} {'seq':>8} {'+t ms':>10} {'Δt ms':>9} {'bytes':>7}  flag  data"
+PREVIEW_LIMIT = 400  # characters of a chunk's JSON rendered on its line
+
+
+def flag_text(flags: int) -> str:
+    if flags & GAP:
+        return "GAP "
+    if flags & REORDERED:
+        return "ORD "
+    if flags & DUPLICATE:
+        return "DUP "
+    if flags & AFTER_FINAL:
+        return "LATE"
+    if flags & NO_SEQUENCE:
+        return "NOSQ"
+    return "    "
+
+
+def preview(data) -> str:
+    try:
+        text = orjson.dumps(data, default=_default).decode("utf-8", "replace")
+    except Exception:
+        text = repr(data)
+    return text[:PREVIEW_LIMIT]
+
+
+def _default(value):
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return f"<{len(value)} bytes>"
+    return str(value)
+
+
+def format_chunk(chunk: Chunk) -> str:
+    seq = "-" if chunk.sequence is None else str(chunk.sequence)
+    return (f"{chunk.index:>8} {seq[:8]:>8} {chunk.at * 1000:>10.1f} {chunk.delta * 1000:>9.2f} "
+            f"{chunk.size:>7}  {flag_text(chunk.flags)}  {preview(chunk.data)}")
+
+
+class ChunkLog(ScrollView, can_focus=True):
+    COMPONENT_CLASSES = {
+        "chunk-log--gap",
+        "chunk-log--reordered",
+        "chunk-log--duplicate",
+        "chunk-log--late",
+        "chunk-log--cursor",
+    }
+    DEFAULT_CSS = """
+    ChunkLog { height: 1fr; background: $surface; overflow-x: hidden; }
+    ChunkLog > .chunk-log--gap { color: $stream-gap; text-style: bold; }
+    ChunkLog > .chunk-log--reordered { color: $stream-reorder; text-style: bold; }
+    ChunkLog > .chunk-log--duplicate { color: $stream-reorder; text-style: italic; }
+    ChunkLog > .chunk-log--late { color: $stream-error; }
+    ChunkLog > .chunk-log--cursor { background: $accent 40%; }
+    ChunkLog:focus > .chunk-log--cursor { background: $accent 70%; }
+    """
+    BINDINGS = [
+        Binding("up", "cursor(-1)", "Up", show=False),
+        Binding("down", "cursor(1)", "Down", show=False),
+        Binding("pageup", "cursor(-20)", "Page up", show=False),
+        Binding("pagedown", "cursor(20)", "Page down", show=False),
+        Binding("home", "first", "First", show=False),
+        Binding("end", "follow", "Follow tail", show=False),
+        Binding("enter", "select", "Show chunk", show=False),
+    ]
+
+    class Selected(Message):
+        """The operator picked a chunk (enter or click)."""
+
+        def __init__(self, log: "ChunkLog", chunk: Chunk | None) -> None:
+            super().__init__()
+            self.log = log
+            self.chunk = chunk
+
+    def __init__(self, record: StreamRecord, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.record = record
+        self.following = True
+        self.cursor: int | None = None  # absolute 0-based receive index
+        self._anchor: int | None = None  # absolute index of the top line while paused
+        self._seen_when_paused = 0
+        self._synced_count = -1
+
+    # -- driven by the screen's refresh timer --------------------------------------
+
+    def sync(self) -> None:
+        """Catch up with the record (cheap when nothing changed)."""
+        record = self.record
+        if record.count != self._synced_count:
+            self._synced_count = record.count
+            self.virtual_size = Size(self.scrollable_content_region.width, record.held)
+            self.refresh()
+        if self.following:
+            self._follow()
+        elif self._anchor is not None:
+            # keep the same chunks in view while older ones drop out of the ring
+            y = max(0, self._anchor - record.first_held)
+            if int(self.scroll_y) != y:
+                self.scroll_to(y=y, animate=False, immediate=True)
+
+    def _follow(self) -> None:
+        y = max(0, self.record.held - self.scrollable_content_region.height)
+        if int(self.scroll_y) != y:
+            self.scroll_to(y=y, animate=False, immediate=True)
+
+    def on_resize(self) -> None:
+        self.virtual_size = Size(self.scrollable_content_region.width, self.record.held)
+        if self.following:
+            self.call_after_refresh(self._follow)
+
+    @property
+    def new_below(self) -> int:
+        """Chunks that arrived since following paused."""
+        return 0 if self.following else max(0, self.record.count - self._seen_when_paused)
+
+    def pause(self) -> None:
+        if self.following:
+            self.following = False
+            self._seen_when_paused = self.record.count
+        self._anchor = self.record.first_held + int(self.scroll_y)
+
+    def resume(self) -> None:
+        self.following = True
+        self._anchor = None
+        self.cursor = None
+        self._synced_count = -1
+        self.sync()
+
+    # -- rendering ---------------------------------------------------------------
+
+    def render_line(self, y: int) -> Strip:
+        record = self.record
+        index = record.first_held + int(self.scroll_y) + y
+        chunk = record.chunk(index)
+        width = self.size.width
+        if chunk is None:
+            return Strip.blank(width, self.rich_style)
+        text = format_chunk(chunk)
+        style = self.rich_style
+        if chunk.flags:
+            style = style + self._flag_style(chunk.flags)
+        if index == self.cursor:
+            style = style + self.get_component_rich_style("chunk-log--cursor")
+        scroll_x = int(self.scroll_x)
+        text = text[scroll_x:scroll_x + width]
+        return Strip([Segment(text.ljust(width), style)], width)
+
+    def _flag_style(self, flags: int) -> Style:
+        if flags & GAP:
+            return self.get_component_rich_style("chunk-log--gap")
+        if flags & REORDERED:
+            return self.get_component_rich_style("chunk-log--reordered")
+        if flags & DUPLICATE:
+            return self.get_component_rich_style("chunk-log--duplicate")
+        return self.get_component_rich_style("chunk-log--late")
+
+    # -- navigation ----------------------------------------------------------------
+
+    def _user_scrolled(self) -> None:
+        at_bottom = self.scroll_y >= self.max_scroll_y
+        if at_bottom and self.cursor is None:
+            if not self.following:
+                self.resume()
+        else:
+            self.pause()
+
+    def _on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
+        self.call_after_refresh(self._user_scrolled)
+
+    def _on_mouse_scroll_down(self, event: events.MouseScrollDown) -> None:
+        self.call_after_refresh(self._user_scrolled)
+
+    def action_cursor(self, step: int) -> None:
+        record = self.record
+        if not record.held:
+            return
+        last = record.count - 1
+        if self.cursor is None:
+            self.cursor = last if step < 0 else last
+        self.cursor = max(record.first_held, min(last, self.cursor + step))
+        self.pause()
+        line = self.cursor - record.first_held
+        height = self.scrollable_content_region.height
+        if line < self.scroll_y:
+            self.scroll_to(y=line, animate=False, immediate=True)
+        elif line >= self.scroll_y + height:
+            self.scroll_to(y=line - height + 1, animate=False, immediate=True)
+        self._anchor = record.first_held + int(self.scroll_y)
+        self.refresh()
+        self.post_message(self.Selected(self, record.chunk(self.cursor)))
+
+    def action_first(self) -> None:
+        self.cursor = self.record.first_held
+        self.action_cursor(0)
+
+    def action_follow(self) -> None:
+        self.resume()
+        self.post_message(self.Selected(self, None))
+
+    def action_select(self) -> None:
+        if self.cursor is None and self.record.held:
+            self.cursor = self.record.count - 1
+        self.action_cursor(0)
+
+    def _on_click(self, event: events.Click) -> None:
+        index = self.record.first_held + int(self.scroll_y) + event.y
+        if self.record.chunk(index) is not None:
+            self.cursor = index
+            self.action_cursor(0)

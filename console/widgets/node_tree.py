@@ -1,0 +1,112 @@
+"""The tree of nodes -> tool addresses -> methods, rebuilt from the session's
+targets when they change. A tool whose node cannot list its methods (a plain
+TypeScript node answers 4003 to `handshake`) gets a "type a method" entry."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.widgets import Tree
+
+from console.core.session import MethodInfo, Target, ToolInfo
+
+STATE_MARK = {"connecting": ("◌", "yellow"), "connected": ("●", "green"), "unreachable": ("✖", "red")}
+
+
+@dataclass
+class MethodRef:
+    target: Target
+    address: str
+    method: MethodInfo
+
+
+class NodeTree(Tree):
+    DEFAULT_CSS = """
+    NodeTree { width: 100%; height: 1fr; }
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("nodes", **kwargs)
+        self.show_root = False
+        self.guide_depth = 3
+
+    def rebuild(self, targets: list[Target]) -> None:
+        """Redraw from the targets, keeping what was expanded and selected."""
+        expanded = {self._key(n.data) for n in self._walk() if n.is_expanded and n.data is not None}
+        selected = self._key(self.cursor_node.data) if self.cursor_node and self.cursor_node.data else None
+        first_time = not self.root.children
+        self.clear()
+        cursor_line = None
+        for target in targets:
+            mark, colour = STATE_MARK.get(target.state, ("?", ""))
+            label = Text.assemble((f"{mark} ", colour), (target.label, "bold"))
+            if target.state == "connecting":
+                label.append("  connecting…", style="dim")
+            elif target.error:
+                label.append(f"  {target.error}", style="red dim")
+            node = self.root.add(label, data=target,
+                                 expand=first_time or self._key(target) in expanded or target.embedded)
+            for tool in target.tools:
+                self._add_tool(node, target, tool, expanded)
+        for n in self._walk():
+            if selected is not None and n.data is not None and self._key(n.data) == selected:
+                cursor_line = n.line
+        if cursor_line is not None and cursor_line >= 0:
+            self.cursor_line = cursor_line
+
+    def _add_tool(self, parent, target: Target, tool: ToolInfo, expanded: set) -> None:
+        label = Text(tool.address, style="bold")
+        if tool.listing_error:
+            label.append("  (no method list)", style="dim")
+        key = ("tool", target.multiaddr, tool.address)
+        node = parent.add(label, data=(target, tool), expand=key in expanded or len(target.tools) <= 4)
+        own = [m for m in tool.methods.values() if not m.builtin]
+        builtins = [m for m in tool.methods.values() if m.builtin]
+        for method in own:
+            node.add_leaf(self._method_label(method), data=MethodRef(target, tool.address, method))
+        if builtins:
+            group = node.add(Text("built-ins", style="dim"), data=("builtins", target, tool),
+                             expand=("builtins", target.multiaddr, tool.address) in expanded)
+            for method in builtins:
+                group.add_leaf(self._method_label(method), data=MethodRef(target, tool.address, method))
+        node.add_leaf(Text("✎ type a method…", style="italic dim"),
+                      data=MethodRef(target, tool.address, MethodInfo(name="", typed_by_hand=True)))
+
+    @staticmethod
+    def _method_label(method: MethodInfo) -> Text:
+        text = Text(method.name)
+        if method.streaming:
+            text.append(" ⇶", style="cyan")
+        if method.requires_approval:
+            text.append(" !", style="bold red")
+        return text
+
+    def _walk(self):
+        stack = list(self.root.children)
+        while stack:
+            node = stack.pop()
+            yield node
+            stack.extend(node.children)
+
+    @staticmethod
+    def _key(data):
+        if isinstance(data, Target):
+            return ("target", data.multiaddr)
+        if isinstance(data, MethodRef):
+            return ("method", data.target.multiaddr, data.address, data.method.name, data.method.typed_by_hand)
+        if isinstance(data, tuple) and data and data[0] == "builtins":
+            return ("builtins", data[1].multiaddr, data[2].address)
+        if isinstance(data, tuple) and len(data) == 2:
+            return ("tool", data[0].multiaddr, data[1].address)
+        return None
+
+    def selected_target(self) -> Target | None:
+        node = self.cursor_node
+        while node is not None:
+            data = node.data
+            if isinstance(data, Target):
+                return data
+            if isinstance(data, MethodRef):
+                return data.target
+            node = node.parent
+        return None
