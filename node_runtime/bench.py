@@ -1,0 +1,593 @@
+"""`olane bench`: how fast the runtime streams, measured in one run.
+
+The serving node runs in its own process (`python -m node_runtime.bench serve`,
+hidden), so its RSS is its own and it has a core of its own; this process is
+the client. Sections:
+
+- baseline:   raw py-libp2p (Noise + Yamux) stream, one write per message, no
+              olane framing: what py-libp2p gives before our write coalescing;
+- throughput: node -> client chunks/s and MB/s for 100-byte and 64 KiB chunks;
+- latency:    first-frame latency (p50/p99) of a streaming and of a unary call
+              on a reused connection (one new stream per call);
+- slow:       1M chunks read by a consumer that pauses now and then and once
+              for 10 s (py-libp2p alone kills a stream after 5 s), while the
+              node's RSS is sampled every 0.5 s.
+
+Each runs with JSON frames and with msgpack frames. Targets are printed next to
+the figures with PASS/MISS; they never change the exit code, which is 0 when
+every section ran and every chunk arrived in order, 1 otherwise.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import queue
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+from .tools import Request, Tool, tool_method
+
+BENCH_ADDRESS = "o://bench"
+RAW_PROTOCOL = "/olane-bench/raw/1.0.0"
+SECTIONS = ("baseline", "throughput", "latency", "slow")
+CODECS = ("json", "msgpack")
+
+TARGET_SMALL_CHUNKS_PER_S = 50_000
+TARGET_LARGE_MB_PER_S = 120.0
+#: "flat RSS": the node may grow at most this much (peak over start) while 1M chunks go to a slow reader
+TARGET_RSS_GROWTH_MIB = 16.0
+
+MB = 1_000_000
+MIB = 1024 * 1024
+KIB = 1024
+
+
+# --- the serving side -------------------------------------------------------------
+
+
+class BenchTool(Tool):
+    """What the bench calls: chunks of a chosen size, as fast as the stream takes them."""
+
+    address = BENCH_ADDRESS
+
+    @tool_method("Stream `count` small dicts {i, pad}, each about `size` bytes encoded (JSON).")
+    async def _tool_flood(self, request: Request, count: int = 1000, size: int = 100):
+        # {"i":123456,"pad":"..."} is 21 bytes of JSON around the padding
+        pad = "x" * max(0, size - 21)
+        for i in range(1, count + 1):
+            yield {"i": i, "pad": pad}
+
+    @tool_method("Stream `count` chunks of `size` raw bytes (base64 text in JSON frames).")
+    async def _tool_blob(self, request: Request, count: int = 100, size: int = 64 * KIB):
+        data = os.urandom(size)
+        for _ in range(count):
+            yield data
+
+
+async def _raw_handler(stream) -> None:
+    """Bare py-libp2p: read `count size\\n`, then write `count` messages of `size` bytes, one write each."""
+    try:
+        head = b""
+        while b"\n" not in head:
+            head += await stream.read(64)
+        count, size = (int(x) for x in head.split(b"\n", 1)[0].split())
+        message = b"\x00" * size
+        for _ in range(count):
+            await stream.write(message)
+        try:  # the client resets the stream once it has read everything
+            while await stream.read(1024):
+                pass
+        except Exception:
+            pass
+    except Exception:
+        pass
+    finally:
+        try:
+            await stream.reset()
+        except Exception:
+            pass
+
+
+def _serve() -> int:
+    """The hidden `serve` command: a node with BenchTool and the raw protocol on 127.0.0.1."""
+    import trio
+    from libp2p.custom_types import TProtocol
+
+    from .node import Node
+
+    parent = os.getppid()
+
+    async def go() -> None:
+        async with Node([BenchTool()], listen=["/ip4/127.0.0.1/tcp/0"]) as node:
+            node.host.set_stream_handler(TProtocol(RAW_PROTOCOL), _raw_handler)
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                print(f"listening {node.listen_addrs[0]}", flush=True)
+                async with trio.open_nursery() as nursery:
+                    async def stop_on_signal() -> None:
+                        async for _ in signals:
+                            nursery.cancel_scope.cancel()
+
+                    async def stop_when_orphaned() -> None:
+                        while os.getppid() == parent:
+                            await trio.sleep(1)
+                        nursery.cancel_scope.cancel()
+
+                    nursery.start_soon(stop_on_signal)
+                    nursery.start_soon(stop_when_orphaned)
+
+    trio.run(go)
+    return 0
+
+
+class ServedNode:
+    """A bench node in its own process; always stopped on exit (SIGTERM, then kill)."""
+
+    def __init__(self, startup_timeout: float = 30.0) -> None:
+        self.startup_timeout = startup_timeout
+        self.proc: subprocess.Popen | None = None
+        self.multiaddr = ""
+        self._stderr = tempfile.TemporaryFile()
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def __enter__(self) -> "ServedNode":
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "node_runtime.bench", "serve"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._stderr, text=True,
+        )
+        lines: queue.Queue[str | None] = queue.Queue()
+
+        def read_stdout() -> None:  # keep draining so the node never blocks on its stdout
+            for line in self.proc.stdout:
+                lines.put(line)
+            lines.put(None)
+
+        threading.Thread(target=read_stdout, daemon=True).start()
+        deadline = time.monotonic() + self.startup_timeout
+        try:
+            while True:
+                line = lines.get(timeout=max(0.01, deadline - time.monotonic()))
+                if line is None:
+                    raise RuntimeError(f"bench node exited before listening: {self._error_text()}")
+                if line.startswith("listening "):
+                    self.multiaddr = line.split(" ", 1)[1].strip()
+                    return self
+        except queue.Empty:
+            why = self._error_text()
+            self.stop()
+            raise RuntimeError(f"bench node printed no 'listening' line within {self.startup_timeout:g} s: "
+                               f"{why}") from None
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        self._stderr.close()
+
+    def _error_text(self) -> str:
+        try:
+            self._stderr.seek(0)
+            return self._stderr.read().decode("utf-8", "replace")[-2000:] or "(no stderr)"
+        except Exception:
+            return "(stderr unavailable)"
+
+
+# --- measuring ---------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    """One measured figure: printed as a table line and kept for --json."""
+
+    section: str
+    name: str
+    figures: dict[str, Any]
+    text: str
+    target: str = ""
+    passed: bool | None = None  # None: no target
+
+    @property
+    def verdict(self) -> str:
+        return "" if self.passed is None else ("PASS" if self.passed else "MISS")
+
+
+@dataclass
+class Plan:
+    raw_small: int = 50_000
+    raw_large: int = 5_000
+    small: int = 200_000
+    large: int = 5_000
+    latency_calls: int = 200
+    slow_chunks: int = 1_000_000
+    slow_every: int = 5_000
+    slow_pause: float = 0.05
+    slow_long_pause: float = 10.0
+    warmup: int = 10_000
+
+    @classmethod
+    def quick(cls) -> "Plan":
+        # ~10x smaller; the long pause stays beyond py-libp2p's 5 s window timeout
+        return cls(raw_small=5_000, raw_large=500, small=20_000, large=500, latency_calls=20,
+                   slow_chunks=100_000, slow_every=5_000, slow_pause=0.05, slow_long_pause=6.0, warmup=2_000)
+
+
+@dataclass
+class Report:
+    rows: list[Row] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    def add(self, row: Row) -> Row:
+        self.rows.append(row)
+        line = f"  {row.text}"
+        if row.target:
+            line = f"{line:<100} {row.target:<20} {row.verdict}"
+        print(line.rstrip(), flush=True)
+        return row
+
+
+def _percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    k = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
+    return ordered[k]
+
+
+def _narrate(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+async def _raw_transfer(client, peer_id, count: int, size: int) -> tuple[float, int]:
+    """Ask the node's raw handler for `count` messages of `size` bytes; (seconds, bytes read)."""
+    from libp2p.custom_types import TProtocol
+
+    from .server import STREAM_ENDED
+
+    stream = await client.host.new_stream(peer_id, [TProtocol(RAW_PROTOCOL)])
+    expected = count * size
+    received = 0
+    try:
+        started = time.perf_counter()
+        await stream.write(f"{count} {size}\n".encode())
+        while received < expected:
+            try:
+                data = await stream.read(256 * KIB)
+            except STREAM_ENDED:
+                break
+            if not data:
+                break
+            received += len(data)
+        return time.perf_counter() - started, received
+    finally:
+        try:
+            await stream.reset()
+        except Exception:
+            pass
+
+
+async def _section_baseline(node: ServedNode, plan: Plan, report: Report) -> None:
+    from .host import parse_peer_multiaddr
+    from .node import Client
+
+    async with Client(codec="json") as client:
+        await client.connect(node.multiaddr)
+        peer_id = parse_peer_multiaddr(node.multiaddr).peer_id
+        await _raw_transfer(client, peer_id, 1000, 100)  # warm up
+        for label, count, size in (("100 B", plan.raw_small, 100), ("64 KiB", plan.raw_large, 64 * KIB)):
+            seconds, received = await _raw_transfer(client, peer_id, count, size)
+            if received != count * size:
+                report.failures.append(f"baseline {label}: got {received} of {count * size} bytes")
+            msgs = received / size / seconds
+            mbs = received / MB / seconds
+            report.add(Row("baseline", f"raw_{size}", {"messages": count, "msgs_per_s": round(msgs),
+                                                      "mb_per_s": round(mbs, 1), "seconds": round(seconds, 3)},
+                           f"raw       {label:>7} x {count:>9,}   {msgs:>10,.0f} msg/s  {mbs:>8.1f} MB/s"))
+
+
+async def _stream_all(client, multiaddr: str, method: str, count: int, size: int,
+                      on_chunk: Callable[[int, Any], Awaitable[None]] | None = None) -> dict[str, Any]:
+    """Stream `method` to the end; count chunks, frame bytes, and check the order."""
+    call = client.use_streaming(BENCH_ADDRESS, method, {"count": count, "size": size}, via=multiaddr)
+    chunks = 0
+    frame_bytes = 0
+    in_order = True
+    started = time.perf_counter()
+    first = None
+    async for response in call.responses():
+        if response.last:
+            continue
+        chunks += 1
+        if first is None:
+            first = time.perf_counter() - started
+        frame_bytes += response.size
+        if response.sequence != chunks:
+            in_order = False
+        if on_chunk is not None:
+            await on_chunk(chunks, response)
+    seconds = time.perf_counter() - started
+    final_chunks = call.final_response.chunks if call.final_response is not None else None
+    return {"chunks": chunks, "seconds": seconds, "frame_bytes": frame_bytes, "in_order": in_order,
+            "complete": chunks == count and final_chunks == count, "first": first}
+
+
+async def _section_throughput(node: ServedNode, plan: Plan, report: Report) -> None:
+    from .node import Client
+
+    for codec in CODECS:
+        async with Client(codec=codec) as client:
+            await client.connect(node.multiaddr)
+            await _stream_all(client, node.multiaddr, "flood", 2_000, 100)  # warm up
+            await _stream_all(client, node.multiaddr, "blob", 20, 64 * KIB)
+            for label, method, count, size in (("100 B", "flood", plan.small, 100),
+                                               ("64 KiB", "blob", plan.large, 64 * KIB)):
+                r = await _stream_all(client, node.multiaddr, method, count, size)
+                if not (r["complete"] and r["in_order"]):
+                    report.failures.append(f"throughput {codec} {label}: {r['chunks']} of {count} chunks, "
+                                           f"in order: {r['in_order']}")
+                per_s = r["chunks"] / r["seconds"]
+                avg_frame = r["frame_bytes"] / max(1, r["chunks"])
+                if method == "flood":
+                    data_mbs = r["frame_bytes"] / MB / r["seconds"]
+                    passed = per_s >= TARGET_SMALL_CHUNKS_PER_S
+                    target = f">= {TARGET_SMALL_CHUNKS_PER_S:,} chunks/s"
+                    mb_label = "frames"
+                else:
+                    data_mbs = r["chunks"] * size / MB / r["seconds"]
+                    passed = data_mbs >= TARGET_LARGE_MB_PER_S
+                    target = f">= {TARGET_LARGE_MB_PER_S:g} MB/s"
+                    mb_label = "data"
+                report.add(Row(
+                    "throughput", f"{codec}_{size}",
+                    {"codec": codec, "chunk_bytes": size, "chunks": r["chunks"], "chunks_per_s": round(per_s),
+                     "mb_per_s": round(data_mbs, 1), "avg_frame_bytes": round(avg_frame),
+                     "seconds": round(r["seconds"], 3), "in_order": r["in_order"], "complete": r["complete"]},
+                    f"{codec:<8} {label:>7} x {count:>9,}   {per_s:>10,.0f} chunks/s {data_mbs:>7.1f} MB/s {mb_label:<6}"
+                    f" {avg_frame:>6,.0f} B/frame",
+                    target, passed))
+
+
+async def _section_latency(node: ServedNode, plan: Plan, report: Report) -> None:
+    from .node import Client
+
+    for codec in CODECS:
+        async with Client(codec=codec) as client:
+            await client.connect(node.multiaddr)
+            for _ in range(20):  # warm up
+                await client.use(BENCH_ADDRESS, "ping", via=node.multiaddr)
+            streaming: list[float] = []
+            unary: list[float] = []
+            for _ in range(plan.latency_calls):
+                r = await _stream_all(client, node.multiaddr, "flood", 1, 100)
+                streaming.append(r["first"])
+                started = time.perf_counter()
+                await client.use(BENCH_ADDRESS, "ping", via=node.multiaddr)
+                unary.append(time.perf_counter() - started)
+            for kind, values in (("streaming first chunk", streaming), ("unary answer", unary)):
+                p50 = _percentile(values, 50) * 1000
+                p99 = _percentile(values, 99) * 1000
+                report.add(Row("latency", f"{codec}_{kind.split()[0]}",
+                               {"codec": codec, "kind": kind.split()[0], "calls": len(values),
+                                "p50_ms": round(p50, 3), "p99_ms": round(p99, 3)},
+                               f"{codec:<8} {kind:<22} {len(values):>5} calls   p50 {p50:>6.2f} ms   "
+                               f"p99 {p99:>6.2f} ms"))
+
+
+async def _section_slow(node: ServedNode, codec: str, plan: Plan, report: Report) -> None:
+    import psutil
+    import trio
+
+    from .node import Client
+
+    served = psutil.Process(node.pid)
+    me = psutil.Process()
+    async with Client(codec=codec) as client:
+        await client.connect(node.multiaddr)
+        await _stream_all(client, node.multiaddr, "flood", plan.warmup, 100)  # one-time allocations first
+        await trio.sleep(0.5)
+        rss_start = served.memory_info().rss
+        samples: list[int] = [rss_start]
+        client_peak = me.memory_info().rss
+        long_pause_at = plan.slow_chunks * 3 // 10
+        paused_for = 0.0
+        pause_cpu = None  # the node's CPU share during the long pause: ~0 when it waits for the window
+
+        async def sample() -> None:
+            nonlocal client_peak
+            while True:
+                await trio.sleep(0.5)
+                samples.append(served.memory_info().rss)
+                client_peak = max(client_peak, me.memory_info().rss)
+
+        async def on_chunk(n: int, response) -> None:
+            nonlocal paused_for, pause_cpu
+            data = response.data
+            if type(data) is not dict or data.get("i") != n:
+                raise RuntimeError(f"chunk {n} out of order: {str(data)[:60]}")
+            if n == long_pause_at:
+                paused_for += plan.slow_long_pause
+                cpu_before, t_before = served.cpu_times(), time.perf_counter()
+                await trio.sleep(plan.slow_long_pause)
+                cpu_after, t_after = served.cpu_times(), time.perf_counter()
+                used = (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)
+                pause_cpu = used / (t_after - t_before)
+            elif n % plan.slow_every == 0:
+                paused_for += plan.slow_pause
+                await trio.sleep(plan.slow_pause)
+
+        result: dict[str, Any] = {}
+        error = None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sample)
+            try:
+                result = await _stream_all(client, node.multiaddr, "flood", plan.slow_chunks, 100, on_chunk)
+            except Exception as exc:  # a dead stream is a finding, not a crash of the bench
+                error = exc
+            nursery.cancel_scope.cancel()
+        await trio.sleep(0.5)
+        rss_end = served.memory_info().rss
+    samples.append(rss_end)
+    peak = max(samples)
+    growth = (peak - rss_start) / MIB
+    chunks = result.get("chunks", 0)
+    ok = error is None and result.get("complete") and result.get("in_order")
+    if not ok:
+        why = f"{type(error).__name__}: {error}" if error else f"{chunks} chunks, in order {result.get('in_order')}"
+        report.failures.append(f"slow consumer {codec}: {why}")
+    passed = bool(ok) and growth <= TARGET_RSS_GROWTH_MIB
+    arrived = f"{chunks:,} in order" if ok else f"FAILED ({chunks:,})"
+    seconds = result.get("seconds", 0.0)
+    report.add(Row(
+        "slow", codec,
+        {"codec": codec, "chunks": chunks, "all_in_order": bool(ok), "rss_start_mib": round(rss_start / MIB, 1),
+         "rss_peak_mib": round(peak / MIB, 1), "rss_end_mib": round(rss_end / MIB, 1),
+         "rss_growth_mib": round(growth, 1), "client_rss_peak_mib": round(client_peak / MIB, 1),
+         "seconds": round(seconds, 1), "paused_s": round(paused_for, 1), "samples": len(samples),
+         "node_cpu_in_long_pause": None if pause_cpu is None else round(pause_cpu, 4),
+         "error": str(error) if error else None},
+        f"{codec:<8} {arrived:<19} node RSS MiB {rss_start / MIB:5.1f} start {peak / MIB:5.1f} peak "
+        f"{rss_end / MIB:5.1f} end; CPU {'?' if pause_cpu is None else f'{pause_cpu:.1%}'} in long pause",
+        f"growth <= {TARGET_RSS_GROWTH_MIB:g} MiB", passed))
+
+
+# --- the command ---------------------------------------------------------------------
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="olane bench",
+        description="Benchmark the olane runtime: raw py-libp2p baseline, node -> client throughput, "
+                    "first-frame latency, and node RSS under a slow consumer, for JSON and msgpack frames. "
+                    "The node runs in its own process on 127.0.0.1.",
+    )
+    parser.add_argument("--quick", action="store_true", help="about 10x smaller counts (a smoke test)")
+    parser.add_argument("--only", action="append", metavar="SECTION", default=None,
+                        help=f"run only these sections (repeatable or comma-separated): {', '.join(SECTIONS)}")
+    parser.add_argument("--json", action="store_true", help="also print a machine-readable summary (last line)")
+    args = parser.parse_args(argv)
+    if args.only:
+        wanted = [s.strip() for item in args.only for s in item.split(",") if s.strip()]
+        unknown = [s for s in wanted if s not in SECTIONS]
+        if unknown:
+            parser.error(f"unknown section {', '.join(unknown)} (choose from {', '.join(SECTIONS)})")
+        args.only = wanted
+    return args
+
+
+def _is_interrupt(exc: BaseException) -> bool:
+    if isinstance(exc, KeyboardInterrupt):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.subgroup(KeyboardInterrupt) is not None
+    return False
+
+
+def _run_sections(sections: list[str], plan: Plan, report: Report) -> None:
+    import trio
+
+    def run(title: str, body) -> None:
+        print(f"\n{title}", flush=True)
+        try:
+            with ServedNode() as node:
+                _narrate(f"bench node pid {node.pid} at {node.multiaddr}")
+                trio.run(body, node)
+        except Exception as exc:
+            report.failures.append(f"{title.split(':')[0]}: {type(exc).__name__}: {exc}")
+            print(f"  failed: {type(exc).__name__}: {exc}", flush=True)
+
+    if "baseline" in sections:
+        run("baseline: raw py-libp2p stream (Noise + Yamux), one write per message, no olane framing",
+            lambda node: _section_baseline(node, plan, report))
+    if "throughput" in sections:
+        run("throughput: node -> client, one chunk per frame; 100 B = chunk data size, 64 KiB = raw bytes",
+            lambda node: _section_throughput(node, plan, report))
+        raw = {r.name: r.figures for r in report.rows if r.section == "baseline"}
+        if raw.get("raw_100", {}).get("msgs_per_s"):
+            for r in report.rows:
+                if r.section == "throughput" and r.figures["chunk_bytes"] == 100:
+                    print(f"  {r.figures['codec']}: {r.figures['chunks_per_s'] / raw['raw_100']['msgs_per_s']:.1f}x "
+                          f"the raw one-write-per-message rate (frames coalesced into few writes)", flush=True)
+    if "latency" in sections:
+        run("latency: call start -> first frame, one connection, a new stream per call",
+            lambda node: _section_latency(node, plan, report))
+    if "slow" in sections:
+        print(f"\nslow consumer: {plan.slow_chunks:,} x 100 B chunks; reader sleeps {plan.slow_pause * 1000:g} ms "
+              f"every {plan.slow_every:,} chunks and {plan.slow_long_pause:g} s once (at chunk "
+              f"{plan.slow_chunks * 3 // 10:,}); node RSS sampled every 0.5 s, fresh node per codec", flush=True)
+        for codec in CODECS:
+            try:
+                with ServedNode() as node:
+                    _narrate(f"bench node pid {node.pid} at {node.multiaddr}")
+                    trio.run(_section_slow, node, codec, plan, report)
+            except Exception as exc:
+                report.failures.append(f"slow consumer {codec}: {type(exc).__name__}: {exc}")
+                print(f"  {codec:<8} failed: {type(exc).__name__}: {exc}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve"]:
+        return _serve()
+    args = _parse(argv)
+    sections = [s for s in SECTIONS if not args.only or s in args.only]
+    plan = Plan.quick() if args.quick else Plan()
+    try:
+        from importlib.metadata import version
+
+        libp2p_version = version("libp2p")
+    except Exception:
+        libp2p_version = "?"
+    print(f"olane bench{' --quick' if args.quick else ''}: py-libp2p {libp2p_version}, "
+          f"Python {platform.python_version()}, {os.cpu_count()} CPUs; node in its own process on 127.0.0.1; "
+          f"load average {os.getloadavg()[0]:.2f}; MB = 10^6 bytes", flush=True)
+    report = Report()
+    started = time.monotonic()
+    try:
+        _run_sections(sections, plan, report)
+    except BaseException as exc:
+        if not _is_interrupt(exc):
+            raise
+        print("\ninterrupted", flush=True)
+        return 130
+
+    targets = [r for r in report.rows if r.passed is not None]
+    passes = sum(1 for r in targets if r.passed)
+    elapsed = time.monotonic() - started
+    print(f"\nsummary: {passes} PASS, {len(targets) - passes} MISS of {len(targets)} targets; "
+          f"{len(report.failures)} failures; {elapsed:.0f} s", flush=True)
+    for failure in report.failures:
+        print(f"  failure: {failure}", flush=True)
+    if args.json:
+        print(json.dumps({
+            "quick": args.quick, "sections": sections, "seconds": round(elapsed, 1),
+            "libp2p": libp2p_version, "python": platform.python_version(), "cpus": os.cpu_count(),
+            "rows": [{"section": r.section, "name": r.name, **r.figures, "target": r.target or None,
+                      "verdict": r.verdict or None} for r in report.rows],
+            "failures": report.failures,
+        }), flush=True)
+    return 1 if report.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
