@@ -24,6 +24,7 @@ import json
 import os
 import platform
 import queue
+import statistics
 import signal
 import subprocess
 import sys
@@ -215,7 +216,7 @@ class Row:
 
 @dataclass
 class Plan:
-    raw_small: int = 50_000
+    raw_small: int = 30_000
     raw_large: int = 5_000
     small: int = 200_000
     large: int = 5_000
@@ -225,12 +226,13 @@ class Plan:
     slow_pause: float = 0.05
     slow_long_pause: float = 10.0
     warmup: int = 10_000
+    repeats: int = 3  # baseline and throughput figures are the median of this many runs
 
     @classmethod
     def quick(cls) -> "Plan":
         # ~10x smaller; the long pause stays beyond py-libp2p's 5 s window timeout
         return cls(raw_small=5_000, raw_large=500, small=20_000, large=500, latency_calls=20,
-                   slow_chunks=100_000, slow_every=5_000, slow_pause=0.05, slow_long_pause=6.0, warmup=2_000)
+                   slow_chunks=100_000, slow_every=5_000, slow_pause=0.05, slow_long_pause=6.0, warmup=2_000, repeats=1)
 
 
 @dataclass
@@ -242,7 +244,7 @@ class Report:
         self.rows.append(row)
         line = f"  {row.text}"
         if row.target:
-            line = f"{line:<100} {row.target:<20} {row.verdict}"
+            line = f"{line:<98} {row.target:<20} {row.verdict}"
         print(line.rstrip(), flush=True)
         return row
 
@@ -296,13 +298,18 @@ async def _section_baseline(node: ServedNode, plan: Plan, report: Report) -> Non
         peer_id = parse_peer_multiaddr(node.multiaddr).peer_id
         await _raw_transfer(client, peer_id, 1000, 100)  # warm up
         for label, count, size in (("100 B", plan.raw_small, 100), ("64 KiB", plan.raw_large, 64 * KIB)):
-            seconds, received = await _raw_transfer(client, peer_id, count, size)
-            if received != count * size:
-                report.failures.append(f"baseline {label}: got {received} of {count * size} bytes")
-            msgs = received / size / seconds
-            mbs = received / MB / seconds
+            runs = []
+            for _ in range(plan.repeats):
+                seconds, received = await _raw_transfer(client, peer_id, count, size)
+                if received != count * size:
+                    report.failures.append(f"baseline {label}: got {received} of {count * size} bytes")
+                runs.append(seconds)
+            seconds = statistics.median(runs)
+            msgs = count / seconds
+            mbs = count * size / MB / seconds
             report.add(Row("baseline", f"raw_{size}", {"messages": count, "msgs_per_s": round(msgs),
-                                                      "mb_per_s": round(mbs, 1), "seconds": round(seconds, 3)},
+                                                      "mb_per_s": round(mbs, 1), "seconds": round(seconds, 3),
+                                                      "runs_s": [round(x, 3) for x in runs]},
                            f"raw       {label:>7} x {count:>9,}   {msgs:>10,.0f} msg/s  {mbs:>8.1f} MB/s"))
 
 
@@ -342,10 +349,14 @@ async def _section_throughput(node: ServedNode, plan: Plan, report: Report) -> N
             await _stream_all(client, node.multiaddr, "blob", 20, 64 * KIB)
             for label, method, count, size in (("100 B", "flood", plan.small, 100),
                                                ("64 KiB", "blob", plan.large, 64 * KIB)):
-                r = await _stream_all(client, node.multiaddr, method, count, size)
-                if not (r["complete"] and r["in_order"]):
-                    report.failures.append(f"throughput {codec} {label}: {r['chunks']} of {count} chunks, "
-                                           f"in order: {r['in_order']}")
+                runs = []
+                for _ in range(plan.repeats):
+                    r = await _stream_all(client, node.multiaddr, method, count, size)
+                    if not (r["complete"] and r["in_order"]):
+                        report.failures.append(f"throughput {codec} {label}: {r['chunks']} of {count} chunks, "
+                                               f"in order: {r['in_order']}")
+                    runs.append(r)
+                r = sorted(runs, key=lambda x: x["seconds"])[len(runs) // 2]  # the median run
                 per_s = r["chunks"] / r["seconds"]
                 avg_frame = r["frame_bytes"] / max(1, r["chunks"])
                 if method == "flood":
@@ -362,7 +373,8 @@ async def _section_throughput(node: ServedNode, plan: Plan, report: Report) -> N
                     "throughput", f"{codec}_{size}",
                     {"codec": codec, "chunk_bytes": size, "chunks": r["chunks"], "chunks_per_s": round(per_s),
                      "mb_per_s": round(data_mbs, 1), "avg_frame_bytes": round(avg_frame),
-                     "seconds": round(r["seconds"], 3), "in_order": r["in_order"], "complete": r["complete"]},
+                     "seconds": round(r["seconds"], 3), "runs_s": [round(x["seconds"], 3) for x in runs],
+                     "in_order": all(x["in_order"] for x in runs), "complete": all(x["complete"] for x in runs)},
                     f"{codec:<8} {label:>7} x {count:>9,}   {per_s:>10,.0f} chunks/s {data_mbs:>7.1f} MB/s {mb_label:<6}"
                     f" {avg_frame:>6,.0f} B/frame",
                     target, passed))
@@ -495,6 +507,10 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def _median_note(plan: Plan) -> str:
+    return f"; median of {plan.repeats} runs" if plan.repeats > 1 else ""
+
+
 def _is_interrupt(exc: BaseException) -> bool:
     if isinstance(exc, KeyboardInterrupt):
         return True
@@ -517,10 +533,12 @@ def _run_sections(sections: list[str], plan: Plan, report: Report) -> None:
             print(f"  failed: {type(exc).__name__}: {exc}", flush=True)
 
     if "baseline" in sections:
-        run("baseline: raw py-libp2p stream (Noise + Yamux), one write per message, no olane framing",
+        run(f"baseline: raw py-libp2p stream (Noise + Yamux), one write per message, no olane framing"
+            f"{_median_note(plan)}",
             lambda node: _section_baseline(node, plan, report))
     if "throughput" in sections:
-        run("throughput: node -> client, one chunk per frame; 100 B = chunk data size, 64 KiB = raw bytes",
+        run(f"throughput: node -> client, one chunk per frame; 100 B = chunk data size, 64 KiB = raw bytes"
+            f"{_median_note(plan)}",
             lambda node: _section_throughput(node, plan, report))
         raw = {r.name: r.figures for r in report.rows if r.section == "baseline"}
         if raw.get("raw_100", {}).get("msgs_per_s"):
@@ -575,7 +593,8 @@ def main(argv: list[str] | None = None) -> int:
     passes = sum(1 for r in targets if r.passed)
     elapsed = time.monotonic() - started
     print(f"\nsummary: {passes} PASS, {len(targets) - passes} MISS of {len(targets)} targets; "
-          f"{len(report.failures)} failures; {elapsed:.0f} s", flush=True)
+          f"{len(report.failures)} failures; {elapsed:.0f} s; load average {os.getloadavg()[0]:.2f} "
+          f"(other busy processes lower the figures)", flush=True)
     for failure in report.failures:
         print(f"  failure: {failure}", flush=True)
     if args.json:
