@@ -108,14 +108,19 @@ class OlaneConsole(App):
         yield Footer()
 
     async def on_mount(self) -> None:
+        # held, not queried: App.query_one searches the active screen, which may be a dialog
+        self.node_tree = self.query_one(NodeTree)
+        self.method_panel = self.query_one(MethodPanel)
+        self.call_tabs = self.query_one(TabbedContent)
+        self.no_calls = self.query_one("#no-calls")
         self.theme_changed_signal.subscribe(self, self._remember_theme)
         self.session.listeners.append(self._session_changed)
-        self.query_one("#calls").display = False
-        self.query_one(NodeTree).rebuild(self.session.targets)
+        self.call_tabs.display = False
+        self.node_tree.rebuild(self.session.targets)
         await self.bridge.start()  # the one place the trio guest run starts
         self.bridge.submit(self.session.run, self.initial_targets)
         self.set_interval(1 / self.refresh_hz, self._refresh_visible)
-        self.query_one(NodeTree).focus()
+        self.node_tree.focus()
         self._update_subtitle()
 
     async def on_unmount(self) -> None:
@@ -129,8 +134,8 @@ class OlaneConsole(App):
     @on(SessionChanged)
     def _on_session_changed(self, event: SessionChanged) -> None:
         if event.kind in ("targets", "target"):
-            self.query_one(NodeTree).rebuild(self.session.targets)
-            method_panel = self.query_one(MethodPanel)
+            self.node_tree.rebuild(self.session.targets)
+            method_panel = self.method_panel
             if method_panel.target is None and isinstance(event.what, Target) and event.what.embedded:
                 self._show_first_method(event.what)
         elif event.kind == "error" and event.what is not None:
@@ -139,7 +144,7 @@ class OlaneConsole(App):
         self._update_subtitle()
 
     def _show_first_method(self, target: Target) -> None:
-        tree = self.query_one(NodeTree)
+        tree = self.node_tree
         for line in range(tree.last_line + 1):
             node = tree.get_node_at_line(line)
             if node is not None and isinstance(node.data, MethodRef) and not node.data.method.typed_by_hand:
@@ -155,26 +160,27 @@ class OlaneConsole(App):
 
     def _refresh_visible(self) -> None:
         """The fixed-rate redraw: the visible pane from its record, tab labels on state changes."""
-        now = time.monotonic()
+        if not self.call_tabs.is_attached:
+            return  # shutting down
         for pane_id, view in self.views.items():
-            state = view.record.effective_state(now)
+            state = view.record.effective_state()
             if self._tab_states.get(pane_id) is not state:
                 self._tab_states[pane_id] = state
                 self._label_tab(pane_id, view.record, state)
                 self._update_subtitle()
         view = self.current_view
         if view is not None:
-            view.sync(now)
+            view.sync()
 
     def _label_tab(self, pane_id: str, record: StreamRecord, state: State) -> None:
         try:
-            self.query_one(TabbedContent).get_tab(pane_id).label = f"{STATE_GLYPHS[state]} {record.title}"
+            self.call_tabs.get_tab(pane_id).label = f"{STATE_GLYPHS[state]} {record.title}"
         except Exception:
             pass
 
     @property
     def current_view(self) -> CallView | None:
-        tabs = self.query_one(TabbedContent)
+        tabs = self.call_tabs
         return self.views.get(tabs.active) if tabs.active else None
 
     @property
@@ -188,14 +194,14 @@ class OlaneConsole(App):
     async def _method_highlighted(self, event: Tree.NodeHighlighted) -> None:
         data = event.node.data
         if isinstance(data, MethodRef):
-            panel = self.query_one(MethodPanel)
+            panel = self.method_panel
             if (panel.target, panel.address, panel.method) != (data.target, data.address, data.method):
                 await panel.show(data.target, data.address, data.method)
 
     @on(Tree.NodeSelected)
     def _method_selected(self, event: Tree.NodeSelected) -> None:
         if isinstance(event.node.data, MethodRef):
-            panel = self.query_one(MethodPanel)
+            panel = self.method_panel
             fields = [w for w in panel.query("Input, Select, Switch, TextArea") if w.display]
             (fields[0] if fields else panel.query_one("#run")).focus()
 
@@ -226,20 +232,22 @@ class OlaneConsole(App):
         pane_id = f"call-{record.number}"
         view = CallView(record)
         self.views[pane_id] = view
-        tabs = self.query_one(TabbedContent)
+        tabs = self.call_tabs
         tabs.display = True
-        self.query_one("#no-calls").display = False
+        self.no_calls.display = False
         tabs.add_pane(TabPane(f"{STATE_GLYPHS[record.state]} {record.title}", view, id=pane_id))
         tabs.active = pane_id
         self._update_subtitle()
+        if record.streaming:  # keys now act on the stream: x cancels, arrows walk the chunks
+            self.call_after_refresh(lambda: view.log.focus() if view.log is not None else None)
 
     # -- actions -------------------------------------------------------------------------
 
     def action_run_method(self) -> None:
-        self.query_one(MethodPanel).request_run()
+        self.method_panel.request_run()
 
     async def action_toggle_raw(self) -> None:
-        await self.query_one(MethodPanel).toggle_raw()
+        await self.method_panel.toggle_raw()
 
     def action_cancel_call(self) -> None:
         record = self.current_record
@@ -252,7 +260,7 @@ class OlaneConsole(App):
         self.session.cancel_call(record)
 
     async def action_close_tab(self) -> None:
-        tabs = self.query_one(TabbedContent)
+        tabs = self.call_tabs
         pane_id = tabs.active
         if not pane_id:
             return
@@ -263,7 +271,7 @@ class OlaneConsole(App):
         await tabs.remove_pane(pane_id)
         if not self.views:
             tabs.display = False
-            self.query_one("#no-calls").display = True
+            self.no_calls.display = True
 
     def action_follow(self) -> None:
         view = self.current_view
@@ -298,7 +306,7 @@ class OlaneConsole(App):
     def action_copy_cli(self) -> None:
         record = self.current_record
         if record is None:
-            method = self.query_one(MethodPanel)
+            method = self.method_panel
             if method.method is None:
                 self.notify("no call to copy", severity="warning")
                 return
@@ -322,7 +330,7 @@ class OlaneConsole(App):
         self.push_screen(AddTargetScreen(), added)
 
     def action_remove_target(self) -> None:
-        target = self.query_one(NodeTree).selected_target()
+        target = self.node_tree.selected_target()
         if target is None:
             return
         if target.embedded:
@@ -333,7 +341,7 @@ class OlaneConsole(App):
         self._save_settings()
 
     def action_rediscover(self) -> None:
-        target = self.query_one(NodeTree).selected_target()
+        target = self.node_tree.selected_target()
         if target is not None:
             self.bridge.submit(self.session.discover, target)
 

@@ -285,8 +285,8 @@ class ConsoleSession:
             record.fail(exc.code, exc.name, exc.message, exc.details,
                         missing_final=exc.code == ErrorCode.RECEIVE_FAILED)
             self.log_error(f"{record.title} ({record.address})", exc)
-            if exc.code in (ErrorCode.RECEIVE_FAILED, ErrorCode.FAILED_TO_DIAL_TARGET):
-                self._mark_unreachable_if_gone(record.target)
+            if exc.code in (ErrorCode.RECEIVE_FAILED, ErrorCode.FAILED_TO_DIAL_TARGET, ErrorCode.TIMEOUT):
+                await self._probe(record.target)
         except Exception as exc:  # never let a call take the console down
             record.fail(ErrorCode.UNKNOWN, code_name(ErrorCode.UNKNOWN), f"{type(exc).__name__}: {exc}")
             self.log_error(record.title, exc)
@@ -305,19 +305,16 @@ class ConsoleSession:
         scope.cancel()
         return True
 
-    def _mark_unreachable_if_gone(self, multiaddr: str) -> None:
+    async def _probe(self, multiaddr: str) -> None:
+        """After a call lost its stream: is the node still there? (a ping, 3 s at most)"""
         target = next((t for t in self.targets if t.multiaddr == multiaddr), None)
-        if target is None or self.client is None or self.client.host is None:
+        if target is None or not target.tools:
             return
         try:
-            from libp2p.peer.id import ID
-
-            peer = ID.from_base58(target.peer_id) if target.peer_id else None
-            if peer is not None and not self.client.host.get_network().get_connections(peer):
-                target.state, target.error = "unreachable", "connection lost"
-                self._changed("target", target)
-        except Exception:
-            pass
+            await self.client.use(target.tools[0].address, "ping", {}, via=multiaddr, timeout=3)
+        except OlaneError as exc:
+            target.state, target.error = "unreachable", f"connection lost ({exc.name})"
+            self._changed("target", target)
 
     async def node_metrics(self, target: Target, address: str) -> Any:
         return await self.client.use(address, "get_metrics", {}, via=target.multiaddr, timeout=10)

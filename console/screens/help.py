@@ -37,10 +37,10 @@ class HelpScreen(ModalScreen[None]):
 
     def __init__(self, bindings: list[tuple[str, str]]) -> None:
         super().__init__()
-        self._bindings = bindings
+        self._keys = bindings
 
     def compose(self) -> ComposeResult:
-        rows = "\n".join(f"| `{key}` | {what} |" for key, what in self._bindings)
+        rows = "\n".join(f"| `{key}` | {what} |" for key, what in self._keys)
         with VerticalScroll():
             yield Markdown(INTRO + "| key | action |\n|---|---|\n" + rows +
                            "\n\nEvery action is also in the command palette (**ctrl+p**).")

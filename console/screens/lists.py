@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import time
 
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -41,6 +42,10 @@ class HistoryScreen(ModalScreen["StreamRecord | None"]):
             table.add_row(str(r.number), r.method, r.address, json.dumps(r.params)[:40], r.state.value,
                           f"{r.count:,}", f"{r.elapsed():.3f}", r.target[-24:])
         table.focus()
+
+    @on(DataTable.RowSelected)
+    def _row_selected(self) -> None:  # the table takes Enter itself
+        self.action_rerun()
 
     def action_rerun(self) -> None:
         table = self.query_one(DataTable)

@@ -76,6 +76,9 @@ class CallView(Vertical):
         self._mounted = True
         self.sync()
 
+    def on_unmount(self) -> None:
+        self._mounted = False
+
     def compose(self) -> ComposeResult:
         r = self.record
         yield Static(self._status_text(), classes="call-status")
@@ -97,14 +100,14 @@ class CallView(Vertical):
 
     def sync(self, now: float | None = None) -> None:
         """Bring the pane up to date with the record."""
-        if not self._mounted:
+        if not self._mounted or not self.is_attached or not self.children:
             return
         record = self.record
         now = record.clock() if now is None else now
         state = record.effective_state(now)
         changed = record.version != self._version or state is not self._state
-        if not changed and not state.ended and now - self._status_at < 0.25:
-            return
+        if not changed and (state.ended or now - self._status_at < 0.25):
+            return  # the clock-driven fields (elapsed, rates) need no more than 4 Hz
         self._status_at = now
         self.query_one(".call-status", Static).update(self._status_text(now))
         if not changed:
