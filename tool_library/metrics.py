@@ -7,7 +7,8 @@ drift; its rates (CPU %, bytes/s) cover the interval since the previous sample
 (the first one: since the call started). A consumer slower than the interval
 makes the tool skip grid points rather than send a burst of stale samples;
 `sample` still counts 1, 2, 3 ... and `missed` says how many were skipped.
-`count` = 0 streams until the caller cancels.
+`count` = 0 streams until the caller cancels; otherwise the final data is
+{samples, missed}.
 
 Sample shape: {sample, timestamp (ISO, UTC), time (epoch s), elapsedSeconds,
 cpu: {percent, perCpu, count, load1/5/15}, memory: {total, available, used,
@@ -27,7 +28,7 @@ from typing import Any
 import psutil
 import trio
 
-from node_runtime import ErrorCode, OlaneError, Param, Request, Tool, tool_method
+from node_runtime import ErrorCode, OlaneError, Param, Request, StreamEnd, Tool, tool_method
 
 MIN_INTERVAL_MS = 50
 MAX_INTERVAL_MS = 3_600_000
@@ -132,7 +133,7 @@ class MetricsTool(Tool):
         interval = intervalMs / 1000.0
         previous = await trio.to_thread.run_sync(_Counters)
         start = trio.current_time()
-        tick = n = 0
+        tick = n = missed_total = 0
         while count == 0 or n < count:
             tick += 1
             now = trio.current_time()
@@ -143,8 +144,10 @@ class MetricsTool(Tool):
             await trio.sleep_until(start + tick * interval)
             previous, sample = await trio.to_thread.run_sync(_read_and_sample, previous)
             n += 1
+            missed_total += missed
             yield {"sample": n, **sample, "elapsedSeconds": round(trio.current_time() - start, 3),
                    "intervalMs": intervalMs, "missed": missed}
+        yield StreamEnd({"samples": n, "missed": missed_total})
 
     @tool_method(
         "One sample now (rates measured over 100 ms), plus the host: "
