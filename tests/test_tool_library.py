@@ -1,0 +1,493 @@
+"""The tool library over real libp2p on 127.0.0.1: the seed's examples, a real
+SQLite file, real files, the machine's metrics, and every tool's metadata.
+Every network operation runs under a deadline (run_trio)."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import random
+import sqlite3
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import trio
+
+from node_runtime import Client, ErrorCode, OlaneError
+from tool_library import TOOL_NAMES, DemoTool, FilesTool, MetricsTool, SqliteTool, build_tools
+from tool_library.sample_data import ORDERS, build_sample_db
+
+from trio_helpers import NodeAndClient, run_trio
+
+
+def serve(*tools, codec: str = "auto") -> NodeAndClient:
+    nc = NodeAndClient(list(tools))
+    nc.client = Client(codec=codec)
+    return nc
+
+
+async def stream(nc: NodeAndClient, address: str, method: str, params: dict | None = None):
+    """(chunks, final data) of one streamed call."""
+    call = nc.client.use_streaming(address, method, params or {}, via=nc.ma)
+    chunks = [c async for c in call]
+    return chunks, call.final
+
+
+async def error_of(awaitable) -> OlaneError:
+    with pytest.raises(OlaneError) as info:
+        await awaitable
+    return info.value
+
+
+async def wait_until(predicate, what: str, timeout: float = 5.0) -> None:
+    with trio.fail_after(timeout):
+        while not predicate():
+            await trio.sleep(0.01)
+
+
+async def active_requests(nc: NodeAndClient, address: str) -> int:
+    metrics = await nc.client.use(address, "get_metrics", via=nc.ma)
+    return metrics["activeRequests"]
+
+
+# --- demo: the seed's examples ------------------------------------------------------------
+
+
+def test_get_items_and_stream_items_follow_the_seed():
+    async def body():
+        async with serve(DemoTool()) as nc:
+            result = await nc.client.use("o://demo", "get_items", {"count": 3}, via=nc.ma)
+            assert result["total"] == 3 and [i["id"] for i in result["items"]] == [1, 2, 3]
+            assert result["items"][0]["name"] == "Item 1"
+            assert (await nc.client.use("o://demo", "get_items", via=nc.ma))["total"] == 10  # seed default
+
+            chunks, final = await stream(nc, "o://demo", "stream_items", {"count": 5, "delayMs": 0})
+            assert [c["id"] for c in chunks] == [1, 2, 3, 4, 5]
+            assert [c["progress"] for c in chunks] == [20, 40, 60, 80, 100]
+            assert chunks[2]["name"] == chunks[2]["data"] == "Item 3" and chunks[2]["timestamp"]
+            assert final == {"message": ""}  # the TypeScript default final frame: no deltas here
+
+    run_trio(body)
+
+
+def test_stream_items_spaces_chunks_by_delay_on_a_grid():
+    async def body():
+        async with serve(DemoTool()) as nc:
+            chunks, _ = await stream(nc, "o://demo", "stream_items", {"count": 6, "delayMs": 100})
+            stamps = [datetime.fromisoformat(c["timestamp"].replace("Z", "+00:00")) for c in chunks]
+            gaps = [(b - a).total_seconds() for a, b in zip(stamps, stamps[1:])]
+            # loose bounds: the schedule is start + n * 100 ms, so no gap is near 0 or 200 ms
+            assert all(0.05 <= g <= 0.18 for g in gaps), gaps
+            assert 0.4 <= (stamps[-1] - stamps[0]).total_seconds() <= 0.7
+
+    run_trio(body)
+
+
+def test_stream_text_reassembles_the_text_and_its_final_message():
+    text = "Hello from olane, one piece at a time."
+    async def body():
+        async with serve(DemoTool()) as nc:
+            chunks, final = await stream(nc, "o://demo", "stream_text", {"text": text, "chunkSize": 5, "delayMs": 0})
+            assert "".join(c["text"] for c in chunks) == text
+            assert [c["position"] for c in chunks] == list(range(0, len(text), 5))
+            assert [c["isComplete"] for c in chunks] == [False] * (len(chunks) - 1) + [True]
+            assert all(c["delta"] == c["text"] for c in chunks)
+            assert final == {"message": text}
+
+    run_trio(body)
+
+
+def test_stream_query_sends_batches_with_offsets_and_has_more():
+    async def body():
+        async with serve(DemoTool()) as nc:
+            chunks, _ = await stream(nc, "o://demo", "stream_query", {"query": "SELECT * FROM users", "delayMs": 0})
+            assert [c["offset"] for c in chunks] == [0, 10, 20, 30, 40]  # seed: 50 records, batches of 10
+            assert [c["hasMore"] for c in chunks] == [True, True, True, True, False]
+            records = [r for c in chunks for r in c["records"]]
+            assert [r["id"] for r in records] == list(range(1, 51))
+            assert records[0] == {"id": 1, "data": "Record 1", "query": "SELECT * FROM users"}
+            chunks, _ = await stream(nc, "o://demo", "stream_query", {"query": "q", "batchSize": 15, "delayMs": 0})
+            assert [c["batchSize"] for c in chunks] == [15, 15, 15, 5]  # the last batch is cut at the total
+            err = await error_of(nc.client.use("o://demo", "stream_query", {}, via=nc.ma))
+            assert err.code == ErrorCode.MISSING_PARAMETERS and "query" in err.message
+
+    run_trio(body)
+
+
+def test_stream_progress_counts_steps_to_complete():
+    async def body():
+        async with serve(DemoTool()) as nc:
+            chunks, _ = await stream(nc, "o://demo", "stream_progress",
+                                     {"taskName": "Import", "totalSteps": 4, "delayMs": 0})
+            assert [c["currentStep"] for c in chunks] == [1, 2, 3, 4]
+            assert [c["progress"] for c in chunks] == [25, 50, 75, 100]
+            assert [c["status"] for c in chunks] == ["running"] * 3 + ["complete"]
+            assert all(c["taskName"] == "Import" and c["totalSteps"] == 4 for c in chunks)
+            chunks, _ = await stream(nc, "o://demo", "stream_progress", {"totalSteps": 2, "delayMs": 20})
+            assert [c["estimatedTimeRemaining"] for c in chunks] == ["0.0s", "0.0s"]
+            assert chunks[0]["taskName"] == "Processing"
+
+    run_trio(body)
+
+
+def test_stream_with_error_sends_exactly_fail_at_chunks_then_the_error():
+    async def body():
+        async with serve(DemoTool()) as nc:
+            call = nc.client.use_streaming("o://demo", "stream_with_error", {"failAt": 3, "delayMs": 0}, via=nc.ma)
+            got = []
+            with pytest.raises(OlaneError) as info:
+                async for chunk in call:
+                    got.append(chunk)
+            assert [c["id"] for c in got] == [0, 1, 2]
+            assert got[0]["message"] == "Item 0 processed successfully"
+            assert info.value.code == ErrorCode.UNKNOWN
+            assert info.value.message == "Intentional error at item 3"
+            assert info.value.details == {"failAt": 3, "chunksSent": 3}
+            chunks, _ = await stream(nc, "o://demo", "stream_with_error", {"delayMs": 0})  # failAt -1: never
+            assert [c["id"] for c in chunks] == list(range(10))
+            err = await error_of(nc.client.use("o://demo", "stream_items", {"delayMs": -1}, via=nc.ma))
+            assert err.code == ErrorCode.INVALID_PARAMETERS
+
+    run_trio(body)
+
+
+# --- sqlite -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shop_db(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("sqlite") / "shop.db"
+    build_sample_db(path)
+    return path
+
+
+def test_sample_database_is_built_on_first_use_under_the_data_dir():
+    tool = SqliteTool()
+
+    async def body():
+        async with serve(tool) as nc:
+            tables = await nc.client.use("o://sqlite", "tables", via=nc.ma, timeout=30)
+            by_name = {t["name"]: t for t in tables["tables"]}
+            assert by_name["orders"]["rowCount"] == ORDERS >= 100_000
+            assert by_name["customers"]["rowCount"] > 0 and by_name["products"]["rowCount"] > 0
+            assert tables["readOnly"] is True
+            return Path(tables["database"])
+
+    path = run_trio(body, timeout=60)
+    assert path == Path(os.environ["OLANE_DATA_DIR"]) / "sample.db"
+    assert [p.name for p in path.parent.iterdir() if p.name.endswith(".tmp")] == []  # built atomically
+    print(f"sample db: {tool.sample_build_seconds:.2f} s, {path.stat().st_size / 1e6:.1f} MB")
+
+
+def test_schema_describes_a_table_and_refuses_unknown_ones(shop_db):
+    async def body():
+        async with serve(SqliteTool(db_path=shop_db)) as nc:
+            schema = await nc.client.use("o://sqlite", "schema", {"table": "orders"}, via=nc.ma)
+            assert [c["name"] for c in schema["columns"]][:3] == ["id", "customer_id", "product_id"]
+            assert schema["columns"][0]["primaryKey"] is True
+            assert {"column": "customer_id", "table": "customers", "to": "id"} in schema["foreignKeys"]
+            err = await error_of(nc.client.use("o://sqlite", "schema", {"table": "nope"}, via=nc.ma))
+            assert err.code == ErrorCode.NOT_FOUND
+
+    run_trio(body)
+
+
+def test_query_streams_100k_rows_in_order_in_batches_with_bounded_memory(shop_db):
+    tool = SqliteTool(db_path=shop_db)
+
+    async def body():
+        async with serve(tool) as nc:
+            call = nc.client.use_streaming("o://sqlite", "query", {
+                "sql": "SELECT id, customer_id, total FROM orders WHERE id <= ? ORDER BY id",
+                "params": [100_000], "batchSize": 500}, via=nc.ma)
+            chunks = aiter(call)
+            assert await anext(chunks) == {"columns": ["id", "customer_id", "total"]}
+            batches = [c async for c in chunks]
+            assert [b["batch"] for b in batches] == list(range(1, 201))
+            assert [b["offset"] for b in batches] == list(range(0, 100_000, 500))
+            assert all(len(b["rows"]) == 500 for b in batches)
+            ids = [row[0] for b in batches for row in b["rows"]]
+            assert ids == list(range(1, 100_001))
+            assert call.final["rowCount"] == 100_000 and call.final["batches"] == 200
+            assert tool.stats.max_rows_held <= 500  # never more than one batch in hand
+            assert tool.stats.active == 0 and tool.stats.completed == 1
+
+    run_trio(body)
+
+
+def test_a_paused_consumer_holds_the_cursor_back(shop_db):
+    """The cursor runs ahead of the consumer by at most what the transport holds (Yamux
+    window, at most 16 MiB, plus the node's write buffer), never by the whole result."""
+    tool = SqliteTool(db_path=shop_db)
+    row_bytes, batch = 2000, 100
+
+    async def body():
+        async with serve(tool) as nc:
+            got = 0
+            async for chunk in nc.client.use_streaming("o://sqlite", "query", {
+                    "sql": "SELECT id, randomblob(?) FROM orders", "params": [row_bytes],
+                    "batchSize": batch}, via=nc.ma):
+                if "rows" in chunk:
+                    got += len(chunk["rows"])
+                    await trio.sleep(0.5)  # a consumer that stops reading for a while
+                    break
+            # 120k rows of 2 kB = 240 MB. What may be ahead of us: the Yamux window (16 MiB),
+            # the node's write buffer and our read buffer (256 KiB each), and a few batches
+            # in hand or in flight (one being encoded, one being written, one in the tool)
+            bound = (16 * 1024 * 1024 + 2 * 256 * 1024) // row_bytes + 4 * batch
+            assert got == batch and tool.stats.rows_fetched <= bound < ORDERS // 10, (tool.stats, bound)
+            await wait_until(lambda: tool.stats.active == 0, "the query's finally")
+            assert tool.stats.max_rows_held <= batch
+
+    run_trio(body)
+
+
+def test_cancelling_a_query_after_the_first_batch_stops_it(shop_db):
+    tool = SqliteTool(db_path=shop_db)
+
+    async def body():
+        async with serve(tool) as nc:
+            async for chunk in nc.client.use_streaming("o://sqlite", "query",
+                                                       {"sql": "SELECT * FROM orders", "batchSize": 500}, via=nc.ma):
+                if "rows" in chunk:
+                    break  # leaves the call: the stream is reset
+            await wait_until(lambda: tool.stats.active == 0, "the query's finally")
+            assert tool.stats.stopped == 1 and tool.stats.completed == 0
+            assert tool.stats.rows_fetched < ORDERS
+            assert await active_requests(nc, "o://sqlite") == 0
+
+    run_trio(body)
+
+
+def test_cancelling_a_long_running_statement_interrupts_sqlite(shop_db):
+    tool = SqliteTool(db_path=shop_db)
+
+    async def body():
+        async with serve(tool) as nc:
+            # a cross join of 120k x 120k rows: hours of work inside one execute() call
+            with trio.move_on_after(0.5):
+                async for _ in nc.client.use_streaming("o://sqlite", "query", {
+                        "sql": "SELECT COUNT(*) FROM orders a, orders b"}, via=nc.ma):
+                    pass
+            await wait_until(lambda: tool.stats.active == 0 and tool.stats.threads_in_sqlite == 0,
+                             "interrupted worker thread", timeout=5)
+            assert tool.stats.stopped == 1
+            assert await active_requests(nc, "o://sqlite") == 0
+
+    run_trio(body)
+
+
+@pytest.mark.parametrize("sql", [
+    "INSERT INTO customers (name, email, country, city, created_at) VALUES ('x', 'x@x', 'FR', 'Paris', '')",
+    "UPDATE products SET price = 0",
+    "DELETE FROM orders",
+    "DROP TABLE orders",
+    "CREATE TABLE t (x)",
+    "PRAGMA user_version = 7",
+    "ATTACH DATABASE 'other.db' AS other",
+])
+def test_a_write_without_permission_is_not_authorized(shop_db, sql):
+    async def body():
+        async with serve(SqliteTool(db_path=shop_db)) as nc:
+            err = await error_of(nc.client.use("o://sqlite", "query", {"sql": sql}, via=nc.ma))
+            assert err.code == ErrorCode.NOT_AUTHORIZED, err
+            assert "--allow-writes" in err.message
+
+    run_trio(body)
+    count = sqlite3.connect(shop_db).execute("SELECT COUNT(*) FROM orders").fetchone()[0]
+    assert count == ORDERS  # nothing changed
+
+
+def test_writes_work_when_allowed_and_the_metadata_says_high_risk(shop_db, tmp_path):
+    db = tmp_path / "writable.db"
+    db.write_bytes(shop_db.read_bytes())
+    reader, writer = SqliteTool(db_path=db), SqliteTool("o://sqlite-rw", db_path=db, allow_writes=True)
+
+    async def body():
+        async with serve(reader, writer) as nc:
+            _, final = await stream(nc, "o://sqlite-rw", "query", {
+                "sql": "INSERT INTO products (name, category, price, stock) VALUES (?, ?, ?, ?)",
+                "params": ["Quantum Teapot", "kitchen", 12.5, 3]})
+            assert final["changes"] == 1 and final["columns"] == []
+            chunks, _ = await stream(nc, "o://sqlite", "query", {
+                "sql": "SELECT name, price FROM products WHERE name = :name", "params": {"name": "Quantum Teapot"}})
+            assert chunks == [{"columns": ["name", "price"]}, {"rows": [["Quantum Teapot", 12.5]], "offset": 0,
+                                                               "batch": 1}]
+            ro = (await nc.client.use("o://sqlite", "handshake", {"tool": "query"}, via=nc.ma))["result"]
+            rw = (await nc.client.use("o://sqlite-rw", "handshake", {"tool": "query"}, via=nc.ma))["result"]
+            assert ro["methods"]["query"]["approvalMetadata"]["riskLevel"] == "low"
+            assert ro["methods"]["query"]["requiresApproval"] is False
+            assert rw["methods"]["query"]["approvalMetadata"]["riskLevel"] == "high"
+            assert rw["methods"]["query"]["requiresApproval"] is True
+            err = await error_of(nc.client.use("o://sqlite", "query", {"sql": "SELEC 1"}, via=nc.ma))
+            assert err.code == ErrorCode.INVALID_PARAMETERS and "syntax error" in err.message
+
+    run_trio(body)
+
+
+# --- files ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def files_root(tmp_path) -> Path:
+    root = tmp_path / "root"
+    (root / "notes").mkdir(parents=True)
+    (root / "notes" / "a.txt").write_text("hello\n")
+    (tmp_path / "secret.txt").write_text("outside the root\n")
+    (root / "link-out").symlink_to(tmp_path / "secret.txt")
+    (root / "dir-out").symlink_to(tmp_path)
+    (root / "link-in").symlink_to(root / "notes" / "a.txt")
+    return root
+
+
+@pytest.mark.parametrize("codec", ["json", "msgpack"])
+def test_read_of_a_20_mb_file_reassembles_to_the_same_sha256(files_root, codec):
+    content = random.Random(3).randbytes(20 * 1024 * 1024)
+    (files_root / "big.bin").write_bytes(content)
+    expected = hashlib.sha256(content).hexdigest()
+
+    async def body():
+        async with serve(FilesTool(root=files_root), codec=codec) as nc:
+            call = nc.client.use_streaming("o://files", "read", {"path": "big.bin", "chunkSize": 1 << 20}, via=nc.ma)
+            digest, offset = hashlib.sha256(), 0
+            async for chunk in call:
+                data = chunk["data"]
+                # JSON carries bytes as base64 text; msgpack as bytes
+                data = base64.b64decode(data) if codec == "json" else data
+                assert isinstance(data, bytes) and chunk["offset"] == offset
+                digest.update(data)
+                offset += len(data)
+            assert offset == len(content) and digest.hexdigest() == expected
+            assert call.final == {"path": "big.bin", "size": len(content), "sha256": expected, "chunks": 20}
+
+    run_trio(body)
+
+
+@pytest.mark.parametrize("path", ["../secret.txt", "notes/../../secret.txt", "link-out", "dir-out/secret.txt",
+                                  "/etc/passwd", "ABSOLUTE"])
+def test_paths_that_escape_the_root_are_not_authorized(files_root, path):
+    if path == "ABSOLUTE":
+        path = str(files_root / "notes" / "a.txt")  # absolute, even inside the root
+
+    async def body():
+        async with serve(FilesTool(root=files_root)) as nc:
+            for method in ("stat", "read", "list"):
+                err = await error_of(nc.client.use("o://files", method, {"path": path}, via=nc.ma))
+                assert err.code == ErrorCode.NOT_AUTHORIZED, (method, err)
+
+    run_trio(body)
+
+
+def test_list_stat_and_errors_inside_the_root(files_root):
+    async def body():
+        async with serve(FilesTool(root=files_root)) as nc:
+            listing = await nc.client.use("o://files", "list", via=nc.ma)
+            entries = {e["name"]: e for e in listing["entries"]}
+            assert entries["notes"]["type"] == "dir" and entries["link-out"]["target"] == "outside"
+            assert entries["link-in"]["target"] == "inside"
+            stat = await nc.client.use("o://files", "stat", {"path": "notes/../link-in"}, via=nc.ma)
+            assert stat["path"] == "notes/a.txt" and stat["size"] == 6 and stat["type"] == "file"
+            chunks, final = await stream(nc, "o://files", "read", {"path": "link-in"})
+            assert chunks[0]["offset"] == 0 and final["size"] == 6
+            for params, code in [({"path": "missing.txt"}, ErrorCode.NOT_FOUND),
+                                 ({"path": "notes/a.txt", "chunkSize": 10}, ErrorCode.INVALID_PARAMETERS),
+                                 ({"path": "notes"}, ErrorCode.INVALID_PARAMETERS)]:
+                err = await error_of(nc.client.use("o://files", "read", params, via=nc.ma))
+                assert err.code == code, (params, err)
+
+    run_trio(body)
+
+
+def test_default_root_is_a_sample_folder_created_on_first_use():
+    async def body():
+        async with serve(FilesTool()) as nc:
+            listing = await nc.client.use("o://files", "list", via=nc.ma)
+            assert {"README.txt", "notes", "data"} <= {e["name"] for e in listing["entries"]}
+            stat = await nc.client.use("o://files", "stat", {"path": "data/random-1MiB.bin"}, via=nc.ma)
+            assert stat["size"] == 1024 * 1024
+
+    run_trio(body)
+    assert (Path(os.environ["OLANE_DATA_DIR"]) / "sample-files" / "README.txt").exists()
+
+
+# --- metrics ----------------------------------------------------------------------------------
+
+
+def test_watch_yields_samples_at_the_interval_and_stops_on_cancel():
+    async def body():
+        async with serve(MetricsTool()) as nc:
+            chunks, final = await stream(nc, "o://metrics", "watch", {"intervalMs": 100, "count": 3})
+            assert [c["sample"] for c in chunks] == [1, 2, 3] and final["samples"] == 3
+            gaps = [b["time"] - a["time"] for a, b in zip(chunks, chunks[1:])]
+            assert all(0.05 <= g <= 0.3 for g in gaps), gaps
+            sample = chunks[-1]
+            assert 0 <= sample["cpu"]["percent"] <= 100 and sample["memory"]["total"] > 0
+            assert sample["network"]["recvPerSec"] >= 0 and "bytesSent" in sample["network"]
+            assert sample["disk"]["total"] > 0 and sample["timestamp"]
+
+            got = 0
+            async for _ in nc.client.use_streaming("o://metrics", "watch", {"intervalMs": 50}, via=nc.ma):
+                got += 1
+                if got == 2:
+                    break  # count=0 runs until cancelled
+            with trio.fail_after(5):
+                while await active_requests(nc, "o://metrics"):
+                    await trio.sleep(0.02)
+            snapshot = await nc.client.use("o://metrics", "snapshot", via=nc.ma)
+            assert snapshot["host"]["hostname"] and snapshot["cpu"]["count"] >= 1
+
+    run_trio(body)
+
+
+# --- metadata, build_tools --------------------------------------------------------------------
+
+
+def test_handshake_lists_every_method_with_its_parameters(tmp_path):
+    tools = build_tools(files_root=tmp_path, sqlite_db=tmp_path / "x.db")
+    own = {"demo": {"get_items", "stream_items", "stream_text", "stream_query", "stream_progress",
+                    "stream_with_error"},
+           "sqlite": {"tables", "schema", "query"}, "files": {"list", "stat", "read"},
+           "metrics": {"watch", "snapshot"}}
+
+    async def body():
+        async with serve(*tools) as nc:
+            for tool in tools:
+                name = tool.address.segments[-1]
+                listing = (await nc.client.use(tool.address.value, "handshake", via=nc.ma))["result"]
+                assert own[name] <= set(listing["tools"]) and set(listing["tools"]) == set(tool.methods)
+                for method in own[name]:
+                    meta = listing["methods"][method]
+                    spec = tool.methods[method]
+                    assert meta["description"], method
+                    assert meta["performance"]["supportsStreaming"] is spec.streaming
+                    assert meta["approvalMetadata"]["riskLevel"] in ("low", "medium", "high")
+                    assert [p["name"] for p in meta["parameters"]] == [p.name for p in spec.params]
+                    for p in meta["parameters"]:
+                        assert p["type"] != "any" or p["name"] == "params", (method, p)
+                        assert p["description"] and p["exampleValues"], (method, p)
+                        assert p["required"] or "defaultValue" in p, (method, p)
+            demo = tools[0].methods
+            assert [p.name for p in demo["stream_items"].params] == ["count", "delayMs"]
+            assert tools[2].methods["read"].risk == "low" and tools[1].methods["query"].risk == "low"
+
+    run_trio(body)
+
+
+def test_build_tools_names_and_addresses():
+    assert TOOL_NAMES == ("demo", "sqlite", "files", "metrics")
+    assert [str(t.address) for t in build_tools()] == ["o://demo", "o://sqlite", "o://files", "o://metrics"]
+    assert [str(t.address) for t in build_tools(["demo"], address="o://lab")] == ["o://lab"]
+    assert [str(t.address) for t in build_tools(["demo", "metrics"], address="o://lab")] == \
+        ["o://lab/demo", "o://lab/metrics"]
+    with pytest.raises(ValueError) as info:
+        build_tools(["demo", "nope"])
+    assert "nope" in str(info.value) and "demo, sqlite, files, metrics" in str(info.value)
+
+
+def test_tool_library_does_not_import_textual():
+    code = "import sys, tool_library; assert 'textual' not in sys.modules, 'textual imported'"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
