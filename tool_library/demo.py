@@ -160,7 +160,7 @@ class DemoTool(Tool):
             }
 
     @tool_method(
-        "Streams items 0 .. count-1 ({id, message}) and fails at item `failAt` (-1: never). "
+        "Streams items 0 .. count-1 ({id, message}) and fails at item `failAt` (-1, or >= count: never). "
         "Exactly `failAt` chunks (ids 0 .. failAt-1) arrive, then error 4001 "
         "'Intentional error at item <failAt>' with details {failAt, chunksSent}.",
         params={
