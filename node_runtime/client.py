@@ -65,6 +65,7 @@ class StreamingCall:
         self._decoder = FrameDecoder(limits.max_frame_bytes)
         self._ready: deque[Response] = deque()
         self._frames = 0
+        self.frames_after_final = 0  # frames for this id seen after its terminal frame
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -182,19 +183,27 @@ class StreamingCall:
             payloads = self._decoder.feed(data)
         except OlaneError as exc:
             await self._fail(OlaneError(ErrorCode.INVALID_RESPONSE, f"unreadable answer: {exc.message}"))
+        ended = False
         for payload in payloads:
             self._frames += 1
             try:
                 message, _ = codecs.decode(payload)
                 response = parse_response(message)
             except OlaneError as exc:
+                if ended:
+                    break
                 await self._fail(OlaneError(ErrorCode.INVALID_RESPONSE, f"unreadable answer: {exc.message}"))
             if response.id != self.id and str(response.id) != self.id:
-                continue  # a frame for another id, or one that already ended
+                continue  # a frame for another id
+            if ended:
+                # ignored, but counted: a protocol slip worth showing (TypeScript
+                # tools failing mid-stream send two terminal frames)
+                self.frames_after_final += 1
+                continue
             response.size = len(payload)
             self._ready.append(response)
             if response.last or response.error is not None:
-                break  # anything after the terminal frame is ignored
+                ended = True
 
     async def _fail(self, error: OlaneError) -> None:
         self.error = error

@@ -20,6 +20,7 @@ STATE_GLYPHS = {
     State.STARTING: "…", State.RUNNING: "▶", State.COMPLETED: "✔", State.FAILED: "✖",
     State.CANCELLED: "■", State.STALLED: "⏸",
 }
+SPARK_SECONDS = 60
 DETAIL_LIMIT = 200_000  # characters of pretty JSON shown for one value
 
 
@@ -121,8 +122,9 @@ class CallView(Vertical):
         second = int(record.elapsed(now))
         if record.streaming and (second != self._spark_second or state.ended):
             self._spark_second = second
-            history = record.rate_history(60, now)
-            self.query_one(Sparkline).data = history or [0.0]
+            history = record.rate_history(SPARK_SECONDS, now)
+            # a fixed 60 s timeline, newest at the right
+            self.query_one(Sparkline).data = [0.0] * (SPARK_SECONDS - len(history)) + history
         self._sync_end()
 
     def _status_text(self, now: float | None = None) -> Text:
