@@ -111,6 +111,8 @@ class CallView(Vertical):
             return  # the clock-driven fields (elapsed, rates) need no more than 4 Hz
         self._status_at = now
         self.query_one(".call-status", Static).update(self._status_text(now))
+        if record.streaming:
+            self.query_one(".call-columns", Static).update(self._columns_text())
         if not changed:
             return
         self._version = record.version
@@ -132,7 +134,8 @@ class CallView(Vertical):
         state = r.effective_state(now)
         text = Text()
         text.append(f"{STATE_GLYPHS[state]} {state.value.upper()}", style="bold")
-        text.append(f"  {r.address} {r.method}", style="dim")
+        if not r.streaming:
+            text.append(f"  {r.address} {r.method}", style="dim")
         if r.streaming:
             chunks_s, bytes_s = r.rates(now)
             text.append(f"  chunks {r.count:,}")
@@ -140,11 +143,16 @@ class CallView(Vertical):
             if r.first_chunk_at is not None:
                 text.append(f"  first {r.first_chunk_at * 1000:.1f} ms")
         text.append(f"  elapsed {r.elapsed(now):.3f} s")
+        return text
+
+    def _columns_text(self) -> Text:
+        r = self.record
+        text = Text(COLUMNS)
         log = self.log
         if log is not None and not log.following:
-            text.append(f"  ⏸ paused, {log.new_below:,} new (End follows)", style="bold reverse")
+            text.append(f"   ⏸ paused · {log.new_below:,} new below · End follows", style="bold reverse")
         if r.dropped:
-            text.append(f"  oldest {r.dropped:,} dropped (keeps {r.max_chunks:,})", style="dim")
+            text.append(f"   oldest {r.dropped:,} dropped (keeps {r.max_chunks:,})", style="dim")
         return text
 
     def _sync_findings(self) -> None:

@@ -28,15 +28,16 @@ class MethodPanel(Vertical):
     MethodPanel .method-description { padding: 0 1; color: $text-muted; height: auto; max-height: 4; }
     MethodPanel .method-form { height: auto; max-height: 16; padding: 0 1; }
     MethodPanel .field-row, MethodPanel .field { height: auto; }
-    MethodPanel .field-label { width: 22; padding: 1 1 0 0; text-align: right; }
+    MethodPanel .field-row { margin-bottom: 1; }
+    MethodPanel .field-label { width: 22; padding: 0 1 0 0; text-align: right; }
     MethodPanel .field Input, MethodPanel .field Select { width: 1fr; }
     MethodPanel .field Switch { width: auto; }
     MethodPanel .field-error { color: $error; padding: 0 0 0 23; height: auto; }
     MethodPanel .field-error.-empty { display: none; }
     MethodPanel .method-raw { height: 8; margin: 0 1; }
-    MethodPanel .method-buttons { height: auto; padding: 0 1; }
+    MethodPanel .method-buttons { height: auto; padding: 0 1; margin-top: 1; }
     MethodPanel .method-buttons Button { margin-right: 1; min-width: 12; }
-    MethodPanel .method-buttons .hint { padding: 1 1; color: $text-muted; }
+    MethodPanel .method-buttons .hint { padding: 0 1; color: $text-muted; }
     MethodPanel.-empty .method-buttons, MethodPanel.-empty .method-form { display: none; }
     """
 
@@ -65,8 +66,8 @@ class MethodPanel(Vertical):
         yield Static("", classes="method-description")
         yield VerticalScroll(classes="method-form")
         with Horizontal(classes="method-buttons"):
-            yield Button("Run ▶", id="run", variant="primary")
-            yield Button("Raw JSON", id="raw")
+            yield Button("Run ▶", id="run", variant="primary", compact=True)
+            yield Button("Raw JSON", id="raw", compact=True)
             yield Label("F5 runs · F2 raw JSON", classes="hint")
 
     def on_mount(self) -> None:
@@ -97,7 +98,7 @@ class MethodPanel(Vertical):
         method = self.method
         widgets = []
         if method.typed_by_hand:
-            widgets.append(self._row("method", "method *", Input(placeholder="method name, e.g. ping",
+            widgets.append(self._row("method", "method *", Input(placeholder="method name, e.g. ping", compact=True,
                                                                    id=f"f{gen}-method-name", value=method.name)))
         if self.raw_mode or method.typed_by_hand:
             area = TextArea(json.dumps(values or {}, indent=2), classes="method-raw", id=f"f{gen}-raw")
@@ -117,14 +118,14 @@ class MethodPanel(Vertical):
         given = (values or {}).get(name, param.get("defaultValue"))
         wid = f"f{gen}-{_safe(name)}"
         if kind == P.BOOLEAN:
-            widget = Switch(value=bool(given), id=wid)
+            widget = Switch(value=bool(given), id=wid, compact=True)
         elif kind == P.CHOICE:
             choices = [(P.text_for(param, o) if not isinstance(o, str) else o, o) for o in P.options(param)]
             widget = Select(choices, value=given if given in P.options(param) else Select.NULL,
-                            allow_blank=not param.get("required"), id=wid)
+                            allow_blank=not param.get("required"), id=wid, compact=True)
         else:
             widget = Input(value=P.text_for(param, given), placeholder=P.placeholder(param), id=wid,
-                           type="number" if kind == P.NUMBER else "text")
+                           type="number" if kind == P.NUMBER else "text", compact=True)
         widget.tooltip = param.get("description") or None
         self._fields[name] = {"param": param, "widget": widget}
         label = name + (" *" if param.get("required") else "")
