@@ -24,7 +24,7 @@ from textual.widgets import Footer, Header, Static, TabbedContent, TabPane, Tree
 
 from console.core.config import Settings, data_dir
 from console.core.session import ConsoleSession, MethodInfo, Target, cli_command
-from console.core.stream_store import State, StreamRecord
+from console.core.stream_store import DEFAULT_MAX_CHUNKS, State, StreamRecord
 from console.core.trio_bridge import TrioBridge
 from console.screens.dialogs import AddTargetScreen, ConfirmScreen, PromptScreen
 from console.screens.help import HelpScreen
@@ -415,6 +415,8 @@ def _export_default(value):
     return str(value)
 
 
-def run_console(multiaddrs: list[str], embedded: bool = True) -> int:
-    OlaneConsole(multiaddrs, embedded=embedded).run()
+def run_console(multiaddrs: list[str], embedded: bool = True, seed: str | None = None,
+                max_chunks: int = DEFAULT_MAX_CHUNKS) -> int:
+    session = ConsoleSession(embedded=embedded, seed=seed, max_chunks=max_chunks)
+    OlaneConsole(multiaddrs, session=session).run()
     return 0

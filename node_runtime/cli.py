@@ -190,14 +190,28 @@ def bench(ctx: click.Context) -> None:
 @main.command()
 @click.argument("multiaddrs", nargs=-1)
 @click.option("--no-embedded", is_flag=True, help="do not start the embedded node")
-def console(multiaddrs=(), no_embedded=False) -> None:
-    """Open the console: on an embedded node, or connected to MULTIADDRS."""
+@click.option("--seed", default=None, help="text seed for the embedded node's identity (stable peer id)")
+@click.option("--max-chunks", type=click.IntRange(min=1), default=100_000, show_default=True,
+              help="chunks each stream pane holds (older ones drop out; counters cover all)")
+def console(multiaddrs=(), no_embedded=False, seed=None, max_chunks=100_000) -> None:
+    """Open the console: on an embedded node serving the tool library, or connected to MULTIADDRS."""
     try:
         from console.app import run_console
     except ImportError as exc:  # pragma: no cover
         click.echo(f"the console is not available: {exc}", err=True)
         sys.exit(EXIT_ERROR)
-    sys.exit(run_console(list(multiaddrs), embedded=not no_embedded and not multiaddrs))
+    sys.exit(run_console(list(multiaddrs), embedded=not no_embedded and not multiaddrs, seed=seed,
+                         max_chunks=max_chunks))
+
+
+@main.command()
+def locate() -> None:
+    """Print where the console keeps its settings, data and exports."""
+    from console.core.config import config_path, data_dir
+
+    click.echo(f"config   {config_path()}")
+    click.echo(f"data     {data_dir()}")
+    click.echo(f"exports  {data_dir() / 'exports'}")
 
 
 if __name__ == "__main__":
