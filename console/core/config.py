@@ -9,6 +9,8 @@ from pathlib import Path
 
 import platformdirs
 
+from tool_library.data_dir import data_dir  # one place decides where data lives
+
 APP_NAME = "olane-console"
 
 
@@ -19,9 +21,6 @@ def config_path() -> Path:
     return Path(platformdirs.user_config_dir(APP_NAME)) / "config.json"
 
 
-def data_dir() -> Path:
-    override = os.environ.get("OLANE_DATA_DIR")
-    return Path(override) if override else Path(platformdirs.user_data_dir(APP_NAME))
 
 
 @dataclass
