@@ -49,6 +49,7 @@ class OlaneConsole(App):
     COMMAND_PALETTE_BINDING = "ctrl+p"
     BINDINGS = [
         Binding("f5,ctrl+r", "run_method", "Run", id="run"),
+        Binding("escape", "focus_tree", "Back to the tree", id="focus-tree", show=False),
         Binding("x", "cancel_call", "Cancel stream", id="cancel"),
         Binding("a", "add_target", "Add node", id="add-node"),
         Binding("delete", "remove_target", "Remove node", id="remove-node", show=False),
@@ -242,6 +243,16 @@ class OlaneConsole(App):
             self.call_after_refresh(lambda: view.log.focus() if view.log is not None else None)
 
     # -- actions -------------------------------------------------------------------------
+
+    def deliver_screenshot(self, filename: str | None = None, path: str | None = None,
+                           time_format: str | None = None) -> str | None:
+        # Textual's default folder (~/Downloads) is often missing on servers; ours always exists
+        folder = Path(path) if path else data_dir() / "screenshots"
+        folder.mkdir(parents=True, exist_ok=True)
+        return super().deliver_screenshot(filename, str(folder), time_format)
+
+    def action_focus_tree(self) -> None:
+        self.node_tree.focus()
 
     def action_run_method(self) -> None:
         self.method_panel.request_run()

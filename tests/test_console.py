@@ -289,3 +289,28 @@ async def test_history_reruns_export_and_copy_as_cli(tmp_path, monkeypatch):
 def test_trio_still_runs_after_the_console_exits():
     # the console's guest run must be fully gone; a later trio.run in this thread works
     assert trio.run(trio.sleep, 0) is None
+
+
+async def test_moving_up_pauses_keeps_the_chosen_chunk_in_view_and_end_follows_again():
+    async with running_console() as (app, pilot):
+        target = embedded_target(app)
+        record = app.start_call(target, "o://demo", target.tool("o://demo").methods["stream_items"],
+                                {"count": 100000, "delayMs": 1})
+        await wait_for(pilot, lambda: record.count > 300, what="chunks")
+        log = app.current_view.query_one(ChunkLog)
+        log.focus()
+        await pilot.press("up", "up", "up", "up", "up")
+        await pilot.pause(0.3)
+        chosen = log.cursor + 1  # receive numbers are 1-based
+        assert not log.following
+        assert any(line.split()[0] == str(chosen) for line in visible_text(log).splitlines() if line.strip())
+        assert f"chunk #{chosen}" in str(app.current_view.query_one(".call-detail-body").render())
+        await wait_for(pilot, lambda: log.new_below > 0, what="new chunks counted while paused")
+        assert "paused" in str(app.current_view.query_one(".call-columns").render())
+        await pilot.press("end")
+        await pilot.pause(0.3)
+        assert log.following and log.new_below == 0
+        newest = int(visible_text(log).strip().splitlines()[-1].split()[0])
+        assert newest >= record.count - 60  # the tail is in view again (a few refreshes behind at most)
+        await pilot.press("x")
+        await wait_for(pilot, lambda: record.state is State.CANCELLED)

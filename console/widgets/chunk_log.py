@@ -117,7 +117,7 @@ class ChunkLog(ScrollView, can_focus=True):
                 self.scroll_to(y=y, animate=False, immediate=True)
 
     def _follow(self) -> None:
-        y = max(0, self.record.held - self.scrollable_content_region.height)
+        y = self._bottom_top()
         if int(self.scroll_y) != y:
             self.scroll_to(y=y, animate=False, immediate=True)
 
@@ -135,7 +135,13 @@ class ChunkLog(ScrollView, can_focus=True):
         if self.following:
             self.following = False
             self._seen_when_paused = self.record.count
-        self._anchor = self.record.first_held + int(self.scroll_y)
+            self._anchor = self.record.first_held + self._bottom_top()
+        elif self._anchor is None:
+            self._anchor = self.record.first_held + int(self.scroll_y)
+
+    def _bottom_top(self) -> int:
+        """The top line when the tail is in view."""
+        return max(0, self.record.held - self.scrollable_content_region.height)
 
     def resume(self) -> None:
         self.following = True
@@ -175,12 +181,14 @@ class ChunkLog(ScrollView, can_focus=True):
     # -- navigation ----------------------------------------------------------------
 
     def _user_scrolled(self) -> None:
-        at_bottom = self.scroll_y >= self.max_scroll_y
-        if at_bottom and self.cursor is None:
+        if self.scroll_y >= self.max_scroll_y and self.cursor is None:
             if not self.following:
                 self.resume()
-        else:
-            self.pause()
+            return
+        if self.following:
+            self.following = False
+            self._seen_when_paused = self.record.count
+        self._anchor = self.record.first_held + int(self.scroll_y)
 
     def _on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
         self.call_after_refresh(self._user_scrolled)
@@ -194,16 +202,19 @@ class ChunkLog(ScrollView, can_focus=True):
             return
         last = record.count - 1
         if self.cursor is None:
-            self.cursor = last if step < 0 else last
+            self.cursor = last
         self.cursor = max(record.first_held, min(last, self.cursor + step))
         self.pause()
+        # keep the cursor in view, moving the top line as little as possible
+        height = max(1, self.scrollable_content_region.height)
         line = self.cursor - record.first_held
-        height = self.scrollable_content_region.height
-        if line < self.scroll_y:
-            self.scroll_to(y=line, animate=False, immediate=True)
-        elif line >= self.scroll_y + height:
-            self.scroll_to(y=line - height + 1, animate=False, immediate=True)
-        self._anchor = record.first_held + int(self.scroll_y)
+        top = self._anchor - record.first_held
+        if line < top:
+            top = line
+        elif line >= top + height:
+            top = line - height + 1
+        self._anchor = record.first_held + top
+        self.scroll_to(y=top, animate=False, immediate=True)
         self.refresh()
         self.post_message(self.Selected(self, record.chunk(self.cursor)))
 
