@@ -179,7 +179,17 @@ class StreamRecord:
         self.check = SequenceCheck()
         self.flagged = 0
         self.version = 0  # bumped on every change, so a screen can skip idle refreshes
-        self._ring: list[tuple | None] = [None] * min(max_chunks, 1024)
+        # The ring, one list per field (a column each): a tuple per chunk would be one more
+        # GC-tracked object per chunk (it holds the data dict), and a full ring churning them
+        # made the collector's full passes (100-200 ms each, several a second) the UI's worst stalls.
+        size = min(max_chunks, 1024)
+        self._capacity = size
+        self._seqs: list[Any] = [None] * size
+        self._ats: list[float] = [0.0] * size
+        self._dts: list[float] = [0.0] * size
+        self._sizes: list[int] = [0] * size
+        self._datas: list[Any] = [None] * size
+        self._flags: list[int] = [0] * size
         self._last_at = 0.0
         # throughput: per whole second since start, [chunks, bytes]
         self.per_second: list[list[int]] = []
@@ -207,10 +217,16 @@ class StreamRecord:
         if flags:
             self.flagged += 1
         index = self.count
-        ring = self._ring
-        if index >= len(ring) and len(ring) < self.max_chunks:
-            ring.extend([None] * min(len(ring), self.max_chunks - len(ring)))
-        ring[index % len(ring)] = (sequence, at, at - self._last_at, size, data, flags)
+        capacity = self._capacity
+        if index >= capacity and capacity < self.max_chunks:
+            capacity = self._grow()
+        slot = index % capacity
+        self._seqs[slot] = sequence
+        self._ats[slot] = at
+        self._dts[slot] = at - self._last_at
+        self._sizes[slot] = size
+        self._datas[slot] = data
+        self._flags[slot] = flags
         self._last_at = at
         self.count = index + 1
         self.bytes += size
@@ -222,6 +238,18 @@ class StreamRecord:
         bucket[0] += 1
         bucket[1] += size
         self.version += 1
+
+    def _grow(self) -> int:
+        """Double the ring (up to max_chunks); only while it has not wrapped yet."""
+        more = min(self._capacity, self.max_chunks - self._capacity)
+        self._seqs.extend([None] * more)
+        self._ats.extend([0.0] * more)
+        self._dts.extend([0.0] * more)
+        self._sizes.extend([0] * more)
+        self._datas.extend([None] * more)
+        self._flags.extend([0] * more)
+        self._capacity += more
+        return self._capacity
 
     def finish(self, data: Any, sequence: Any = None, chunks: Any = None) -> None:
         self.final, self.final_sequence, self.final_chunks = data, sequence, chunks
@@ -250,21 +278,22 @@ class StreamRecord:
         self.check = SequenceCheck()
         self.flagged = 0
         for i in range(self.first_held, self.count):
-            slot = i % len(self._ring)
-            seq, at, dt, size, data, flags = self._ring[slot]
+            slot = i % self._capacity
+            seq = self._seqs[slot]
             if self.sequence_path is not None:
-                seq = value_at_path(data, self.sequence_path)
-            flags = (flags & AFTER_FINAL) | (self.check.check(seq) if seq is not None else 0)
+                seq = value_at_path(self._datas[slot], self.sequence_path)
+            flags = (self._flags[slot] & AFTER_FINAL) | (self.check.check(seq) if seq is not None else 0)
             if flags:
                 self.flagged += 1
-            self._ring[slot] = (seq, at, dt, size, data, flags)
+            self._seqs[slot] = seq
+            self._flags[slot] = flags
         self.version += 1
 
     # -- reading (screen side) ---------------------------------------------------
 
     @property
     def held(self) -> int:
-        return min(self.count, len(self._ring))
+        return min(self.count, self._capacity)
 
     @property
     def first_held(self) -> int:
@@ -279,8 +308,9 @@ class StreamRecord:
         """Chunk by 0-based receive index; None when dropped or not yet received."""
         if index < self.first_held or index >= self.count:
             return None
-        seq, at, dt, size, data, flags = self._ring[index % len(self._ring)]
-        return Chunk(index + 1, seq, at, dt, size, data, flags)
+        slot = index % self._capacity
+        return Chunk(index + 1, self._seqs[slot], self._ats[slot], self._dts[slot], self._sizes[slot],
+                     self._datas[slot], self._flags[slot])
 
     def chunks(self, start: int = 0, stop: int | None = None) -> Iterator[Chunk]:
         stop = self.count if stop is None else min(stop, self.count)

@@ -125,6 +125,8 @@ class ChunkLog(ScrollView, can_focus=True):
         self.virtual_size = Size(self.scrollable_content_region.width, self.record.held)
         if self.following:
             self.call_after_refresh(self._follow)
+        else:  # e.g. the detail area below grew when a chunk was picked
+            self.call_after_refresh(self._keep_cursor_in_view)
 
     @property
     def new_below(self) -> int:
@@ -205,7 +207,14 @@ class ChunkLog(ScrollView, can_focus=True):
             self.cursor = last
         self.cursor = max(record.first_held, min(last, self.cursor + step))
         self.pause()
-        # keep the cursor in view, moving the top line as little as possible
+        self._keep_cursor_in_view()
+        self.post_message(self.Selected(self, record.chunk(self.cursor)))
+
+    def _keep_cursor_in_view(self) -> None:
+        """Move the top line as little as possible so the cursor is visible."""
+        record = self.record
+        if self.cursor is None or self._anchor is None:
+            return
         height = max(1, self.scrollable_content_region.height)
         line = self.cursor - record.first_held
         top = self._anchor - record.first_held
@@ -216,7 +225,6 @@ class ChunkLog(ScrollView, can_focus=True):
         self._anchor = record.first_held + top
         self.scroll_to(y=top, animate=False, immediate=True)
         self.refresh()
-        self.post_message(self.Selected(self, record.chunk(self.cursor)))
 
     def action_first(self) -> None:
         self.cursor = self.record.first_held
