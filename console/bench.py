@@ -158,12 +158,27 @@ class Probes:
     ticks: list[tuple[float, float]] = field(default_factory=list)  # refresh timer ticks: duration, s
     frames: list[tuple[float, int, int, Any]] = field(default_factory=list)  # (t, newest shown, record.count, record)
     frame_bytes: int = 0
+    gc: list[tuple[float, int, float]] = field(default_factory=list)  # (end, generation, duration s)
     watched: Any = None  # the StreamRecord whose log is visible
     shown: int = 0  # newest chunk (1-based receive index) the visible log rendered
     pending_keys: dict[int, tuple[Any, float]] = field(default_factory=dict)
 
     def between(self, series: list, start: float, end: float) -> list:
         return [s for s in series if start <= s[0] <= end]
+
+
+def _gc_probe(probes: Probes):
+    """A gc callback timing each collection (the full ones are what can stall the UI)."""
+    started = [0.0]
+
+    def callback(phase: str, info: dict) -> None:
+        now = time.perf_counter()
+        if phase == "start":
+            started[0] = now
+        else:
+            probes.gc.append((now, info["generation"], now - started[0]))
+
+    return callback
 
 
 async def _lag_probe(probes: Probes) -> None:
@@ -348,6 +363,8 @@ async def _drive(args, multiaddr: str, node_pid: int, phases: list[Phase], probe
         await pilot.pause(0.2)
         notes["rss_start"] = rss.now()
         lag_task = asyncio.create_task(_lag_probe(probes))
+        gc_callback = _gc_probe(probes)
+        gc.callbacks.append(gc_callback)
         keys = KeySender(app._driver, probes)
         keys.start()
         try:
@@ -368,6 +385,7 @@ async def _drive(args, multiaddr: str, node_pid: int, phases: list[Phase], probe
                 else:
                     await _run_phase(app, target, method, phase, probes, rss, node_proc)
         finally:
+            gc.callbacks.remove(gc_callback)
             keys.stop()
             lag_task.cancel()
             try:
@@ -452,12 +470,22 @@ def _report_phase(phase: Phase, probes: Probes, report: Report, failures: list[s
                    f"max {worst:7.2f} ms",
                    f"p99 < {TARGET_STALL_P99_MS:g} ms", p99 < TARGET_STALL_P99_MS))
 
+    collections = probes.between(probes.gc, phase.start, phase.end)
+    full = [d for _, gen, d in collections if gen == 2]
+    young = [d for _, gen, d in collections if gen < 2]
+    report.add(Row("stall", f"{key}_gc",
+                   {"full_collections": len(full), "full_total_ms": round(sum(full) * 1000, 1),
+                    "full_max_ms": round(max(full, default=0) * 1000, 1), "young_collections": len(young),
+                    "young_total_ms": round(sum(young) * 1000, 1)},
+                   f"garbage collector: {len(full)} full passes ({sum(full) * 1000:,.0f} ms, max "
+                   f"{max(full, default=0) * 1000:.0f} ms), {len(young):,} young ({sum(young) * 1000:,.0f} ms)"))
+
     keys = [v for _, v in probes.between(probes.keys, phase.start, phase.end)]
     k50, k99, kmax = _ms(keys, 50), _ms(keys, 99), (max(keys) * 1000 if keys else float("nan"))
     report.add(Row("keys", f"{key}_key_latency",
                    {"keys": len(keys), "p50_ms": round(k50, 2), "p99_ms": round(k99, 2), "max_ms": round(kmax, 2)},
                    f"key latency (driver -> focused widget, {len(keys):,} keys)     p50 {k50:6.2f}  p99 {k99:6.2f}  "
-                   f"max {kmax:7.2f} ms", "(no target)", None))
+                   f"max {kmax:7.2f} ms"))
 
     growth = (phase.rss_peak - phase.rss_before) / MB
     report.add(Row("rss", f"{key}_rss",

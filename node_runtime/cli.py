@@ -187,6 +187,19 @@ def bench(ctx: click.Context) -> None:
     sys.exit(bench_main(ctx.args))
 
 
+@main.command("bench-console", add_help_option=False,
+              context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.pass_context
+def bench_console(ctx: click.Context) -> None:
+    """Benchmark the console under a node streaming flat out (`olane bench-console --help`)."""
+    try:
+        from console.bench import main as bench_console_main  # lazy: node_runtime works without textual
+    except ImportError as exc:  # pragma: no cover
+        click.echo(f"the console is not available: {exc}", err=True)
+        sys.exit(EXIT_ERROR)
+    sys.exit(bench_console_main(ctx.args))
+
+
 @main.command()
 @click.argument("multiaddrs", nargs=-1)
 @click.option("--no-embedded", is_flag=True, help="do not start the embedded node")

@@ -1,0 +1,37 @@
+"""`olane bench-console` runs end to end: a smoke test with a small stream. It checks
+that every figure line is printed and every chunk arrived, never how fast (speed is
+for the bench itself)."""
+from __future__ import annotations
+
+import json
+import subprocess
+
+from process_helpers import OLANE
+
+
+def bench_console(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    return subprocess.run([OLANE, "bench-console", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_quick_run_prints_every_figure_and_completes():
+    out = bench_console("--quick", "--chunks", "20000", "--json")
+    assert out.returncode == 0, out.stdout + out.stderr
+    text = out.stdout
+    for part in ("single stream of 20,000", "two concurrent streams of 10,000"):
+        assert part in text, text
+    for figure in ("chunks into the console", "screen: newest index shown", "screen trails the record",
+                   "UI event-loop stall", "garbage collector:", "key latency", "console RSS MB"):
+        assert text.count(figure) == 2, (figure, text)
+    assert "summary:" in text
+    summary = json.loads(text.splitlines()[-1])
+    assert summary["failures"] == []
+    rows = {r["name"]: r for r in summary["rows"]}
+    assert rows["single_chunks_per_s"]["chunks"] == 20_000 and rows["two_chunks_per_s"]["chunks"] == 20_000
+    assert rows["single_screen"]["newest_shown"] == 20_000  # the last chunk reached the screen
+    assert all(r["verdict"] in ("PASS", "MISS") for r in rows.values() if r["target"])
+
+
+def test_help_is_the_bench_own():
+    out = bench_console("--help", timeout=60)
+    assert out.returncode == 0
+    assert "--chunks" in out.stdout and "--quick" in out.stdout
