@@ -63,7 +63,7 @@ class StreamingCall:
         self._stream = None
         self._release = None
         self._decoder = FrameDecoder(limits.max_frame_bytes)
-        self._ready: deque[Response] = deque()
+        self._payloads: deque[bytes] = deque()  # frames read, not yet decoded (see _next_frame)
         self._frames = 0
         self.frames_after_final = 0  # frames for this id seen after its terminal frame
 
@@ -144,9 +144,7 @@ class StreamingCall:
             if self.error is not None and not self.cancelled:
                 raise self.error
             return None
-        while not self._ready:
-            await self._read_more()
-        response = self._ready.popleft()
+        response = await self._next_frame()
         if response.error is not None:
             self.error = response.error
             self.done = True
@@ -180,30 +178,49 @@ class StreamingCall:
                                         f"stream from {self.address} ended before the final frame",
                                         {"chunks": self.chunks, "method": self.method}))
         try:
-            payloads = self._decoder.feed(data)
+            self._payloads.extend(self._decoder.feed(data))
         except OlaneError as exc:
             await self._fail(OlaneError(ErrorCode.INVALID_RESPONSE, f"unreadable answer: {exc.message}"))
-        ended = False
-        for payload in payloads:
+
+    async def _next_frame(self) -> Response:
+        """Decode the next frame for this call, one at a time. A read holds up to
+        hundreds of frames; decoding them all at once kept that many objects alive
+        through the garbage collector's young passes, which promoted them, which
+        made its full passes (100+ ms in the console) several a second."""
+        payloads = self._payloads
+        while True:
+            while not payloads:
+                await self._read_more()
+            payload = payloads.popleft()
             self._frames += 1
             try:
                 message, _ = codecs.decode(payload)
                 response = parse_response(message)
             except OlaneError as exc:
-                if ended:
-                    break
                 await self._fail(OlaneError(ErrorCode.INVALID_RESPONSE, f"unreadable answer: {exc.message}"))
             if response.id != self.id and str(response.id) != self.id:
                 continue  # a frame for another id
-            if ended:
-                # ignored, but counted: a protocol slip worth showing (TypeScript
-                # tools failing mid-stream send two terminal frames)
-                self.frames_after_final += 1
-                continue
             response.size = len(payload)
-            self._ready.append(response)
             if response.last or response.error is not None:
-                ended = True
+                self._count_after_end()
+            return response
+
+    def _count_after_end(self) -> None:
+        """The rest of the read that held the terminal frame is ignored, but frames
+        for this id are counted: a protocol slip worth showing (TypeScript tools
+        failing mid-stream send two terminal frames)."""
+        payloads = self._payloads
+        while payloads:
+            payload = payloads.popleft()
+            self._frames += 1
+            try:
+                message, _ = codecs.decode(payload)
+                response = parse_response(message)
+            except OlaneError:
+                break
+            if response.id == self.id or str(response.id) == self.id:
+                self.frames_after_final += 1
+        payloads.clear()
 
     async def _fail(self, error: OlaneError) -> None:
         self.error = error
