@@ -314,3 +314,38 @@ async def test_moving_up_pauses_keeps_the_chosen_chunk_in_view_and_end_follows_a
         assert newest >= record.count - 60  # the tail is in view again (a few refreshes behind at most)
         await pilot.press("x")
         await wait_for(pilot, lambda: record.state is State.CANCELLED)
+
+
+async def test_a_node_that_cannot_list_methods_still_takes_a_typed_method():
+    from node_runtime import ErrorCode, OlaneError, Request, Tool
+    from console.core.session import ConsoleSession
+
+    class PlainTypeScriptLike(Tool):
+        address = "o://plain"
+
+        async def _tool_handshake(self, request: Request):  # what plain TypeScript nodes answer
+            raise OlaneError(ErrorCode.NOT_IMPLEMENTED, "Method not implemented")
+
+        async def _tool_echo(self, request: Request, message: str = ""):
+            return {"echo": message}
+
+    async with running_console(session=ConsoleSession(embedded_tools=[PlainTypeScriptLike()])) as (app, pilot):
+        tool = embedded_target(app).tool("o://plain")
+        assert tool.methods == {} and "4003" in tool.listing_error
+        assert app.session.errors == []  # 4003 is expected there, not an error to shout about
+        tree = app.query_one(NodeTree)
+        line = next(l for l in range(tree.last_line + 1)
+                    if isinstance(tree.get_node_at_line(l).data, MethodRef)
+                    and tree.get_node_at_line(l).data.method.typed_by_hand)
+        tree.focus()
+        tree.cursor_line = line
+        await pilot.press("enter")
+        await pilot.pause()
+        name = app.query_one(f"#f{app.method_panel._generation}-method-name")
+        name.focus()
+        await pilot.press(*"echo")
+        app.method_panel.query_one(".method-raw").text = '{"message": "typed"}'
+        await pilot.press("f5")
+        await wait_for(pilot, lambda: app.session.calls and app.session.calls[-1].state.ended)
+        record = app.session.calls[-1]
+        assert record.state is State.COMPLETED and record.final == {"echo": "typed"}
