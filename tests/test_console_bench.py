@@ -19,7 +19,7 @@ def test_quick_run_prints_every_figure_and_completes():
     text = out.stdout
     for part in ("single stream of 20,000", "two concurrent streams of 10,000"):
         assert part in text, text
-    for figure in ("chunks into the console", "screen: newest index shown", "screen trails the record",
+    for figure in ("chunks into the console", "screen (visible stream): newest shown", "screen trails the record",
                    "UI event-loop stall", "garbage collector:", "key latency", "console RSS MB"):
         assert text.count(figure) == 2, (figure, text)
     assert "summary:" in text
