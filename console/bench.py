@@ -320,11 +320,16 @@ async def _drive(args, multiaddr: str, node_pid: int, phases: list[Phase], probe
                  rss: RssSampler, notes: dict[str, Any]) -> None:
     import psutil
 
+    node_proc = psutil.Process(node_pid)
+    with tempfile.TemporaryDirectory(prefix="olane-bench-console-") as folder:  # no saved targets
+        await _drive_app(args, multiaddr, Path(folder) / "config.json", node_proc, phases, probes, rss, notes)
+
+
+async def _drive_app(args, multiaddr: str, settings: Path, node_proc, phases: list[Phase], probes: Probes,
+                     rss: RssSampler, notes: dict[str, Any]) -> None:
     from console.app import OlaneConsole
     from console.core.session import ConsoleSession
 
-    node_proc = psutil.Process(node_pid)
-    settings = Path(tempfile.mkdtemp(prefix="olane-bench-console-")) / "config.json"  # no saved targets
     session = ConsoleSession(embedded=False, max_chunks=args.max_chunks)
     app = OlaneConsole([multiaddr], session=session, settings_path=settings)
     app.driver_class = _null_terminal_driver()
