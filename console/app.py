@@ -7,6 +7,7 @@ record, so no widget is touched per chunk.
 """
 from __future__ import annotations
 
+import gc
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -119,6 +120,9 @@ class OlaneConsole(App):
         self.call_tabs.display = False
         self.node_tree.rebuild(self.session.targets)
         await self.bridge.start()  # the one place the trio guest run starts
+        # what exists now (modules, libp2p, widgets) lives as long as the app: keep it out
+        # of full collections, which otherwise stall the screen 100+ ms under a firehose
+        gc.freeze()
         self.bridge.submit(self.session.run, self.initial_targets)
         self.set_interval(1 / self.refresh_hz, self._refresh_visible)
         self.node_tree.focus()

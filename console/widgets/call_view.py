@@ -72,6 +72,7 @@ class CallView(Vertical):
         self._spark_second = -1
         self._status_at = 0.0
         self._mounted = False
+        self._texts: dict[Static, str] = {}
 
     def on_mount(self) -> None:
         self._mounted = True
@@ -110,9 +111,10 @@ class CallView(Vertical):
         if not changed and (state.ended or now - self._status_at < 0.25):
             return  # the clock-driven fields (elapsed, rates) need no more than 4 Hz
         self._status_at = now
-        self.query_one(".call-status", Static).update(self._status_text(now))
+        # one-line widgets of fixed height: no layout pass (a reflow per refresh costs ~20 ms)
+        self.query_one(".call-status", Static).update(self._status_text(now), layout=False)
         if record.streaming:
-            self.query_one(".call-columns", Static).update(self._columns_text())
+            self.query_one(".call-columns", Static).update(self._columns_text(), layout=False)
         if not changed:
             return
         self._version = record.version
@@ -161,11 +163,17 @@ class CallView(Vertical):
         widget = self.query_one(".call-findings", Static)
         order = f"ordered by {r.sequence_path}" if r.sequence_path else "ordered by _sequence"
         if findings:
-            widget.update(f"⚠ {'; '.join(findings)}  ({order})")
+            self._update(widget, f"⚠ {'; '.join(findings)}  ({order})")
             widget.set_class(False, "-clean")
         else:
-            widget.update(f"no gaps, duplicates or reordering ({order})")
+            self._update(widget, f"no gaps, duplicates or reordering ({order})")
             widget.set_class(True, "-clean")
+
+    def _update(self, widget: Static, text: str) -> None:
+        """Update only on change: each update of an auto-height widget reflows the layout."""
+        if self._texts.get(widget) != text:
+            self._texts[widget] = text
+            widget.update(text)
 
     def _sync_end(self) -> None:
         r = self.record
@@ -180,25 +188,25 @@ class CallView(Vertical):
                 line += "  (no final frame)"
             if r.streaming:
                 line += f"  after {r.count:,} chunk(s)"
-            end.update(line)
+            self._update(end, line)
         elif state is State.COMPLETED:
-            end.update(f"✔ completed in {r.elapsed() * 1000:.1f} ms" +
+            self._update(end, f"✔ completed in {r.elapsed() * 1000:.1f} ms" +
                        (f", {r.count:,} chunks" if r.streaming else ""))
         elif state is State.CANCELLED:
-            end.update(f"■ cancelled after {r.count:,} chunk(s); the node was told to stop")
+            self._update(end, f"■ cancelled after {r.count:,} chunk(s); the node was told to stop")
         else:
-            end.update("")
+            self._update(end, "")
         if self.selected is not None:
             c = self.selected
             flags = f"  flags: {', '.join(c.flag_names)}" if c.flags else ""
-            body.update(f"chunk #{c.index}  seq {c.sequence}  +{c.at * 1000:.1f} ms  "
+            self._update(body, f"chunk #{c.index}  seq {c.sequence}  +{c.at * 1000:.1f} ms  "
                         f"{c.size} bytes{flags}\n{pretty(c.data)}")
         elif state is State.COMPLETED:
-            body.update(("final data:\n" if r.streaming else "") + pretty(r.final))
+            self._update(body, ("final data:\n" if r.streaming else "") + pretty(r.final))
         elif state is State.FAILED and r.error is not None and r.error.details is not None:
-            body.update("details:\n" + pretty(r.error.details))
+            self._update(body, "details:\n" + pretty(r.error.details))
         else:
-            body.update("")
+            self._update(body, "")
 
     @on(ChunkLog.Selected)
     def _chunk_selected(self, event: ChunkLog.Selected) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import orjson
 from rich.segment import Segment
-from rich.style import Style
 from textual import events
 from textual.binding import Binding
 from textual.geometry import Size
@@ -98,6 +97,7 @@ class ChunkLog(ScrollView, can_focus=True):
         self._anchor: int | None = None  # absolute index of the top line while paused
         self._seen_when_paused = 0
         self._synced_count = -1
+        self._styles: dict = {}
 
     # -- driven by the screen's refresh timer --------------------------------------
 
@@ -154,31 +154,44 @@ class ChunkLog(ScrollView, can_focus=True):
 
     # -- rendering ---------------------------------------------------------------
 
+    def render_lines(self, crop):
+        # styles once per frame, not once per line (rich_style costs ~140 us a call)
+        base = self.rich_style
+        component = self.get_component_rich_style
+        self._styles = {
+            "base": base,
+            GAP: base + component("chunk-log--gap"),
+            REORDERED: base + component("chunk-log--reordered"),
+            DUPLICATE: base + component("chunk-log--duplicate"),
+            "late": base + component("chunk-log--late"),
+            "cursor": component("chunk-log--cursor"),
+        }
+        return super().render_lines(crop)
+
     def render_line(self, y: int) -> Strip:
         record = self.record
         index = record.first_held + int(self.scroll_y) + y
         chunk = record.chunk(index)
         width = self.size.width
+        styles = self._styles
         if chunk is None:
-            return Strip.blank(width, self.rich_style)
-        text = format_chunk(chunk)
-        style = self.rich_style
-        if chunk.flags:
-            style = style + self._flag_style(chunk.flags)
+            return Strip.blank(width, styles["base"])
+        flags = chunk.flags
+        if not flags:
+            style = styles["base"]
+        elif flags & GAP:
+            style = styles[GAP]
+        elif flags & REORDERED:
+            style = styles[REORDERED]
+        elif flags & DUPLICATE:
+            style = styles[DUPLICATE]
+        else:
+            style = styles["late"]
         if index == self.cursor:
-            style = style + self.get_component_rich_style("chunk-log--cursor")
+            style = style + styles["cursor"]
         scroll_x = int(self.scroll_x)
-        text = text[scroll_x:scroll_x + width]
+        text = format_chunk(chunk)[scroll_x:scroll_x + width]
         return Strip([Segment(text.ljust(width), style)], width)
-
-    def _flag_style(self, flags: int) -> Style:
-        if flags & GAP:
-            return self.get_component_rich_style("chunk-log--gap")
-        if flags & REORDERED:
-            return self.get_component_rich_style("chunk-log--reordered")
-        if flags & DUPLICATE:
-            return self.get_component_rich_style("chunk-log--duplicate")
-        return self.get_component_rich_style("chunk-log--late")
 
     # -- navigation ----------------------------------------------------------------
 
