@@ -33,8 +33,6 @@ import gc
 import json
 import os
 import platform
-import queue
-import subprocess
 import sys
 import tempfile
 import threading
@@ -66,37 +64,8 @@ class DemoNode(ServedNode):
     """`olane node --tools demo` on 127.0.0.1 in its own process; stopped on exit.
     node_runtime.bench.ServedNode serves its bench tool only, so only the start differs."""
 
-    def __enter__(self) -> "DemoNode":
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "node_runtime.cli", "node", "--tools", "demo",
-             "--listen", "/ip4/127.0.0.1/tcp/0"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._stderr, text=True,
-        )
-        lines: queue.Queue[str | None] = queue.Queue()
-
-        def read_stdout() -> None:  # keep draining so the node never blocks on its stdout
-            for line in self.proc.stdout:
-                lines.put(line)
-            lines.put(None)
-
-        threading.Thread(target=read_stdout, daemon=True).start()
-        deadline = time.monotonic() + self.startup_timeout
-        try:
-            while True:
-                line = lines.get(timeout=max(0.01, deadline - time.monotonic()))
-                if line is None:
-                    raise RuntimeError(f"demo node exited before listening: {self._error_text()}")
-                if line.startswith("listening "):
-                    self.multiaddr = line.split(" ", 1)[1].strip()
-                    return self
-        except queue.Empty:
-            why = self._error_text()
-            self.stop()
-            raise RuntimeError(f"demo node printed no 'listening' line within {self.startup_timeout:g} s: "
-                               f"{why}") from None
-        except BaseException:
-            self.stop()
-            raise
+    command = ("-m", "node_runtime.cli", "node", "--tools", "demo", "--listen", "/ip4/127.0.0.1/tcp/0")
+    name = "demo node"
 
 
 # --- probes ----------------------------------------------------------------------------------

@@ -131,6 +131,10 @@ def _serve() -> int:
 class ServedNode:
     """A bench node in its own process; always stopped on exit (SIGTERM, then kill)."""
 
+    #: what the process runs (after the Python interpreter), and what errors call it
+    command: tuple[str, ...] = ("-m", "node_runtime.bench", "serve")
+    name = "bench node"
+
     def __init__(self, startup_timeout: float = 30.0) -> None:
         self.startup_timeout = startup_timeout
         self.proc: subprocess.Popen | None = None
@@ -144,7 +148,7 @@ class ServedNode:
 
     def __enter__(self) -> "ServedNode":
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "node_runtime.bench", "serve"],
+            [sys.executable, *self.command],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._stderr, text=True,
         )
         lines: queue.Queue[str | None] = queue.Queue()
@@ -160,14 +164,14 @@ class ServedNode:
             while True:
                 line = lines.get(timeout=max(0.01, deadline - time.monotonic()))
                 if line is None:
-                    raise RuntimeError(f"bench node exited before listening: {self._error_text()}")
+                    raise RuntimeError(f"{self.name} exited before listening: {self._error_text()}")
                 if line.startswith("listening "):
                     self.multiaddr = line.split(" ", 1)[1].strip()
                     return self
         except queue.Empty:
             why = self._error_text()
             self.stop()
-            raise RuntimeError(f"bench node printed no 'listening' line within {self.startup_timeout:g} s: "
+            raise RuntimeError(f"{self.name} printed no 'listening' line within {self.startup_timeout:g} s: "
                                f"{why}") from None
         except BaseException:
             self.stop()
