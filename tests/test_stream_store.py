@@ -129,3 +129,13 @@ def test_core_modules_never_import_textual():
             "assert 'textual' not in sys.modules, 'textual imported'")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
+
+
+def test_going_back_to_sequence_after_a_path_restores_the_wire_sequences():
+    r = record()
+    for seq, n in [(1, 10), (2, 30), (3, 20)]:
+        r.add_chunk({"n": n}, seq, 1)
+    r.set_sequence_path("n")
+    assert [c.sequence for c in r.chunks()] == [10, 30, 20] and r.check.reordered == 1
+    r.set_sequence_path(None)
+    assert [c.sequence for c in r.chunks()] == [1, 2, 3] and r.lint() == []

@@ -122,7 +122,6 @@ class ConsoleSession:
         self.listeners: list[Callable[[str, Any], None]] = []
         self._scopes: dict[int, trio.CancelScope] = {}
         self._call_counter = 0
-        self.ready = trio.Event()
 
     # -- notifications -----------------------------------------------------------
 
@@ -179,7 +178,6 @@ class ConsoleSession:
                     self.targets.append(target)
                     nursery.start_soon(self.discover, target)
             self._changed("targets")
-        self.ready.set()
 
     # -- targets (trio) ----------------------------------------------------------------
 

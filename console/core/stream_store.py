@@ -177,7 +177,6 @@ class StreamRecord:
         self.missing_final = False  # the stream ended without a final frame
         self.sequence_path: str | None = None  # None: the `_sequence` the node sends
         self.check = SequenceCheck()
-        self.flagged = 0
         self.version = 0  # bumped on every change, so a screen can skip idle refreshes
         # The ring, one list per field (a column each): a tuple per chunk would be one more
         # GC-tracked object per chunk (it holds the data dict), and a full ring churning them
@@ -208,14 +207,11 @@ class StreamRecord:
             self.state = State.RUNNING
         if self.first_chunk_at is None:
             self.first_chunk_at = at
-        if self.sequence_path is not None:
-            sequence = value_at_path(data, self.sequence_path)
-        flags = self.check.check(sequence) if sequence is not None else 0
+        key = sequence if self.sequence_path is None else value_at_path(data, self.sequence_path)
+        flags = self.check.check(key) if key is not None else 0
         if self.state.ended:
             flags |= AFTER_FINAL
             self.frames_after_final += 1
-        if flags:
-            self.flagged += 1
         index = self.count
         capacity = self._capacity
         if index >= capacity and capacity < self.max_chunks:
@@ -276,16 +272,10 @@ class StreamRecord:
         chunks held; counters of dropped chunks are lost."""
         self.sequence_path = path or None
         self.check = SequenceCheck()
-        self.flagged = 0
         for i in range(self.first_held, self.count):
             slot = i % self._capacity
-            seq = self._seqs[slot]
-            if self.sequence_path is not None:
-                seq = value_at_path(self._datas[slot], self.sequence_path)
-            flags = (self._flags[slot] & AFTER_FINAL) | (self.check.check(seq) if seq is not None else 0)
-            if flags:
-                self.flagged += 1
-            self._seqs[slot] = seq
+            key = self._key(slot)  # the wire `_sequence` stays as it came
+            flags = (self._flags[slot] & AFTER_FINAL) | (self.check.check(key) if key is not None else 0)
             self._flags[slot] = flags
         self.version += 1
 
@@ -304,12 +294,18 @@ class StreamRecord:
     def dropped(self) -> int:
         return self.first_held
 
+    def _key(self, slot: int) -> Any:
+        """The sequence ordering is judged by: `_sequence`, or the value at the chosen path."""
+        if self.sequence_path is None:
+            return self._seqs[slot]
+        return value_at_path(self._datas[slot], self.sequence_path)
+
     def chunk(self, index: int) -> Chunk | None:
         """Chunk by 0-based receive index; None when dropped or not yet received."""
         if index < self.first_held or index >= self.count:
             return None
         slot = index % self._capacity
-        return Chunk(index + 1, self._seqs[slot], self._ats[slot], self._dts[slot], self._sizes[slot],
+        return Chunk(index + 1, self._key(slot), self._ats[slot], self._dts[slot], self._sizes[slot],
                      self._datas[slot], self._flags[slot])
 
     def chunks(self, start: int = 0, stop: int | None = None) -> Iterator[Chunk]:
