@@ -50,17 +50,17 @@ class OlaneConsole(App):
     COMMAND_PALETTE_BINDING = "ctrl+p"
     BINDINGS = [
         Binding("f5,ctrl+r", "run_method", "Run", id="run"),
-        Binding("escape", "focus_tree", "Back to the tree", id="focus-tree", show=False),
-        Binding("x", "cancel_call", "Cancel stream", id="cancel"),
+        Binding("escape", "focus_tree", "Tree", id="focus-tree"),
+        Binding("x", "cancel_call", "Cancel", id="cancel"),
         Binding("a", "add_target", "Add node", id="add-node"),
-        Binding("delete", "remove_target", "Remove node", id="remove-node", show=False),
-        Binding("r", "rediscover", "Refresh node", id="rediscover", show=False),
-        Binding("f2", "toggle_raw", "Raw JSON", id="raw-json", show=False),
-        Binding("end,f", "follow", "Follow", id="follow", show=False),
-        Binding("o", "order_by", "Order by path", id="order-by", show=False),
-        Binding("s", "export", "Export JSONL", id="export", show=False),
-        Binding("y", "copy_cli", "Copy as CLI", id="copy-cli", show=False),
-        Binding("ctrl+w", "close_tab", "Close tab", id="close-tab", show=False),
+        Binding("delete", "remove_target", "Remove", id="remove-node"),
+        Binding("r", "rediscover", "Refresh", id="rediscover"),
+        Binding("f2", "toggle_raw", "Raw JSON", id="raw-json"),
+        Binding("end,f", "follow", "Follow", id="follow"),
+        Binding("o", "order_by", "Order by", id="order-by"),
+        Binding("s", "export", "Export", id="export"),
+        Binding("y", "copy_cli", "Copy CLI", id="copy-cli"),
+        Binding("ctrl+w", "close_tab", "Close", id="close-tab"),
         Binding("h", "history", "History", id="history"),
         Binding("e", "errors", "Errors", id="errors"),
         Binding("t", "toggle_theme", "Theme", id="theme"),
@@ -107,7 +107,7 @@ class OlaneConsole(App):
                 yield Static("No calls yet. Pick a method, press F5: each call opens a tab here.",
                              id="no-calls")
                 yield TabbedContent(id="calls")
-        yield Footer()
+        yield Footer(compact=True)
 
     async def on_mount(self) -> None:
         # held, not queried: App.query_one searches the active screen, which may be a dialog
@@ -173,6 +173,7 @@ class OlaneConsole(App):
                 self._tab_states[pane_id] = state
                 self._label_tab(pane_id, view.record, state)
                 self._update_subtitle()
+                self.refresh_bindings()
         view = self.current_view
         if view is not None:
             view.sync()
@@ -254,6 +255,32 @@ class OlaneConsole(App):
         folder = Path(path) if path else data_dir() / "screenshots"
         folder.mkdir(parents=True, exist_ok=True)
         return super().deliver_screenshot(filename, str(folder), time_format)
+
+    # which keys apply now: the footer shows those (the palette lists every action)
+    _CALL_ACTIONS = {"follow", "order_by", "export", "copy_cli", "close_tab"}
+    _NODE_ACTIONS = {"remove_target", "rediscover"}
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if not self.is_mounted or not hasattr(self, "call_tabs"):
+            return True
+        if action == "cancel_call":
+            record = self.current_record
+            return record is not None and not record.state.ended
+        if action in self._CALL_ACTIONS:
+            return self.current_view is not None
+        if action in self._NODE_ACTIONS:
+            return self.focused is self.node_tree
+        if action == "toggle_raw":
+            method = self.method_panel.method
+            in_form = self.focused is not None and self.method_panel in self.focused.ancestors_with_self
+            return in_form and method is not None and not method.typed_by_hand
+        if action == "focus_tree":
+            return self.focused is not self.node_tree
+        return True
+
+    @on(TabbedContent.TabActivated)
+    def _tab_changed(self) -> None:
+        self.refresh_bindings()
 
     def action_focus_tree(self) -> None:
         self.node_tree.focus()
