@@ -7,6 +7,7 @@ record, so no widget is touched per chunk.
 """
 from __future__ import annotations
 
+import asyncio
 import gc
 import time
 from dataclasses import dataclass
@@ -129,6 +130,11 @@ class OlaneConsole(App):
         self._update_subtitle()
 
     async def on_unmount(self) -> None:
+        if self.bridge.running:  # calls first, while the nodes still read their resets
+            try:
+                await asyncio.wait_for(self.bridge.call(self.session.stop_calls), 2)
+            except Exception:
+                pass
         await self.bridge.stop()  # a guest run left behind breaks later trio runs in this thread
 
     # -- session -> screen ---------------------------------------------------------------

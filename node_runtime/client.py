@@ -83,7 +83,7 @@ class StreamingCall:
                 connection_id=node.connection_id, caller_address=node.address.value, streaming=self.streaming,
             )
             self.started_at = time.monotonic()
-            await write_shielded(self._stream, frame(codecs.encode(envelope, codec)))
+            await write_shielded(self._stream, frame(codecs.encode(envelope, codec)), node.limits.write_timeout)
         except BaseException as exc:
             await self.aclose()
             if isinstance(exc, OlaneError) or not isinstance(exc, Exception):

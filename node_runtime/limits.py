@@ -6,6 +6,10 @@ from dataclasses import dataclass
 from .framing import DEFAULT_MAX_FRAME_BYTES
 
 
+#: seconds a write or reset in flight may still take once a node stops
+STOP_GRACE = 0.25
+
+
 @dataclass(frozen=True)
 class Limits:
     #: largest frame read or written; a larger one is refused with 4009
@@ -22,5 +26,7 @@ class Limits:
     idle_timeout: float = 120.0
     #: client: seconds to dial a peer; then 4014
     dial_timeout: float = 10.0
+    #: seconds one write may wait on a peer that reads nothing; its connection is then closed
+    write_timeout: float = 30.0
     #: bytes asked of the stream per read
     read_size: int = 256 * 1024

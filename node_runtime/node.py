@@ -15,7 +15,7 @@ from .client import StreamingCall
 from .codec import JSON, MSGPACK
 from .errors import ErrorCode, OlaneError
 from .host import key_pair_from_seed, new_olane_host, parse_peer_multiaddr
-from .limits import Limits
+from .limits import STOP_GRACE, Limits
 from .messages import IncomingRequest
 from .metrics import NodeMetrics
 from .server import StreamSession
@@ -74,6 +74,8 @@ class Node:
         self._codecs: dict[tuple[str, str], str] = {}
         self._slots: dict[str, int] = {}
         self._stop = trio.Event()
+        self._sessions: set = set()  # streams being served (server.StreamSession)
+        self.stopping = False
         self._exit_stack: AsyncExitStack | None = None
 
     # -- lifecycle ----------------------------------------------------------------
@@ -97,6 +99,10 @@ class Node:
                     started.append(tool)
                 yield self
             finally:
+                # writes still in flight may wait on a peer that stopped reading: bound them
+                self.stopping = True
+                for session in list(self._sessions):
+                    session.writer.stop_soon(STOP_GRACE)
                 with trio.CancelScope(shield=True):
                     for tool in reversed(started):
                         try:

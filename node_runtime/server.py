@@ -13,6 +13,7 @@ from .errors import ErrorCode, OlaneError
 from .framing import FrameDecoder, FrameTooLarge, frame
 from .messages import IncomingRequest, chunk_frame, error_frame, final_frame, parse_request, unreadable_frame_error
 from .stream_io import FrameWriter, StreamGone, close_quietly, reset_quietly
+from .limits import STOP_GRACE
 from .tools import Request, StreamEnd
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ class StreamSession:
         self.stream = stream
         self.protocol = protocol
         self.limits = node.limits
-        self.writer = FrameWriter(stream, self.limits.write_buffer_bytes)
+        self.writer = FrameWriter(stream, self.limits.write_buffer_bytes, self.limits.write_timeout)
         try:
             self.peer_id = stream.muxed_conn.peer_id.to_string()
         except Exception:
@@ -46,6 +47,7 @@ class StreamSession:
     async def serve(self) -> None:
         metrics = self.node.metrics
         metrics.streams_opened()
+        self.node._sessions.add(self)
         reset = False
         try:
             async with trio.open_nursery() as nursery:
@@ -57,11 +59,14 @@ class StreamSession:
                 # every request has sent its terminal frame (or was cancelled)
                 self.writer.close()
         finally:
+            self.node._sessions.discard(self)
             metrics.streams_closed()
+            # bounded: a peer that reads nothing must not hold a stopping node
+            timeout = STOP_GRACE if self.node.stopping else 2.0
             if reset or self.writer.error is not None:
-                await reset_quietly(self.stream)
+                await reset_quietly(self.stream, timeout)
             else:
-                await close_quietly(self.stream)
+                await close_quietly(self.stream, timeout)
 
     async def _read_requests(self, requests: trio.Nursery) -> bool:
         """Read frames until the client goes away. Returns True when the stream

@@ -31,34 +31,71 @@ class StreamGone(OlaneError):
         super().__init__(ErrorCode.SEND_FAILED, why)
 
 
-async def write_shielded(stream, data: bytes) -> None:
-    with trio.CancelScope(shield=True):
+async def write_shielded(stream, data: bytes, timeout: float = 30.0) -> None:
+    """Write all of `data`, never cancelled midway, but never for more than
+    `timeout` seconds: a peer that reads nothing (hung, or gone without a FIN)
+    would otherwise hold the task forever. A write cut short leaves the
+    connection's cipher state unusable, so the connection is then aborted."""
+    with trio.CancelScope(shield=True, deadline=trio.current_time() + timeout) as scope:
         await stream.write(data)
+    if scope.cancelled_caught:
+        abort_transport(stream)
+        raise StreamGone(f"the peer read nothing for {timeout:g} s; connection aborted")
 
 
-async def reset_quietly(stream) -> None:
-    with trio.CancelScope(shield=True):
+async def reset_quietly(stream, timeout: float = 2.0) -> None:
+    """Reset a stream; if that cannot even be sent within `timeout` (the peer
+    reads nothing), abort the connection instead."""
+    await _bounded(stream.reset, stream, timeout)
+
+
+async def close_quietly(stream, timeout: float = 2.0) -> None:
+    await _bounded(stream.close, stream, timeout)
+
+
+async def _bounded(operation, stream, timeout: float) -> None:
+    with trio.CancelScope(shield=True, deadline=trio.current_time() + timeout) as scope:
         try:
-            await stream.reset()
+            await operation()
         except Exception:
             pass
+    if scope.cancelled_caught:
+        abort_transport(stream)
 
 
-async def close_quietly(stream) -> None:
-    with trio.CancelScope(shield=True):
-        try:
-            with trio.move_on_after(2):
-                await stream.close()
-        except Exception:
-            pass
+# where py-libp2p 0.8.1 keeps the TCP socket under a stream (NetStream -> Yamux ->
+# secure session -> raw connection -> TrioTCPStream -> trio.SocketStream)
+_SOCKET_PATH = ("muxed_conn", "secured_conn", "conn", "conn", "stream", "stream")
+
+
+def abort_transport(stream) -> bool:
+    """Close the TCP socket under `stream` at once. Writes blocked on a peer that
+    reads nothing hold py-libp2p's connection write lock, so no polite close
+    (which must write too) can get through; closing the socket wakes them all
+    with an error. The whole connection is gone afterwards."""
+    obj = stream
+    for name in _SOCKET_PATH:
+        obj = getattr(obj, name, None)
+        if obj is None:
+            return False
+    if not isinstance(obj, trio.SocketStream):
+        return False
+    try:
+        obj.socket.close()
+    except Exception:
+        return False
+    return True
 
 
 class FrameWriter:
     """The one writer of a stream. Producers `send()` encoded frames; `run()`
     writes whatever has accumulated in one write when the window allows."""
 
-    def __init__(self, stream, buffer_bytes: int = 256 * 1024) -> None:
+    def __init__(self, stream, buffer_bytes: int = 256 * 1024, write_timeout: float = 30.0) -> None:
         self._stream = stream
+        self._write_timeout = write_timeout
+        self._write_scope: trio.CancelScope | None = None  # the write in flight
+        self._write_deadline = float("inf")  # lowered by stop_soon()
         self._muxed = getattr(stream, "muxed_stream", None)
         self._buffer_bytes = buffer_bytes
         self._pending: list[bytes] = []
@@ -98,6 +135,26 @@ class FrameWriter:
         self._closed = True
         self._data.unpark_all()
 
+    def stop_soon(self, grace: float) -> None:
+        """The node is stopping: give a write in flight at most `grace` more
+        seconds (it may be blocked on a peer that stopped reading)."""
+        self._write_deadline = trio.current_time() + grace
+        scope = self._write_scope
+        if scope is not None:
+            scope.deadline = min(scope.deadline, self._write_deadline)
+
+    async def _write(self, data: bytes) -> None:
+        deadline = min(trio.current_time() + self._write_timeout, self._write_deadline)
+        with trio.CancelScope(shield=True, deadline=deadline) as scope:
+            self._write_scope = scope
+            try:
+                await self._stream.write(data)
+            finally:
+                self._write_scope = None
+        if scope.cancelled_caught:
+            abort_transport(self._stream)
+            raise StreamGone("write stalled: the peer reads nothing; connection aborted")
+
     def fail(self, error: BaseException) -> None:
         if self.error is None:
             self.error = error
@@ -134,7 +191,7 @@ class FrameWriter:
         muxed = self._muxed
         window = getattr(muxed, "send_window", None) if muxed is not None else None
         if window is None:
-            await write_shielded(self._stream, batch)
+            await self._write(batch)
             self._count(len(batch))
             return
         view = memoryview(batch)
@@ -152,7 +209,7 @@ class FrameWriter:
             poll = WINDOW_POLL_FIRST
             n = min(room, total - offset)
             piece = batch if (offset == 0 and n == total) else bytes(view[offset : offset + n])
-            await write_shielded(self._stream, piece)
+            await self._write(piece)
             self._count(n)
             offset += n
 

@@ -349,3 +349,15 @@ async def test_a_node_that_cannot_list_methods_still_takes_a_typed_method():
         await wait_for(pilot, lambda: app.session.calls and app.session.calls[-1].state.ended)
         record = app.session.calls[-1]
         assert record.state is State.COMPLETED and record.final == {"echo": "typed"}
+
+
+async def test_quitting_with_a_flat_out_stream_running_ends_cleanly():
+    app = None
+    async with running_console() as (app, pilot):
+        target = embedded_target(app)
+        record = app.start_call(target, "o://demo", target.tool("o://demo").methods["stream_items"],
+                                {"count": 10**6, "delayMs": 0})
+        await wait_for(pilot, lambda: record.count > 2000, what="a firehose")
+        await pilot.press("q")
+    assert not app.bridge.running and app.bridge.crashed is None
+    assert trio.run(trio.sleep, 0) is None  # the guest run is gone; trio works in this thread

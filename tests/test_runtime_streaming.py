@@ -422,3 +422,34 @@ def test_node_runtime_does_not_import_textual():
 
     code = "import node_runtime, node_runtime.cli, sys; sys.exit('textual' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
+
+
+def test_a_node_stops_promptly_while_a_flat_out_stream_fills_the_connection():
+    """Cancelling a node and its client mid-firehose: the node's writes are blocked on a
+    peer that no longer reads (TCP buffer full); stopping must still end at once."""
+
+    async def body():
+        stopped_in = None
+        async with trio.open_nursery() as outer:
+            async def run():
+                nonlocal stopped_in
+                async with Client() as client, Node([Probe()]) as node:
+                    async def consume():
+                        async for _ in client.use_streaming("o://probe", "count", {"count": 10**7, "size": 100},
+                                                            via=node.listen_addrs[0]):
+                            pass
+                    async with trio.open_nursery() as inner:
+                        inner.start_soon(consume)
+                        await trio.sleep(0.5)
+                        started = trio.current_time()
+                        try:
+                            outer.cancel_scope.cancel()
+                            await trio.sleep_forever()
+                        finally:
+                            stopped_in = started
+
+            outer.start_soon(run)
+        return trio.current_time() - stopped_in
+
+    took = run_trio(body, timeout=20)  # it hung forever before shielded writes were bounded
+    assert took < 10

@@ -295,6 +295,15 @@ class ConsoleSession:
                 record.frames_after_final += frames_after
             self._changed("call-ended", record)
 
+    async def stop_calls(self, timeout: float = 1.0) -> None:
+        """(trio) Cancel every running call and wait (bounded) until each has reset
+        its stream: done before the nodes stop, the resets still find a reader."""
+        for scope in list(self._scopes.values()):
+            scope.cancel()
+        with trio.move_on_after(timeout):
+            while self._scopes:
+                await trio.sleep(0.01)
+
     def cancel_call(self, record: StreamRecord) -> bool:
         """Cancel a running call (must run on the trio side: use the bridge)."""
         scope = self._scopes.get(id(record))
