@@ -59,6 +59,7 @@ class OlaneConsole(App):
         Binding("f2", "toggle_raw", "Raw JSON", id="raw-json"),
         Binding("end,f", "follow", "Follow", id="follow"),
         Binding("o", "order_by", "Order by", id="order-by"),
+        Binding("slash", "filter_chunks", "Filter", id="filter"),
         Binding("s", "export", "Export", id="export"),
         Binding("y", "copy_cli", "Copy CLI", id="copy-cli"),
         Binding("ctrl+w", "close_tab", "Close", id="close-tab"),
@@ -263,7 +264,7 @@ class OlaneConsole(App):
         return super().deliver_screenshot(filename, str(folder), time_format)
 
     # which keys apply now: the footer shows those (the palette lists every action)
-    _CALL_ACTIONS = {"follow", "order_by", "export", "copy_cli", "close_tab"}
+    _CALL_ACTIONS = {"follow", "order_by", "filter_chunks", "export", "copy_cli", "close_tab"}
     _NODE_ACTIONS = {"remove_target", "rediscover"}
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -341,6 +342,22 @@ class OlaneConsole(App):
             "Order by a JSON path",
             "Judge gaps and reordering by this path in each chunk (e.g. id, data.index); empty = _sequence.",
             record.sequence_path or ""), chosen)
+
+    def action_filter_chunks(self) -> None:
+        view = self.current_view
+        if view is None or view.log is None:
+            self.notify("open a stream first", severity="warning")
+            return
+        log = view.log
+
+        def chosen(text: str | None) -> None:
+            if text is not None:
+                log.set_filter(text or None)
+                view.invalidate()
+
+        self.push_screen(PromptScreen(
+            "Filter chunks", "Show only chunks whose JSON contains this text (any case); empty shows all.",
+            log.filter_text or ""), chosen)
 
     def action_export(self) -> None:
         record = self.current_record

@@ -361,3 +361,26 @@ async def test_quitting_with_a_flat_out_stream_running_ends_cleanly():
         await pilot.press("q")
     assert not app.bridge.running and app.bridge.crashed is None
     assert trio.run(trio.sleep, 0) is None  # the guest run is gone; trio works in this thread
+
+
+async def test_filter_shows_only_matching_chunks_and_clears():
+    async with running_console() as (app, pilot):
+        target = embedded_target(app)
+        record = app.start_call(target, "o://demo", target.tool("o://demo").methods["stream_items"],
+                                {"count": 50, "delayMs": 0})
+        await wait_for(pilot, lambda: record.state.ended)
+        await pilot.pause(0.2)
+        log = app.current_view.query_one(ChunkLog)
+        await pilot.press("slash")
+        await pilot.press(*"item 4", "enter")
+        await pilot.pause(0.3)
+        shown = [int(line.split()[0]) for line in visible_text(log).splitlines() if line.strip()]
+        assert shown == [4] + list(range(40, 50))  # "Item 4" and "Item 40" .. "Item 49"
+        assert "11 of 50" in str(app.current_view.query_one(".call-columns").render())
+        log.focus()
+        await pilot.press("up")
+        assert record.chunk(log.cursor).data["id"] == 48  # the cursor walks matching chunks only
+        await pilot.press("slash")
+        await pilot.press("ctrl+a", "ctrl+k", "enter")  # empty: everything again
+        await pilot.pause(0.3)
+        assert log.filter_text is None and log._line_count() == 50

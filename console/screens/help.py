@@ -19,7 +19,8 @@ receive order `#`, the node's `seq` (`_sequence`), time since start, Δt, size, 
 flag: `GAP` (sequences skipped), `ORD` (arrived late), `DUP` (seen before), `LATE`
 (after the final frame). The status line has state, chunks/s, bytes/s, time to the
 first chunk, and pauses with an *N new* count when you scroll up or move the cursor;
-**End** follows the tail again. Enter on a chunk shows it whole.
+**End** follows the tail again. Enter on a chunk shows it whole; **/** filters
+the chunks by text in their JSON.
 
 States: running · completed · failed (code and message) · cancelled · stalled
 (nothing for 5 s).

@@ -100,6 +100,10 @@ class CallView(Vertical):
         except Exception:
             return None
 
+    def invalidate(self) -> None:
+        """Redraw at the next sync even if the record did not change (e.g. a new filter)."""
+        self._version = -1
+
     def sync(self, now: float | None = None) -> None:
         """Bring the pane up to date with the record."""
         if not self._mounted or not self.is_attached or not self.children:
@@ -151,6 +155,8 @@ class CallView(Vertical):
         r = self.record
         text = Text(COLUMNS)
         log = self.log
+        if log is not None and log.filter_text is not None:
+            text.append(f"   filter “{log.filter_text}”: {log.matches:,} of {r.held:,}", style="bold")
         if log is not None and not log.following:
             text.append(f"   ⏸ paused · {log.new_below:,} new below · End follows", style="bold reverse")
         if r.dropped:

@@ -5,6 +5,8 @@ virtual size and follows the tail. Scrolling up (or moving the cursor up)
 pauses following; the header then says how many chunks are new below."""
 from __future__ import annotations
 
+from bisect import bisect_left
+
 import orjson
 from rich.segment import Segment
 from textual import events
@@ -34,12 +36,15 @@ def flag_text(flags: int) -> str:
     return "    "
 
 
-def preview(data) -> str:
+def _json_text(data) -> str:
     try:
-        text = orjson.dumps(data, default=_default).decode("utf-8", "replace")
+        return orjson.dumps(data, default=_default).decode("utf-8", "replace")
     except Exception:
-        text = repr(data)
-    return text[:PREVIEW_LIMIT]
+        return repr(data)
+
+
+def preview(data) -> str:
+    return _json_text(data)[:PREVIEW_LIMIT]
 
 
 def _default(value):
@@ -98,6 +103,51 @@ class ChunkLog(ScrollView, can_focus=True):
         self._seen_when_paused = 0
         self._synced_count = -1
         self._styles: dict = {}
+        self.filter_text: str | None = None  # show only chunks whose JSON contains this
+        self._matches: list[int] = []  # absolute indexes of matching chunks (filter on)
+        self._scanned = 0  # chunks checked against the filter so far
+
+    # -- lines <-> chunks (all chunks held, or only those matching the filter) ------------
+
+    def _line_count(self) -> int:
+        return self.record.held if self.filter_text is None else len(self._matches)
+
+    def _index_at(self, line: int) -> int | None:
+        if line < 0 or line >= self._line_count():
+            return None
+        return self.record.first_held + line if self.filter_text is None else self._matches[line]
+
+    def _line_of(self, index: int) -> int:
+        """The line showing `index`, or the next one after it."""
+        if self.filter_text is None:
+            return max(0, index - self.record.first_held)
+        return bisect_left(self._matches, index)
+
+    def set_filter(self, text: str | None) -> None:
+        """Show only chunks whose JSON contains `text` (case-insensitive); None shows all."""
+        self.filter_text = text.lower() if text else None
+        self._matches = []
+        self._scanned = self.record.first_held
+        self.cursor = None
+        self._synced_count = -1
+        self.resume()
+
+    def _scan(self) -> None:
+        record = self.record
+        first = record.first_held
+        if self._matches and self._matches[0] < first:  # dropped out of the ring
+            del self._matches[:bisect_left(self._matches, first)]
+        needle = self.filter_text
+        start = max(self._scanned, first)
+        for index in range(start, record.count):
+            chunk = record.chunk(index)
+            if chunk is not None and needle in _json_text(chunk.data).lower():
+                self._matches.append(index)
+        self._scanned = record.count
+
+    @property
+    def matches(self) -> int:
+        return len(self._matches)
 
     # -- driven by the screen's refresh timer --------------------------------------
 
@@ -106,13 +156,15 @@ class ChunkLog(ScrollView, can_focus=True):
         record = self.record
         if record.count != self._synced_count:
             self._synced_count = record.count
-            self.virtual_size = Size(self.scrollable_content_region.width, record.held)
+            if self.filter_text is not None:
+                self._scan()
+            self.virtual_size = Size(self.scrollable_content_region.width, self._line_count())
             self.refresh()
         if self.following:
             self._follow()
         elif self._anchor is not None:
             # keep the same chunks in view while older ones drop out of the ring
-            y = max(0, self._anchor - record.first_held)
+            y = self._line_of(self._anchor)
             if int(self.scroll_y) != y:
                 self.scroll_to(y=y, animate=False, immediate=True)
 
@@ -122,7 +174,7 @@ class ChunkLog(ScrollView, can_focus=True):
             self.scroll_to(y=y, animate=False, immediate=True)
 
     def on_resize(self) -> None:
-        self.virtual_size = Size(self.scrollable_content_region.width, self.record.held)
+        self.virtual_size = Size(self.scrollable_content_region.width, self._line_count())
         if self.following:
             self.call_after_refresh(self._follow)
         else:  # e.g. the detail area below grew when a chunk was picked
@@ -137,13 +189,13 @@ class ChunkLog(ScrollView, can_focus=True):
         if self.following:
             self.following = False
             self._seen_when_paused = self.record.count
-            self._anchor = self.record.first_held + self._bottom_top()
+            self._anchor = self._index_at(self._bottom_top())
         elif self._anchor is None:
-            self._anchor = self.record.first_held + int(self.scroll_y)
+            self._anchor = self._index_at(int(self.scroll_y))
 
     def _bottom_top(self) -> int:
         """The top line when the tail is in view."""
-        return max(0, self.record.held - self.scrollable_content_region.height)
+        return max(0, self._line_count() - self.scrollable_content_region.height)
 
     def resume(self) -> None:
         self.following = True
@@ -169,9 +221,8 @@ class ChunkLog(ScrollView, can_focus=True):
         return super().render_lines(crop)
 
     def render_line(self, y: int) -> Strip:
-        record = self.record
-        index = record.first_held + int(self.scroll_y) + y
-        chunk = record.chunk(index)
+        index = self._index_at(int(self.scroll_y) + y)
+        chunk = self.record.chunk(index) if index is not None else None
         width = self.size.width
         styles = self._styles
         if chunk is None:
@@ -203,7 +254,7 @@ class ChunkLog(ScrollView, can_focus=True):
         if self.following:
             self.following = False
             self._seen_when_paused = self.record.count
-        self._anchor = self.record.first_held + int(self.scroll_y)
+        self._anchor = self._index_at(int(self.scroll_y))
 
     def _on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
         self.call_after_refresh(self._user_scrolled)
@@ -212,35 +263,32 @@ class ChunkLog(ScrollView, can_focus=True):
         self.call_after_refresh(self._user_scrolled)
 
     def action_cursor(self, step: int) -> None:
-        record = self.record
-        if not record.held:
+        lines = self._line_count()
+        if not lines:
             return
-        last = record.count - 1
-        if self.cursor is None:
-            self.cursor = last
-        self.cursor = max(record.first_held, min(last, self.cursor + step))
+        line = lines - 1 if self.cursor is None else self._line_of(self.cursor)
+        self.cursor = self._index_at(max(0, min(lines - 1, line + step)))
         self.pause()
         self._keep_cursor_in_view()
-        self.post_message(self.Selected(self, record.chunk(self.cursor)))
+        self.post_message(self.Selected(self, self.record.chunk(self.cursor)))
 
     def _keep_cursor_in_view(self) -> None:
         """Move the top line as little as possible so the cursor is visible."""
-        record = self.record
         if self.cursor is None or self._anchor is None:
             return
         height = max(1, self.scrollable_content_region.height)
-        line = self.cursor - record.first_held
-        top = self._anchor - record.first_held
+        line = self._line_of(self.cursor)
+        top = self._line_of(self._anchor)
         if line < top:
             top = line
         elif line >= top + height:
             top = line - height + 1
-        self._anchor = record.first_held + top
+        self._anchor = self._index_at(top)
         self.scroll_to(y=top, animate=False, immediate=True)
         self.refresh()
 
     def action_first(self) -> None:
-        self.cursor = self.record.first_held
+        self.cursor = self._index_at(0)
         self.action_cursor(0)
 
     def action_follow(self) -> None:
@@ -248,12 +296,10 @@ class ChunkLog(ScrollView, can_focus=True):
         self.post_message(self.Selected(self, None))
 
     def action_select(self) -> None:
-        if self.cursor is None and self.record.held:
-            self.cursor = self.record.count - 1
         self.action_cursor(0)
 
     def _on_click(self, event: events.Click) -> None:
-        index = self.record.first_held + int(self.scroll_y) + event.y
-        if self.record.chunk(index) is not None:
+        index = self._index_at(int(self.scroll_y) + event.y)
+        if index is not None:
             self.cursor = index
             self.action_cursor(0)
