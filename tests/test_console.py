@@ -384,3 +384,22 @@ async def test_filter_shows_only_matching_chunks_and_clears():
         await pilot.press("ctrl+a", "ctrl+k", "enter")  # empty: everything again
         await pilot.pause(0.3)
         assert log.filter_text is None and log._line_count() == 50
+
+
+async def test_a_hung_node_turns_unreachable_and_comes_back_when_it_answers_again():
+    from console.core.session import ConsoleSession
+
+    proc, multiaddr = start_node("--tools", "demo")
+    try:
+        session = ConsoleSession(embedded=False, heartbeat=0.3, heartbeat_timeout=1.0)
+        async with running_console(session=session, targets=[multiaddr]) as (app, pilot):
+            target = app.session.targets[0]
+            assert target.state == "connected"
+            proc.send_signal(signal.SIGSTOP)  # hung: the connection stays open, nothing answers
+            await wait_for(pilot, lambda: target.state == "unreachable", what="the hung node noticed")
+            assert "ping" in target.error
+            proc.send_signal(signal.SIGCONT)
+            await wait_for(pilot, lambda: target.state == "connected", what="the node back")
+    finally:
+        proc.send_signal(signal.SIGCONT)
+        stop_process(proc)

@@ -106,6 +106,8 @@ class ConsoleSession:
         max_chunks: int = DEFAULT_MAX_CHUNKS,
         stall_after: float = DEFAULT_STALL_AFTER,
         call_timeout: float = 120.0,
+        heartbeat: float = 10.0,
+        heartbeat_timeout: float = 5.0,
     ) -> None:
         self.embedded = embedded
         self.embedded_tools = embedded_tools
@@ -114,6 +116,8 @@ class ConsoleSession:
         self.max_chunks = max_chunks
         self.stall_after = stall_after
         self.call_timeout = call_timeout
+        self.heartbeat = heartbeat  # seconds between pings of every node (0: none)
+        self.heartbeat_timeout = heartbeat_timeout
         self.node: Node | None = None
         self.client: Client | None = None
         self.targets: list[Target] = []
@@ -143,17 +147,18 @@ class ConsoleSession:
 
     async def run(self, initial_targets: list[tuple[str, str | None]] = (), *, task_status=trio.TASK_STATUS_IGNORED):
         """Start the client (and the embedded node), connect to `initial_targets`,
-        then serve until cancelled."""
+        then watch the nodes until cancelled."""
         async with Client(limits=self.limits, address="o://console") as client:
             self.client = client
-            if self.embedded:
-                await self._run_with_embedded(initial_targets, task_status)
-            else:
+            async with trio.open_nursery() as nursery:
+                if self.embedded:
+                    await nursery.start(self._serve_embedded)
                 task_status.started()
                 await self._connect_all(initial_targets)
-                await trio.sleep_forever()
+                if self.heartbeat > 0:
+                    nursery.start_soon(self._heartbeat)
 
-    async def _run_with_embedded(self, initial_targets, task_status) -> None:
+    async def _serve_embedded(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
         tools = self.embedded_tools
         if tools is None:
             from tool_library import build_tools
@@ -161,11 +166,9 @@ class ConsoleSession:
             tools = build_tools()
         async with Node(tools, seed=self.seed, limits=self.limits) as node:
             self.node = node
-            target = Target(node.listen_addrs[0], embedded=True)
-            self.targets.insert(0, target)
+            self.targets.insert(0, Target(node.listen_addrs[0], embedded=True))
             self._changed("targets")
             task_status.started()
-            await self._connect_all(initial_targets)
             await trio.sleep_forever()
 
     async def _connect_all(self, initial_targets) -> None:
@@ -311,6 +314,31 @@ class ConsoleSession:
             return False
         scope.cancel()
         return True
+
+    async def _heartbeat(self) -> None:
+        """Ping every node now and then, so that one that stopped answering (killed,
+        hung, network gone) shows as unreachable without waiting for a call to fail
+        (py-libp2p never notices a hung peer by itself), and one that answers again
+        is listed again."""
+        while True:
+            await trio.sleep(self.heartbeat)
+            async with trio.open_nursery() as nursery:
+                for target in list(self.targets):
+                    if target.state != "connecting" and target.tools:
+                        nursery.start_soon(self._check, target)
+
+    async def _check(self, target: Target) -> None:
+        try:
+            await self.client.use(target.tools[0].address, "ping", {}, via=target.multiaddr,
+                                  timeout=self.heartbeat_timeout)
+        except OlaneError as exc:
+            if target.state != "unreachable":
+                target.state, target.error = "unreachable", f"no answer to ping ({exc.name})"
+                self.log_error(target.label, exc)
+                self._changed("target", target)
+            return
+        if target.state == "unreachable" and target in self.targets:
+            await self.discover(target)  # back: list its tools again
 
     async def _probe(self, multiaddr: str) -> None:
         """After a call lost its stream: is the node still there? (a ping, 3 s at most)"""
