@@ -36,31 +36,44 @@ async def write_shielded(stream, data: bytes, timeout: float = 30.0) -> None:
     `timeout` seconds: a peer that reads nothing (hung, or gone without a FIN)
     would otherwise hold the task forever. A write cut short leaves the
     connection's cipher state unusable, so the connection is then aborted."""
-    with trio.CancelScope(shield=True, deadline=trio.current_time() + timeout) as scope:
-        await stream.write(data)
-    if scope.cancelled_caught:
-        abort_transport(stream)
+    if await shielded_until(trio.current_time() + timeout, stream.write(data), stream):
         raise StreamGone(f"the peer read nothing for {timeout:g} s; connection aborted")
 
 
 async def reset_quietly(stream, timeout: float = 2.0) -> None:
     """Reset a stream; if that cannot even be sent within `timeout` (the peer
     reads nothing), abort the connection instead."""
-    await _bounded(stream.reset, stream, timeout)
+    await shielded_until(trio.current_time() + timeout, _quietly(stream.reset()), stream)
 
 
 async def close_quietly(stream, timeout: float = 2.0) -> None:
-    await _bounded(stream.close, stream, timeout)
+    await shielded_until(trio.current_time() + timeout, _quietly(stream.close()), stream)
 
 
-async def _bounded(operation, stream, timeout: float) -> None:
-    with trio.CancelScope(shield=True, deadline=trio.current_time() + timeout) as scope:
+async def _quietly(operation) -> None:
+    try:
+        await operation
+    except Exception:
+        pass
+
+
+async def shielded_until(deadline: float, operation, stream, track=None) -> bool:
+    """Await `operation` (a coroutine on `stream`) shielded from cancellation
+    until `deadline`; past it, abort the stream's connection (see
+    abort_transport). True when it was cut. `track(scope)` / `track(None)` let a
+    caller move the deadline while it runs."""
+    with trio.CancelScope(shield=True, deadline=deadline) as scope:
+        if track is not None:
+            track(scope)
         try:
-            await operation()
-        except Exception:
-            pass
+            await operation
+        finally:
+            if track is not None:
+                track(None)
     if scope.cancelled_caught:
         abort_transport(stream)
+        return True
+    return False
 
 
 # where py-libp2p 0.8.1 keeps the TCP socket under a stream (NetStream -> Yamux ->
@@ -145,15 +158,11 @@ class FrameWriter:
 
     async def _write(self, data: bytes) -> None:
         deadline = min(trio.current_time() + self._write_timeout, self._write_deadline)
-        with trio.CancelScope(shield=True, deadline=deadline) as scope:
-            self._write_scope = scope
-            try:
-                await self._stream.write(data)
-            finally:
-                self._write_scope = None
-        if scope.cancelled_caught:
-            abort_transport(self._stream)
+        if await shielded_until(deadline, self._stream.write(data), self._stream, self._track):
             raise StreamGone("write stalled: the peer reads nothing; connection aborted")
+
+    def _track(self, scope: trio.CancelScope | None) -> None:
+        self._write_scope = scope
 
     def fail(self, error: BaseException) -> None:
         if self.error is None:
