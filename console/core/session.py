@@ -341,15 +341,10 @@ class ConsoleSession:
             await self.discover(target)  # back: list its tools again
 
     async def _probe(self, multiaddr: str) -> None:
-        """After a call lost its stream: is the node still there? (a ping, 3 s at most)"""
+        """After a call lost its stream: is the node still there?"""
         target = next((t for t in self.targets if t.multiaddr == multiaddr), None)
-        if target is None or not target.tools:
-            return
-        try:
-            await self.client.use(target.tools[0].address, "ping", {}, via=multiaddr, timeout=3)
-        except OlaneError as exc:
-            target.state, target.error = "unreachable", f"connection lost ({exc.name})"
-            self._changed("target", target)
+        if target is not None and target.tools:
+            await self._check(target)
 
     async def node_metrics(self, target: Target, address: str) -> Any:
         return await self.client.use(address, "get_metrics", {}, via=target.multiaddr, timeout=10)
