@@ -25,10 +25,8 @@ GAP = 1  # sequences were skipped right before this chunk
 REORDERED = 2  # arrived after a higher sequence (filled a gap)
 DUPLICATE = 4  # a sequence already seen
 AFTER_FINAL = 8  # a frame for this call after its final frame
-NO_SEQUENCE = 16  # a sequence was expected (path chosen, or the peer sends them) but is missing
 
-FLAG_NAMES = {GAP: "gap", REORDERED: "reordered", DUPLICATE: "duplicate", AFTER_FINAL: "after final",
-              NO_SEQUENCE: "no sequence"}
+FLAG_NAMES = {GAP: "gap", REORDERED: "reordered", DUPLICATE: "duplicate", AFTER_FINAL: "after final"}
 
 
 class State(str, Enum):

@@ -16,7 +16,7 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from console.core.stream_store import AFTER_FINAL, DUPLICATE, GAP, NO_SEQUENCE, REORDERED, Chunk, StreamRecord
+from console.core.stream_store import AFTER_FINAL, DUPLICATE, GAP, REORDERED, Chunk, StreamRecord
 
 COLUMNS = f"{'#':>8} {'seq':>8} {'+t ms':>10} {'Δt ms':>9} {'bytes':>7}  flag  data"
 PREVIEW_LIMIT = 400  # characters of a chunk's JSON rendered on its line
@@ -31,8 +31,6 @@ def flag_text(flags: int) -> str:
         return "DUP "
     if flags & AFTER_FINAL:
         return "LATE"
-    if flags & NO_SEQUENCE:
-        return "NOSQ"
     return "    "
 
 
