@@ -173,8 +173,8 @@ class MethodSpec:
     def bind(self, params: dict[str, Any]) -> dict[str, Any]:
         """Check `params` against the declared parameters; return the keyword arguments.
 
-        Missing required parameters -> 4006 naming them; a value of the wrong type
-        or outside its options -> 4007.
+        Missing required parameters -> 4006 naming them; a value of the wrong type,
+        outside its options or outside its minimum / maximum -> 4007.
         """
         missing = [p.name for p in self.params if p.required and params.get(p.name) is None]
         if missing:
@@ -229,6 +229,17 @@ def _check_type(p: ParamSpec, value: Any, method: str) -> Any:
             ErrorCode.INVALID_PARAMETERS,
             f"parameter {p.name!r} of {method} must be one of {p.options}",
             {"parameter": p.name, "options": p.options},
+        )
+    low, high = p.minimum, p.maximum
+    if p.type == "number" and ((low is not None and value < low) or (high is not None and value > high)):
+        if low is not None and high is not None:
+            bounds = f"between {low:g} and {high:g}"
+        else:
+            bounds = f"at least {low:g}" if low is not None else f"at most {high:g}"
+        raise OlaneError(
+            ErrorCode.INVALID_PARAMETERS,
+            f"{p.name} must be {bounds}, got {value}",
+            {"parameter": p.name, "minimum": low, "maximum": high},
         )
     return value
 

@@ -491,3 +491,19 @@ def test_tool_library_does_not_import_textual():
     code = "import sys, tool_library; assert 'textual' not in sys.modules, 'textual imported'"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
+
+
+def test_declared_minimum_and_maximum_are_enforced_by_the_node():
+    async def body():
+        async with NodeAndClient(build_tools(["demo", "metrics"])) as nc:
+            for address, method, params, name in [
+                ("o://demo", "stream_items", {"delayMs": -1}, "delayMs"),
+                ("o://demo", "get_items", {"count": 10**9}, "count"),
+                ("o://metrics", "watch", {"intervalMs": 1}, "intervalMs"),
+            ]:
+                with pytest.raises(OlaneError) as info:
+                    await nc.client.use(address, method, params, via=nc.ma, timeout=10)
+                assert info.value.code == ErrorCode.INVALID_PARAMETERS
+                assert info.value.details["parameter"] == name and f"{name} must be" in info.value.message
+
+    run_trio(body, timeout=30)

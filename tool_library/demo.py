@@ -26,17 +26,10 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _check_range(name: str, value: int | float, low: float, high: float) -> None:
-    if not low <= value <= high:
-        raise OlaneError(ErrorCode.INVALID_PARAMETERS, f"{name} must be between {low:g} and {high:g}, got {value}",
-                         {"parameter": name, "minimum": low, "maximum": high})
-
-
 class _Pacer:
     """Deadlines on a grid from one start time: chunk n is due at start + n * delay."""
 
     def __init__(self, delay_ms: float) -> None:
-        _check_range("delayMs", delay_ms, 0, MAX_DELAY_MS)
         self.delay = delay_ms / 1000.0
         self.start = trio.current_time()
 
@@ -62,7 +55,6 @@ class DemoTool(Tool):
         examples=[{"count": 3}],
     )
     async def _tool_get_items(self, request: Request, count: int = 10) -> dict[str, Any]:
-        _check_range("count", count, 0, MAX_UNARY_ITEMS)
         now = _now()
         items = [{"id": i + 1, "name": f"Item {i + 1}", "timestamp": now} for i in range(count)]
         return {"items": items, "total": count}
@@ -77,7 +69,6 @@ class DemoTool(Tool):
         examples=[{"count": 5, "delayMs": 100}],
     )
     async def _tool_stream_items(self, request: Request, count: int = 10, delayMs: int = 100):
-        _check_range("count", count, 0, MAX_STREAM_COUNT)
         pacer = _Pacer(delayMs)
         for i in range(1, count + 1):
             await pacer.wait_for(i)
@@ -98,7 +89,6 @@ class DemoTool(Tool):
     )
     async def _tool_stream_text(self, request: Request, text: str = "Default streaming text...",
                                 chunkSize: int = 10, delayMs: int = 50):
-        _check_range("chunkSize", chunkSize, 1, 1_000_000)
         pacer = _Pacer(delayMs)
         for n, position in enumerate(range(0, len(text), chunkSize), start=1):
             await pacer.wait_for(n)
@@ -121,8 +111,6 @@ class DemoTool(Tool):
     )
     async def _tool_stream_query(self, request: Request, query: str, batchSize: int = 10, total: int = 50,
                                  delayMs: int = 100):
-        _check_range("batchSize", batchSize, 1, 100_000)
-        _check_range("total", total, 0, MAX_STREAM_COUNT)
         pacer = _Pacer(delayMs)
         for n, offset in enumerate(range(0, total, batchSize), start=1):
             await pacer.wait_for(n)
@@ -145,7 +133,6 @@ class DemoTool(Tool):
     )
     async def _tool_stream_progress(self, request: Request, taskName: str = "Processing", totalSteps: int = 100,
                                     delayMs: int = 100):
-        _check_range("totalSteps", totalSteps, 1, MAX_STREAM_COUNT)
         pacer = _Pacer(delayMs)
         for step in range(1, totalSteps + 1):
             await pacer.wait_for(step)
@@ -172,7 +159,6 @@ class DemoTool(Tool):
         examples=[{"failAt": 5}],
     )
     async def _tool_stream_with_error(self, request: Request, failAt: int = -1, count: int = 10, delayMs: int = 100):
-        _check_range("count", count, 0, MAX_STREAM_COUNT)
         pacer = _Pacer(delayMs)
         for i in range(count):
             if i == failAt:

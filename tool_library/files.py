@@ -170,9 +170,6 @@ class FilesTool(Tool):
         category="files",
     )
     async def _tool_read(self, request: Request, path: str, chunkSize: int = 65536):
-        if not MIN_CHUNK <= chunkSize <= MAX_CHUNK:
-            raise OlaneError(ErrorCode.INVALID_PARAMETERS, f"chunkSize must be between {MIN_CHUNK} and {MAX_CHUNK}",
-                             {"parameter": "chunkSize", "minimum": MIN_CHUNK, "maximum": MAX_CHUNK})
         real, rel = await self.resolve_path(path)
         st = await trio.to_thread.run_sync(os.stat, real)
         if not stat_module.S_ISREG(st.st_mode):  # a folder, or a FIFO/device that could block forever

@@ -28,7 +28,7 @@ from typing import Any
 import psutil
 import trio
 
-from node_runtime import ErrorCode, OlaneError, Param, Request, StreamEnd, Tool, tool_method
+from node_runtime import Param, Request, StreamEnd, Tool, tool_method
 
 MIN_INTERVAL_MS = 50
 MAX_INTERVAL_MS = 3_600_000
@@ -123,13 +123,6 @@ class MetricsTool(Tool):
         examples=[{"intervalMs": 1000, "count": 10}],
     )
     async def _tool_watch(self, request: Request, intervalMs: int = 1000, count: int = 0):
-        if not MIN_INTERVAL_MS <= intervalMs <= MAX_INTERVAL_MS:
-            raise OlaneError(ErrorCode.INVALID_PARAMETERS,
-                             f"intervalMs must be between {MIN_INTERVAL_MS} and {MAX_INTERVAL_MS}",
-                             {"parameter": "intervalMs", "minimum": MIN_INTERVAL_MS, "maximum": MAX_INTERVAL_MS})
-        if count < 0:
-            raise OlaneError(ErrorCode.INVALID_PARAMETERS, "count must be 0 (until cancelled) or more",
-                             {"parameter": "count", "minimum": 0})
         interval = intervalMs / 1000.0
         previous = await trio.to_thread.run_sync(_Counters)
         start = trio.current_time()

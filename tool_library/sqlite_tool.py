@@ -264,9 +264,6 @@ class SqliteTool(Tool):
         examples=[{"sql": "SELECT id, name, country FROM customers WHERE country = ?", "params": ["FR"]}],
     )
     async def _tool_query(self, request: Request, sql: str, params: Any = None, batchSize: int = 500):
-        if not 1 <= batchSize <= MAX_BATCH:
-            raise OlaneError(ErrorCode.INVALID_PARAMETERS, f"batchSize must be between 1 and {MAX_BATCH}",
-                             {"parameter": "batchSize", "minimum": 1, "maximum": MAX_BATCH})
         if params is None:
             args: Any = ()
         elif isinstance(params, (list, dict)):
