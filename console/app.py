@@ -481,7 +481,11 @@ def _export_default(value):
 
 
 def run_console(multiaddrs: list[str], embedded: bool = True, seed: str | None = None,
-                max_chunks: int = DEFAULT_MAX_CHUNKS) -> int:
-    session = ConsoleSession(embedded=embedded, seed=seed, max_chunks=max_chunks)
+                max_chunks: int = DEFAULT_MAX_CHUNKS, caller_seed: str | None = None,
+                caller_key: bytes | None = None) -> int:
+    """`seed`: the embedded node's identity; `caller_seed` / `caller_key`: the
+    identity the nodes the console calls see."""
+    session = ConsoleSession(embedded=embedded, seed=seed, max_chunks=max_chunks,
+                             caller_seed=caller_seed, caller_key=caller_key)
     OlaneConsole(multiaddrs, session=session).run()
     return 0

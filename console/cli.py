@@ -4,25 +4,38 @@ on success, 1 on an error answer, 2 when the target cannot be reached or named."
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import signal
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
-from node_runtime.codec import json_default
-
 
 EXIT_ERROR = 1
-EXIT_UNREACHABLE = 2
+EXIT_UNREACHABLE = 2  # also: a bad option value
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
 
 
 def _dumps(value: Any) -> str:
+    from node_runtime.codec import json_default  # lazy: node_runtime takes seconds to import
+
     return json.dumps(value, ensure_ascii=False, default=json_default)
 
 
+class _OlaneGroup(click.Group):
+    """Ctrl-C anywhere in a command (imports included) -> exit 130, no traceback
+    (click would print "Aborted!" and exit 1)."""
 
-@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            _quiet_exit(EXIT_INTERRUPTED)
+
+
+@click.group(cls=_OlaneGroup, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.pass_context
 def main(ctx: click.Context) -> None:
     """olane nodes and their console. With no command, opens the console on an embedded node."""
@@ -37,20 +50,22 @@ def main(ctx: click.Context) -> None:
 @click.option("--address", default=None, help="olane address: of the tool when one is served, else the parent of all (o://lab -> o://lab/demo ...)")
 @click.option("--listen", "listen", multiple=True, default=["/ip4/127.0.0.1/tcp/0"], show_default=True, help="multiaddr to listen on (repeatable)")
 @click.option("--seed", default=None, help="text seed for a stable identity (peer id)")
+@click.option("--key", "key_file", default=None, metavar="FILE", help="key file for a stable identity (32 bytes, raw or 64 hex digits; see `olane id --new-key`)")
 @click.option("--tools", "tool_names", default=None, help="comma-separated tools to serve: demo,sqlite,files,metrics (default: all)")
 @click.option("--files-root", type=click.Path(file_okay=False), default=None, help="root folder of the files tool")
 @click.option("--sqlite-db", type=click.Path(dir_okay=False), default=None, help="SQLite database file of the sqlite tool")
 @click.option("--allow-writes", is_flag=True, help="let the sqlite tool run statements that write")
-def node(address, listen, seed, tool_names, files_root, sqlite_db, allow_writes) -> None:
+def node(address, listen, seed, key_file, tool_names, files_root, sqlite_db, allow_writes) -> None:
     """Serve tools; print `listening <multiaddr>` once ready; stop on SIGINT/SIGTERM."""
     import trio
 
     from node_runtime import Node
 
+    seed, key = _identity(seed, key_file)
     tools = _build_tools(tool_names, address, files_root, sqlite_db, allow_writes)
 
     async def serve() -> None:
-        async with Node(tools, seed=seed, listen=listen) as n:
+        async with Node(tools, seed=seed, key=key, listen=listen) as n:
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 print(f"listening {n.listen_addrs[0]}", flush=True)
                 for tool in n.tools:
@@ -79,6 +94,54 @@ def _build_tools(tool_names, address, files_root, sqlite_db, allow_writes):
         raise click.BadParameter(str(exc), param_hint="--tools") from None
 
 
+# --- bad input, one line each ----------------------------------------------------------
+
+
+def _fail_usage(option: str, message: str) -> "NoReturn":
+    """A bad option value: one line on stderr, exit 2 (like grpcurl; no usage block)."""
+    click.echo(f"error: {option}: {message}", err=True)
+    sys.exit(EXIT_UNREACHABLE)
+
+
+def _identity(seed: str | None, key_file: str | None) -> tuple[str | None, bytes | None]:
+    """--seed TEXT or --key FILE (not both) -> (seed, key) for Node / Client."""
+    if seed is not None and key_file is not None:
+        _fail_usage("--key", "give --seed or --key, not both")
+    if key_file is None:
+        return seed, None
+    from node_runtime.host import read_key_file
+
+    try:
+        return None, read_key_file(key_file)
+    except (OSError, ValueError) as exc:
+        _fail_usage("--key", str(exc))
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside (nested) exception groups; trio wraps what a task raises."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
+    return [exc]
+
+
+def _stdout_gone() -> None:
+    """stdout's reader went away (`| head`): point stdout at devnull so the
+    interpreter's final flush does not raise again (the Python docs' recipe)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def _quiet_exit(code: int) -> "NoReturn":
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _stdout_gone()
+    sys.exit(code)
+
+
 # --- call / stream ----------------------------------------------------------------
 
 _target_options = [
@@ -88,6 +151,8 @@ _target_options = [
     click.option("--params", default="{}", help="parameters as a JSON object"),
     click.option("--timeout", type=float, default=120.0, show_default=True, help="seconds to wait for the first frame and between frames"),
     click.option("--codec", type=click.Choice(["auto", "json", "msgpack"]), default="auto", show_default=True),
+    click.option("--seed", default=None, help="text seed for a stable caller identity (the peer id the node sees)"),
+    click.option("--key", "key_file", default=None, metavar="FILE", help="key file for a stable caller identity (see `olane id --new-key`)"),
 ]
 
 
@@ -99,21 +164,35 @@ def _with_target_options(fn):
 
 @main.command()
 @_with_target_options
-def call(multiaddr, method, address, params, timeout, codec) -> None:
+def call(multiaddr, method, address, params, timeout, codec, seed, key_file) -> None:
     """Call METHOD once; print the result's data as one JSON document."""
-    async def go(client, target):
-        result = await client.use(target, method, _params(params), via=multiaddr, timeout=timeout)
-        click.echo(_dumps(result))
+    from node_runtime import StreamingCall
 
-    _run_client(multiaddr, address, codec, go)
+    values = _params(params)
+
+    async def go(client, target):
+        await _warn_unknown_params(client, target, method, values, multiaddr, timeout)
+        answer = StreamingCall(client, target, method, values, via=multiaddr, first_frame_timeout=timeout,
+                               idle_timeout=timeout, codec=None, streaming=False)
+        result = await answer.result()
+        click.echo(_dumps(result))
+        if answer.chunks:
+            n = answer.chunks
+            click.echo(f"note: {method} streams; {n} chunk{'s' if n != 1 else ''} not shown "
+                       f"(use `olane stream` to see them)", err=True)
+
+    _run_client(multiaddr, address, codec, _identity(seed, key_file), go)
 
 
 @main.command()
 @_with_target_options
-def stream(multiaddr, method, address, params, timeout, codec) -> None:
+def stream(multiaddr, method, address, params, timeout, codec, seed, key_file) -> None:
     """Stream METHOD: one JSON line per chunk, then {"final": ..., "chunks": N}."""
+    values = _params(params)
+
     async def go(client, target):
-        call = client.use_streaming(target, method, _params(params), via=multiaddr,
+        await _warn_unknown_params(client, target, method, values, multiaddr, timeout)
+        call = client.use_streaming(target, method, values, via=multiaddr,
                                     first_frame_timeout=timeout, idle_timeout=timeout)
         count = 0
         out = sys.stdout
@@ -126,29 +205,111 @@ def stream(multiaddr, method, address, params, timeout, codec) -> None:
         out.write(_dumps({"final": call.final, "chunks": count}) + "\n")
         out.flush()
 
-    _run_client(multiaddr, address, codec, go)
+    _run_client(multiaddr, address, codec, _identity(seed, key_file), go)
 
 
 def _params(text: str) -> dict:
     try:
         value = json.loads(text)
     except ValueError as exc:
-        raise click.BadParameter(f"not JSON: {exc}", param_hint="--params") from None
+        _fail_usage("--params", f"not JSON: {exc}")
     if not isinstance(value, dict):
-        raise click.BadParameter("must be a JSON object", param_hint="--params")
+        _fail_usage("--params", f"must be a JSON object, not {_json_kind(value)}")
     return value
 
 
-def _run_client(multiaddr: str, address: str | None, codec: str, body) -> None:
+def _json_kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if value is None:
+        return "null"
+    return "a number"
+
+
+async def _warn_unknown_params(client, target: str, method: str, values: dict, multiaddr: str,
+                               timeout: float) -> None:
+    """Warn on stderr about parameters the method's metadata does not list (olane
+    peers ignore them, so the call still runs). Asks `handshake` with {"tool": METHOD};
+    a node that cannot say (TypeScript nodes answer 4003) gets no warning."""
+    from node_runtime import OlaneError
+
+    given = [name for name in values if not name.startswith("_")]  # _connectionId ... are the runtime's
+    if not given:
+        return
+    try:
+        answer = await client.use(target, "handshake", {"tool": method}, via=multiaddr, timeout=min(timeout, 10.0))
+        spec = answer["result"]["methods"][method]
+        known = [p["name"] for p in spec.get("parameters") or ()]
+    except (OlaneError, KeyError, TypeError, AttributeError):
+        return
+    unknown = [name for name in given if name not in known]
+    if unknown:
+        names = ", ".join(unknown)
+        listed = ", ".join(known) if known else "none"
+        click.echo(f"warning: {method} does not list the parameter{'s' if len(unknown) != 1 else ''} {names} "
+                   f"(it takes: {listed}); sending anyway", err=True)
+
+
+def _dial_failure(multiaddr: str, exc: BaseException) -> str | None:
+    """What py-libp2p knows about a failed dial that its message hides: a peer that
+    proved another id in the Noise handshake (PeerIDMismatchesPubkey, found in the
+    exception's cause / context chain)."""
+    import re
+
+    seen: set[int] = set()
+    todo = [exc]
+    handshake_failed = False
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        name = type(e).__name__
+        if name == "PeerIDMismatchesPubkey":
+            m = re.search(r"remote_peer_id_from_pubkey=(\w+)", str(e))
+            expected = re.search(r"remote_peer=(\w+)", str(e))
+            if m and expected:
+                return f"the peer at {_without_peer(multiaddr)} is {m.group(1)}, not {expected.group(1)}"
+            handshake_failed = True
+        elif name in ("HandshakeFailure", "NoiseFailure", "InvalidSignature", "HandshakeHasNotFinished"):
+            handshake_failed = True
+        for attr in ("exceptions", "errors"):  # exception groups; py-libp2p's MultiError
+            todo.extend(x for x in getattr(e, attr, None) or () if isinstance(x, BaseException))
+        todo.extend((e.__cause__, e.__context__))
+    if handshake_failed:
+        peer = multiaddr.rsplit("/p2p/", 1)[-1] if "/p2p/" in multiaddr else "the peer id given"
+        return (f"the node at {_without_peer(multiaddr)} did not prove it is {peer} "
+                f"(wrong peer id in the multiaddr?)")
+    return None
+
+
+def _without_peer(multiaddr: str) -> str:
+    return multiaddr.rsplit("/p2p/", 1)[0] if "/p2p/" in multiaddr else multiaddr
+
+
+def _run_client(multiaddr: str, address: str | None, codec: str, identity, body) -> None:
     import trio
 
     from node_runtime import Client, ErrorCode, OlaneError
 
+    seed, key = identity
+
     code = 0
+
+    def report(exc: OlaneError) -> int:
+        message = exc.message
+        if exc.code == ErrorCode.FAILED_TO_DIAL_TARGET:
+            message = _dial_failure(multiaddr, exc) or message
+        click.echo(f"error {exc.code} {exc.name}: {message}", err=True)
+        return EXIT_UNREACHABLE if exc.code == ErrorCode.FAILED_TO_DIAL_TARGET else EXIT_ERROR
 
     async def go() -> None:
         nonlocal code
-        async with Client(codec=codec) as client:
+        async with Client(codec=codec, seed=seed, key=key) as client:
             try:
                 await client.connect(multiaddr)
                 target = address
@@ -164,16 +325,53 @@ def _run_client(multiaddr: str, address: str | None, codec: str, body) -> None:
                     target = candidates[0]
                 await body(client, target)
             except OlaneError as exc:
-                click.echo(f"error {exc.code} {exc.name}: {exc.message}", err=True)
-                code = EXIT_UNREACHABLE if exc.code == ErrorCode.FAILED_TO_DIAL_TARGET else EXIT_ERROR
+                code = report(exc)
 
     try:
         trio.run(go)
-    except KeyboardInterrupt:
-        code = 130
-    except BrokenPipeError:
-        code = 0
-    sys.exit(code)
+    except BaseException as exc:  # trio wraps what tasks raise in (nested) exception groups
+        leaves = _leaves(exc)
+        if any(isinstance(e, KeyboardInterrupt) for e in leaves):
+            code = EXIT_INTERRUPTED
+        elif any(isinstance(e, BrokenPipeError) for e in leaves):
+            _stdout_gone()
+            code = 0
+        elif isinstance(exc, SystemExit):
+            raise
+        elif (olane := next((e for e in leaves if isinstance(e, OlaneError)), None)) is not None:
+            code = report(olane)
+        else:
+            raise
+    _quiet_exit(code)
+
+
+# --- identities ----------------------------------------------------------------------
+
+
+@main.command("id")
+@click.option("--seed", default=None, help="text seed (the one given to olane node/call/stream --seed)")
+@click.option("--key", "key_file", default=None, metavar="FILE", help="key file (32 bytes, raw or 64 hex digits)")
+@click.option("--new-key", "new_key", default=None, metavar="FILE",
+              help="write a fresh random key to FILE (64 hex digits, mode 0600; never overwrites)")
+def id_command(seed, key_file, new_key) -> None:
+    """Print the peer id of an identity: --seed TEXT, --key FILE, or a new key written to --new-key FILE."""
+    from node_runtime.host import peer_id_for_seed
+
+    if sum(x is not None for x in (seed, key_file, new_key)) != 1:
+        _fail_usage("id", "give one of --seed TEXT, --key FILE, --new-key FILE")
+    if new_key is not None:
+        key = secrets.token_bytes(32)
+        try:
+            fd = os.open(new_key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as exc:
+            _fail_usage("--new-key", f"{new_key}: {exc.strerror}" + (" (not overwritten)" if isinstance(exc, FileExistsError) else ""))
+        with os.fdopen(fd, "w") as f:
+            os.fchmod(f.fileno(), 0o600)
+            f.write(key.hex() + "\n")
+        click.echo(peer_id_for_seed(key=key))
+        return
+    seed, key = _identity(seed, key_file)
+    click.echo(peer_id_for_seed(seed=seed, key=key))
 
 
 # --- bench / console ----------------------------------------------------------------
@@ -204,18 +402,21 @@ def bench_console(ctx: click.Context) -> None:
 @main.command()
 @click.argument("multiaddrs", nargs=-1)
 @click.option("--no-embedded", is_flag=True, help="do not start the embedded node")
-@click.option("--seed", default=None, help="text seed for the embedded node's identity (stable peer id)")
+@click.option("--seed", default=None, help="text seed for a stable caller identity (the peer id the nodes you call see)")
+@click.option("--key", "key_file", default=None, metavar="FILE", help="key file for a stable caller identity (see `olane id --new-key`)")
+@click.option("--node-seed", default=None, help="text seed for the embedded node's identity (stable peer id)")
 @click.option("--max-chunks", type=click.IntRange(min=1), default=100_000, show_default=True,
               help="chunks each stream pane holds (older ones drop out; counters cover all)")
-def console(multiaddrs=(), no_embedded=False, seed=None, max_chunks=100_000) -> None:
+def console(multiaddrs=(), no_embedded=False, seed=None, key_file=None, node_seed=None, max_chunks=100_000) -> None:
     """Open the console: on an embedded node serving the tool library, or connected to MULTIADDRS."""
+    caller_seed, caller_key = _identity(seed, key_file)
     try:
         from .app import run_console
     except ImportError as exc:  # pragma: no cover
         click.echo(f"the console is not available: {exc}", err=True)
         sys.exit(EXIT_ERROR)
-    sys.exit(run_console(list(multiaddrs), embedded=not no_embedded and not multiaddrs, seed=seed,
-                         max_chunks=max_chunks))
+    sys.exit(run_console(list(multiaddrs), embedded=not no_embedded and not multiaddrs, seed=node_seed,
+                         max_chunks=max_chunks, caller_seed=caller_seed, caller_key=caller_key))
 
 
 @main.command()

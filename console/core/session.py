@@ -102,6 +102,8 @@ class ConsoleSession:
         embedded: bool = True,
         embedded_tools: list | None = None,
         seed: str | None = None,
+        caller_seed: str | None = None,
+        caller_key: bytes | None = None,
         limits: Limits | None = None,
         max_chunks: int = DEFAULT_MAX_CHUNKS,
         stall_after: float = DEFAULT_STALL_AFTER,
@@ -111,7 +113,9 @@ class ConsoleSession:
     ) -> None:
         self.embedded = embedded
         self.embedded_tools = embedded_tools
-        self.seed = seed
+        self.seed = seed  # the embedded node's identity
+        self.caller_seed = caller_seed  # the identity other nodes see calling (the session's Client)
+        self.caller_key = caller_key
         self.limits = limits or Limits()
         self.max_chunks = max_chunks
         self.stall_after = stall_after
@@ -148,7 +152,8 @@ class ConsoleSession:
     async def run(self, initial_targets: list[tuple[str, str | None]] = (), *, task_status=trio.TASK_STATUS_IGNORED):
         """Start the client (and the embedded node), connect to `initial_targets`,
         then watch the nodes until cancelled."""
-        async with Client(limits=self.limits, address="o://console") as client:
+        async with Client(limits=self.limits, address="o://console", seed=self.caller_seed,
+                          key=self.caller_key) as client:
             self.client = client
             async with trio.open_nursery() as nursery:
                 if self.embedded:
