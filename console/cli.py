@@ -410,6 +410,8 @@ def bench_console(ctx: click.Context) -> None:
 def console(multiaddrs=(), no_embedded=False, seed=None, key_file=None, node_seed=None, max_chunks=100_000) -> None:
     """Open the console: on an embedded node serving the tool library, or connected to MULTIADDRS."""
     caller_seed, caller_key = _identity(seed, key_file)
+    if node_seed is not None and node_seed == seed:
+        _fail_usage("--node-seed", "the embedded node and the caller need different identities")
     try:
         from .app import run_console
     except ImportError as exc:  # pragma: no cover
