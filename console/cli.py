@@ -55,24 +55,48 @@ def main(ctx: click.Context) -> None:
 @click.option("--files-root", type=click.Path(file_okay=False), default=None, help="root folder of the files tool")
 @click.option("--sqlite-db", type=click.Path(dir_okay=False), default=None, help="SQLite database file of the sqlite tool")
 @click.option("--allow-writes", is_flag=True, help="let the sqlite tool run statements that write")
-def node(address, listen, seed, key_file, tool_names, files_root, sqlite_db, allow_writes) -> None:
+@click.option("--sqlite-timeout", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
+              metavar="SECONDS", help="seconds one SQLite statement may run; then the call answers 4017 TIMEOUT")
+@click.option("--allow", "allow_ids", default=None, metavar="PEER_ID[,PEER_ID...]",
+              help="admit only these peer ids (others are refused at connection time)")
+@click.option("--allow-file", type=click.Path(dir_okay=False), default=None,
+              help="admit only the peer ids in FILE (one a line, # comments); re-read on SIGHUP")
+def node(address, listen, seed, key_file, tool_names, files_root, sqlite_db, allow_writes, sqlite_timeout, allow_ids,
+         allow_file) -> None:
     """Serve tools; print `listening <multiaddr>` once ready; stop on SIGINT/SIGTERM."""
     import trio
 
     from node_runtime import Node
 
     seed, key = _identity(seed, key_file)
-    tools = _build_tools(tool_names, address, files_root, sqlite_db, allow_writes)
+    tools = _build_tools(tool_names, address, files_root, sqlite_db, allow_writes, sqlite_timeout)
+    allowed = _allowlist(allow_ids, allow_file)
+    if allowed is None and any(not _is_loopback(ma) for ma in listen):
+        click.echo("warning: listening beyond 127.0.0.1 with no allowlist: anyone who can reach the port may "
+                   "call every method (see --allow / --allow-file)", err=True)
 
     async def serve() -> None:
-        async with Node(tools, seed=seed, key=key, listen=listen) as n:
-            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with Node(tools, seed=seed, key=key, listen=listen, allow=allowed) as n:
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
                 print(f"listening {n.listen_addrs[0]}", flush=True)
                 for tool in n.tools:
                     click.echo(f"serving {tool.address} ({len(tool.methods)} methods)", err=True)
+                if allowed is not None:
+                    click.echo(f"admitting {len(allowed)} peer id(s) only", err=True)
                 async with trio.open_nursery() as nursery:
                     async def stop_on_signal() -> None:
-                        async for _ in signals:
+                        async for signum in signals:
+                            if signum == signal.SIGHUP:
+                                if allow_file is not None:
+                                    try:
+                                        n.peers.set_allowlist(_allowlist(allow_ids, allow_file))
+                                    except click.BadParameter as exc:
+                                        click.echo(f"SIGHUP: kept the old allowlist: {exc.message}", err=True)
+                                        continue
+                                    closed = await n.peers.close_disallowed()
+                                    click.echo(f"SIGHUP: allowlist re-read ({len(n.peers.allowed)} peer ids, "
+                                               f"{closed} connections closed)", err=True)
+                                continue
                             n.request_stop()
                             return
                     nursery.start_soon(stop_on_signal)
@@ -83,13 +107,42 @@ def node(address, listen, seed, key_file, tool_names, files_root, sqlite_db, all
     trio.run(serve)
 
 
-def _build_tools(tool_names, address, files_root, sqlite_db, allow_writes):
+def _allowlist(allow_ids: str | None, allow_file: str | None) -> "set[str] | None":
+    """The peer ids named by --allow and --allow-file; None when neither is given."""
+    if allow_ids is None and allow_file is None:
+        return None
+    ids = {p.strip() for p in (allow_ids or "").split(",") if p.strip()}
+    if allow_file is not None:
+        try:
+            with open(allow_file, encoding="utf-8") as f:
+                for line in f:
+                    line = line.split("#", 1)[0].strip()
+                    if line:
+                        ids.add(line)
+        except OSError as exc:
+            raise click.BadParameter(f"cannot read {allow_file}: {exc.strerror}", param_hint="--allow-file") from None
+    import multihash
+    from libp2p.peer.id import ID
+
+    for peer in ids:
+        try:
+            multihash.decode(ID.from_base58(peer).to_bytes())
+        except Exception:
+            raise click.BadParameter(f"not a peer id: {peer!r}", param_hint="--allow") from None
+    return ids
+
+
+def _is_loopback(ma: str) -> bool:
+    return ma.startswith(("/ip4/127.", "/ip6/::1/", "/dns4/localhost/", "/dns/localhost/"))
+
+
+def _build_tools(tool_names, address, files_root, sqlite_db, allow_writes, sqlite_timeout=30.0):
     from tool_library import build_tools
 
     names = [t.strip() for t in tool_names.split(",") if t.strip()] if tool_names else None
     try:
         return build_tools(names, address=address, files_root=files_root, sqlite_db=sqlite_db,
-                           allow_writes=allow_writes)
+                           allow_writes=allow_writes, sqlite_timeout=sqlite_timeout)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--tools") from None
 
@@ -149,7 +202,10 @@ _target_options = [
     click.argument("method"),
     click.option("--address", default=None, help="olane address of the tool (default: the one the node serves)"),
     click.option("--params", default="{}", help="parameters as a JSON object"),
-    click.option("--timeout", type=float, default=120.0, show_default=True, help="seconds to wait for the first frame and between frames"),
+    click.option("--timeout", type=float, default=None,
+                 help="seconds for the whole call: dial, answer, every chunk (default: call 120, stream none)"),
+    click.option("--idle-timeout", type=float, default=120.0, show_default=True,
+                 help="seconds to wait for the first frame of the answer and between two of its frames"),
     click.option("--codec", type=click.Choice(["auto", "json", "msgpack"]), default="auto", show_default=True),
     click.option("--seed", default=None, help="text seed for a stable caller identity (the peer id the node sees)"),
     click.option("--key", "key_file", default=None, metavar="FILE", help="key file for a stable caller identity (see `olane id --new-key`)"),
@@ -164,16 +220,18 @@ def _with_target_options(fn):
 
 @main.command()
 @_with_target_options
-def call(multiaddr, method, address, params, timeout, codec, seed, key_file) -> None:
+def call(multiaddr, method, address, params, timeout, idle_timeout, codec, seed, key_file) -> None:
     """Call METHOD once; print the result's data as one JSON document."""
     from node_runtime import StreamingCall
 
     values = _params(params)
+    identity = _identity(seed, key_file)
+    timeout = 120.0 if timeout is None else timeout
 
     async def go(client, target):
-        await _warn_unknown_params(client, target, method, values, multiaddr, timeout)
-        answer = StreamingCall(client, target, method, values, via=multiaddr, first_frame_timeout=timeout,
-                               idle_timeout=timeout, codec=None, streaming=False)
+        await _warn_unknown_params(client, target, method, values, multiaddr)
+        answer = StreamingCall(client, target, method, values, via=multiaddr, first_frame_timeout=idle_timeout,
+                               idle_timeout=idle_timeout, codec=None, streaming=False, timeout=timeout)
         result = await answer.result()
         click.echo(_dumps(result))
         if answer.chunks:
@@ -181,19 +239,20 @@ def call(multiaddr, method, address, params, timeout, codec, seed, key_file) -> 
             click.echo(f"note: {method} streams; {n} chunk{'s' if n != 1 else ''} not shown "
                        f"(use `olane stream` to see them)", err=True)
 
-    _run_client(multiaddr, address, codec, _identity(seed, key_file), go)
+    _run_client(multiaddr, address, codec, identity, go, timeout)
 
 
 @main.command()
 @_with_target_options
-def stream(multiaddr, method, address, params, timeout, codec, seed, key_file) -> None:
+def stream(multiaddr, method, address, params, timeout, idle_timeout, codec, seed, key_file) -> None:
     """Stream METHOD: one JSON line per chunk, then {"final": ..., "chunks": N}."""
     values = _params(params)
+    identity = _identity(seed, key_file)
 
     async def go(client, target):
-        await _warn_unknown_params(client, target, method, values, multiaddr, timeout)
-        call = client.use_streaming(target, method, values, via=multiaddr,
-                                    first_frame_timeout=timeout, idle_timeout=timeout)
+        await _warn_unknown_params(client, target, method, values, multiaddr)
+        call = client.use_streaming(target, method, values, via=multiaddr, timeout=timeout,
+                                    first_frame_timeout=idle_timeout, idle_timeout=idle_timeout)
         count = 0
         out = sys.stdout
         async for response in call.responses():
@@ -205,7 +264,7 @@ def stream(multiaddr, method, address, params, timeout, codec, seed, key_file) -
         out.write(_dumps({"final": call.final, "chunks": count}) + "\n")
         out.flush()
 
-    _run_client(multiaddr, address, codec, _identity(seed, key_file), go)
+    _run_client(multiaddr, address, codec, identity, go, timeout)
 
 
 def _params(text: str) -> dict:
@@ -230,8 +289,7 @@ def _json_kind(value: Any) -> str:
     return "a number"
 
 
-async def _warn_unknown_params(client, target: str, method: str, values: dict, multiaddr: str,
-                               timeout: float) -> None:
+async def _warn_unknown_params(client, target: str, method: str, values: dict, multiaddr: str) -> None:
     """Warn on stderr about parameters the method's metadata does not list (olane
     peers ignore them, so the call still runs). Asks `handshake` with {"tool": METHOD};
     a node that cannot say (TypeScript nodes answer 4003) gets no warning."""
@@ -241,7 +299,7 @@ async def _warn_unknown_params(client, target: str, method: str, values: dict, m
     if not given:
         return
     try:
-        answer = await client.use(target, "handshake", {"tool": method}, via=multiaddr, timeout=min(timeout, 10.0))
+        answer = await client.use(target, "handshake", {"tool": method}, via=multiaddr, timeout=10.0)
         spec = answer["result"]["methods"][method]
         known = [p["name"] for p in spec.get("parameters") or ()]
     except (OlaneError, KeyError, TypeError, AttributeError):
@@ -291,7 +349,9 @@ def _without_peer(multiaddr: str) -> str:
     return multiaddr.rsplit("/p2p/", 1)[0] if "/p2p/" in multiaddr else multiaddr
 
 
-def _run_client(multiaddr: str, address: str | None, codec: str, identity, body) -> None:
+def _run_client(multiaddr: str, address: str | None, codec: str, identity, body, timeout: float | None = None) -> None:
+    """Run `body(client, target)` as the caller `identity` (seed, key); `timeout`
+    bounds all of it, finding the tool included."""
     import trio
 
     from node_runtime import Client, ErrorCode, OlaneError
@@ -311,21 +371,28 @@ def _run_client(multiaddr: str, address: str | None, codec: str, identity, body)
         nonlocal code
         async with Client(codec=codec, seed=seed, key=key) as client:
             try:
-                await client.connect(multiaddr)
-                target = address
-                if target is None:
-                    candidates = await client.tool_addresses(multiaddr)
-                    if len(candidates) != 1:
-                        what = "several tools" if candidates else "no olane tool"
-                        click.echo(f"{multiaddr} serves {what}; pick one with --address:", err=True)
-                        for c in candidates:
-                            click.echo(f"  {c}", err=True)
-                        code = EXIT_UNREACHABLE
-                        return
-                    target = candidates[0]
-                await body(client, target)
+                with trio.move_on_after(float("inf") if timeout is None else timeout) as scope:
+                    await find_and_run(client)
+                if scope.cancelled_caught:
+                    raise OlaneError(ErrorCode.TIMEOUT, f"no complete answer from {multiaddr} within {timeout:g} s")
             except OlaneError as exc:
                 code = report(exc)
+
+    async def find_and_run(client) -> None:
+        nonlocal code
+        await client.connect(multiaddr)
+        target = address
+        if target is None:
+            candidates = await client.tool_addresses(multiaddr)
+            if len(candidates) != 1:
+                what = "several tools" if candidates else "no olane tool"
+                click.echo(f"{multiaddr} serves {what}; pick one with --address:", err=True)
+                for c in candidates:
+                    click.echo(f"  {c}", err=True)
+                code = EXIT_UNREACHABLE
+                return
+            target = candidates[0]
+        await body(client, target)
 
     try:
         trio.run(go)
