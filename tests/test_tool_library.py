@@ -387,11 +387,15 @@ def test_list_stat_and_errors_inside_the_root(files_root):
             listing = await nc.client.use("o://files", "list", via=nc.ma)
             entries = {e["name"]: e for e in listing["entries"]}
             assert entries["notes"]["type"] == "dir" and entries["link-out"]["target"] == "outside"
-            assert entries["link-in"]["target"] == "inside"
-            stat = await nc.client.use("o://files", "stat", {"path": "notes/../link-in"}, via=nc.ma)
+            assert entries["link-in"]["target"] == "inside" and entries["link-in"]["type"] == "symlink"
+            stat = await nc.client.use("o://files", "stat", {"path": "notes/../notes/./a.txt"}, via=nc.ma)
             assert stat["path"] == "notes/a.txt" and stat["size"] == 6 and stat["type"] == "file"
-            chunks, final = await stream(nc, "o://files", "read", {"path": "link-in"})
-            assert chunks[0]["offset"] == 0 and final["size"] == 6
+            assert (await nc.client.use("o://files", "stat", {"path": "notes/.."}, via=nc.ma))["path"] == "."
+            chunks, final = await stream(nc, "o://files", "read", {"path": "./notes//a.txt"})
+            assert chunks[0]["offset"] == 0 and final["size"] == 6 and final["path"] == "notes/a.txt"
+            for method in ("stat", "read"):  # a symlink is never followed, even one that points inside
+                err = await error_of(nc.client.use("o://files", method, {"path": "link-in"}, via=nc.ma))
+                assert err.code == ErrorCode.NOT_AUTHORIZED and "symlink" in err.message, (method, err)
             for params, code in [({"path": "missing.txt"}, ErrorCode.NOT_FOUND),
                                  ({"path": "notes/a.txt", "chunkSize": 10}, ErrorCode.INVALID_PARAMETERS),
                                  ({"path": "notes"}, ErrorCode.INVALID_PARAMETERS)]:
