@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import random
 import sqlite3
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from node_runtime import Client, ErrorCode, OlaneError
+from node_runtime import Client, ErrorCode, Limits, OlaneError
 from tool_library import TOOL_NAMES, DemoTool, FilesTool, MetricsTool, SqliteTool, build_tools
 from tool_library.sample_data import ORDERS, build_sample_db
 
@@ -324,6 +325,156 @@ def test_writes_work_when_allowed_and_the_metadata_says_high_risk(shop_db, tmp_p
             assert rw["methods"]["query"]["requiresApproval"] is True
             err = await error_of(nc.client.use("o://sqlite", "query", {"sql": "SELEC 1"}, via=nc.ma))
             assert err.code == ErrorCode.INVALID_PARAMETERS and "syntax error" in err.message
+
+    run_trio(body)
+
+
+NEVER_ENDING = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT count(*) FROM c"
+
+
+async def outcome_of(nc: NodeAndClient, address: str, method: str, params: dict, outcomes: list) -> None:
+    """Run one streamed call to its end; append the error code it ended with (or "ok")."""
+    try:
+        async for _ in nc.client.use_streaming(address, method, params, via=nc.ma):
+            pass
+        outcomes.append("ok")
+    except OlaneError as exc:
+        outcomes.append(exc.code)
+
+
+def test_forty_never_ending_queries_leave_other_tools_and_tables_answering(shop_db, files_root):
+    """The sqlite tool's own limiter: never-ending queries take its threads, never trio's
+    default ones; a query that finds them all busy is refused (4016) after thread_wait;
+    the files tool, ping and sqlite tables keep answering meanwhile."""
+    sqlite_tool = SqliteTool(db_path=shop_db, max_threads=4, thread_wait=0.5, statement_timeout=600)
+
+    async def body():
+        async with serve(sqlite_tool, FilesTool(root=files_root)) as nc:
+            outcomes: list = []
+            async with trio.open_nursery() as nursery:
+                for _ in range(40):
+                    nursery.start_soon(outcome_of, nc, "o://sqlite", "query", {"sql": NEVER_ENDING}, outcomes)
+                await wait_until(lambda: len(outcomes) == 36 and sqlite_tool.stats.threads_in_sqlite == 4,
+                                 "4 queries running, 36 refused", timeout=20)
+                assert set(outcomes) == {ErrorCode.CONNECTION_LIMIT_REACHED}, outcomes
+                # the 4 running queries hold our limiter, not trio's default one
+                assert sqlite_tool.query_threads.limiter.borrowed_tokens == 4
+                assert trio.to_thread.current_default_thread_limiter().borrowed_tokens == 0
+
+                listing = await nc.client.use("o://files", "list", {"path": "notes"}, via=nc.ma, timeout=10)
+                assert [e["name"] for e in listing["entries"]] == ["a.txt"]
+                chunks, final = await stream(nc, "o://files", "read", {"path": "notes/a.txt"})
+                assert final["size"] == 6
+                assert (await nc.client.use("o://files", "ping", via=nc.ma, timeout=10))["message"] == "Pong!"
+                assert (await nc.client.use("o://sqlite", "ping", via=nc.ma, timeout=10))["message"] == "Pong!"
+                tables = await nc.client.use("o://sqlite", "tables", via=nc.ma, timeout=10)
+                assert "orders" in {t["name"] for t in tables["tables"]}
+
+                err = await error_of(nc.client.use("o://sqlite", "query", {"sql": "SELECT 1"}, via=nc.ma,
+                                                   timeout=10))
+                assert err.code == ErrorCode.CONNECTION_LIMIT_REACHED
+                assert "all 4 SQLite threads" in err.message and "busy" in err.message, err
+                assert err.details == {"maxThreads": 4, "waitedSeconds": 0.5}
+                nursery.cancel_scope.cancel()  # the callers leave: the node interrupts SQLite
+            await wait_until(lambda: sqlite_tool.stats.active == 0 and sqlite_tool.stats.threads_in_sqlite == 0,
+                             "interrupted queries", timeout=10)
+            assert sqlite_tool.stats.refused == 37
+            _, final = await stream(nc, "o://sqlite", "query", {"sql": "SELECT 1"})  # threads are back
+            assert final["rowCount"] == 1
+
+    run_trio(body, timeout=60)
+
+
+def test_a_statement_past_its_time_limit_answers_4017_and_a_slow_consumer_is_not_counted(shop_db):
+    tool = SqliteTool(db_path=shop_db, statement_timeout=0.5)
+
+    async def body():
+        async with serve(tool) as nc:
+            err = await error_of(stream(nc, "o://sqlite", "query", {"sql": NEVER_ENDING}))
+            assert err.code == ErrorCode.TIMEOUT, err
+            assert "limit of 0.5 s" in err.message and "--sqlite-timeout" in err.message
+            assert err.details["timeoutSeconds"] == 0.5 and err.details["sql"] == NEVER_ENDING
+            assert tool.stats.timed_out == 1
+            # the limit counts time inside SQLite: a consumer that pauses for longer is fine
+            got = []
+            call = nc.client.use_streaming("o://sqlite", "query", {
+                "sql": "SELECT id FROM orders ORDER BY id LIMIT 1000", "batchSize": 100}, via=nc.ma)
+            async for chunk in call:
+                if "rows" in chunk:
+                    got.extend(r[0] for r in chunk["rows"])
+                    await trio.sleep(0.1)  # 10 batches: a second of pauses, twice the limit
+            assert got == list(range(1, 1001)) and call.final["rowCount"] == 1000
+            assert tool.stats.timed_out == 1
+
+    run_trio(body)
+
+
+def test_build_tools_passes_the_sqlite_timeout(tmp_path):
+    sqlite_tool, = build_tools(["sqlite"], sqlite_db=tmp_path / "x.db", sqlite_timeout=2.5)
+    assert sqlite_tool.statement_timeout == 2.5
+    assert build_tools(["sqlite"])[0].statement_timeout == 30.0
+
+
+def test_values_larger_than_the_frame_limit_are_refused_not_sent(tmp_path):
+    """SQLite's length limit is the node's frame limit: a larger value fails inside SQLite
+    before it is allocated; a smaller one whose encoding would not fit is refused by
+    column; none becomes a frame over the limit."""
+    limit = 1024 * 1024
+    db = tmp_path / "blobs.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, payload BLOB)")
+        conn.executemany("INSERT INTO t (name, payload) VALUES (?, ?)",
+                         [("small", b"x" * 10), ("small", b"y" * 10), ("huge", b"z" * (2 * limit))])
+    tool = SqliteTool(db_path=db)
+
+    async def body():
+        async with NodeAndClient([tool], limits=Limits(max_frame_bytes=limit)) as nc:
+            for sql, row in [("SELECT randomblob(300000000)", 0), ("SELECT zeroblob(2000000)", 0),
+                             ("SELECT id, payload FROM t ORDER BY id", 2)]:
+                err = await error_of(stream(nc, "o://sqlite", "query", {"sql": sql}))
+                assert err.code == ErrorCode.INVALID_RESPONSE, (sql, err)
+                assert f"row {row} is larger than this node's limit of 1,048,576 bytes" in err.message, err
+                assert err.details["limitBytes"] == limit and err.details["row"] == row
+            # 900 kB of blob is 1.2 MB of base64: under SQLite's limit, over the frame
+            err = await error_of(stream(nc, "o://sqlite", "query", {"sql": "SELECT 1 AS a, randomblob(900000) AS big"}))
+            assert err.code == ErrorCode.INVALID_RESPONSE and "column 'big' of row 0" in err.message, err
+            assert err.details["column"] == "big" and err.details["bytes"] > limit - 4096
+            err = await error_of(stream(nc, "o://sqlite", "query", {
+                "sql": "SELECT randomblob(450000) AS a, randomblob(450000) AS b"}))
+            assert err.code == ErrorCode.INVALID_RESPONSE and err.message.startswith("row 0 is about"), err
+            chunks, final = await stream(nc, "o://sqlite", "query", {"sql": "SELECT id, length(payload) FROM t"})
+            assert [r for c in chunks[1:] for r in c["rows"]] == [[1, 10], [2, 10], [3, 2 * limit]]
+            assert tool.stats.active == 0
+
+    run_trio(body)
+    async def default_limits():
+        async with serve(SqliteTool(db_path=db)) as nc:
+            err = await error_of(stream(nc, "o://sqlite", "query", {"sql": "SELECT randomblob(300000000)"}))
+            assert err.code == ErrorCode.INVALID_RESPONSE and "16,777,216 bytes" in err.message, err
+
+    run_trio(default_limits)
+
+
+def test_batches_are_bounded_in_bytes_as_well_as_rows(shop_db):
+    budget = 64 * 1024
+    tool = SqliteTool(db_path=shop_db, max_batch_bytes=budget)
+
+    async def body():
+        async with serve(tool, codec="json") as nc:
+            # rows of about 13.4 kB as JSON (10 kB of blob in base64): 4 fit in 64 KiB
+            chunks, final = await stream(nc, "o://sqlite", "query", {
+                "sql": "SELECT id, randomblob(10000) FROM orders ORDER BY id LIMIT 50", "batchSize": 500})
+            batches = chunks[1:]
+            assert [len(b["rows"]) for b in batches] == [4] * 12 + [2]
+            assert [b["offset"] for b in batches] == list(range(0, 50, 4))
+            assert [r[0] for b in batches for r in b["rows"]] == list(range(1, 51))
+            assert all(len(json.dumps(b["rows"], separators=(",", ":"))) <= budget for b in batches)
+            assert final["rowCount"] == 50 and final["batches"] == 13
+            # a row larger than the budget still goes, alone
+            chunks, final = await stream(nc, "o://sqlite", "query", {
+                "sql": "SELECT id, randomblob(100000) FROM orders ORDER BY id LIMIT 3"})
+            assert [len(b["rows"]) for b in chunks[1:]] == [1, 1, 1] and final["rowCount"] == 3
+            assert tool.stats.max_rows_held <= 5
 
     run_trio(body)
 
