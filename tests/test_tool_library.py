@@ -4,6 +4,7 @@ Every network operation runs under a deadline (run_trio)."""
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import json
 import os
@@ -13,12 +14,14 @@ import subprocess
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
 
 from node_runtime import Client, ErrorCode, Limits, OlaneError
 from tool_library import TOOL_NAMES, DemoTool, FilesTool, MetricsTool, SqliteTool, build_tools
+from tool_library.files import open_beneath, openat2_available
 from tool_library.sample_data import ORDERS, build_sample_db
 
 from trio_helpers import NodeAndClient, run_trio
@@ -494,6 +497,17 @@ def files_root(tmp_path) -> Path:
     return root
 
 
+RESOLVERS = ["openat2", "walk"]
+
+
+def files_tool(root: Path, resolver: str) -> FilesTool:
+    if resolver == "openat2" and not openat2_available():
+        pytest.skip("this kernel has no openat2")
+    tool = FilesTool(root=root, resolver=resolver)
+    assert tool.resolver == resolver
+    return tool
+
+
 @pytest.mark.parametrize("codec", ["json", "msgpack"])
 def test_read_of_a_20_mb_file_reassembles_to_the_same_sha256(files_root, codec):
     content = random.Random(3).randbytes(20 * 1024 * 1024)
@@ -519,12 +533,14 @@ def test_read_of_a_20_mb_file_reassembles_to_the_same_sha256(files_root, codec):
 
 @pytest.mark.parametrize("path", ["../secret.txt", "notes/../../secret.txt", "link-out", "dir-out/secret.txt",
                                   "/etc/passwd", "ABSOLUTE"])
-def test_paths_that_escape_the_root_are_not_authorized(files_root, path):
+@pytest.mark.parametrize("resolver", RESOLVERS)
+def test_paths_that_escape_the_root_are_not_authorized(files_root, path, resolver):
     if path == "ABSOLUTE":
         path = str(files_root / "notes" / "a.txt")  # absolute, even inside the root
+    tool = files_tool(files_root, resolver)
 
     async def body():
-        async with serve(FilesTool(root=files_root)) as nc:
+        async with serve(tool) as nc:
             for method in ("stat", "read", "list"):
                 err = await error_of(nc.client.use("o://files", method, {"path": path}, via=nc.ma))
                 assert err.code == ErrorCode.NOT_AUTHORIZED, (method, err)
@@ -532,9 +548,12 @@ def test_paths_that_escape_the_root_are_not_authorized(files_root, path):
     run_trio(body)
 
 
-def test_list_stat_and_errors_inside_the_root(files_root):
+@pytest.mark.parametrize("resolver", RESOLVERS)
+def test_list_stat_and_errors_inside_the_root(files_root, resolver):
+    tool = files_tool(files_root, resolver)
+
     async def body():
-        async with serve(FilesTool(root=files_root)) as nc:
+        async with serve(tool) as nc:
             listing = await nc.client.use("o://files", "list", via=nc.ma)
             entries = {e["name"]: e for e in listing["entries"]}
             assert entries["notes"]["type"] == "dir" and entries["link-out"]["target"] == "outside"
@@ -552,6 +571,165 @@ def test_list_stat_and_errors_inside_the_root(files_root):
                                  ({"path": "notes"}, ErrorCode.INVALID_PARAMETERS)]:
                 err = await error_of(nc.client.use("o://files", "read", params, via=nc.ma))
                 assert err.code == code, (params, err)
+
+    run_trio(body)
+
+
+SWAPPER = """
+import os, sys, time
+folder, aside, outside = sys.argv[1:4]
+swaps = 0
+print("ready", flush=True)
+while True:
+    os.rename(folder, aside)
+    os.symlink(outside, folder)
+    os.unlink(folder)
+    os.rename(aside, folder)
+    swaps += 1
+    time.sleep(0.0001)  # the real folder a little longer: calls get both outcomes
+    if swaps % 100 == 0 and os.path.exists(folder + ".stop"):
+        break
+print(swaps, flush=True)
+"""
+
+
+class ParentSwapper:
+    """A process that swaps `root/d` (a real folder) for a symlink to a folder outside
+    the root and back, as fast as it can, until stopped (a process: no GIL shared with
+    the node)."""
+
+    def __init__(self, root: Path, outside: Path) -> None:
+        self.folder = root / "d"
+        self.args = [str(self.folder), str(root / ".d-aside"), str(outside)]
+        self.swaps = 0
+
+    def __enter__(self) -> "ParentSwapper":
+        self.proc = subprocess.Popen([sys.executable, "-c", SWAPPER, *self.args], stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout.readline() == "ready\n"
+        return self
+
+    def __exit__(self, *exc) -> None:
+        Path(str(self.folder) + ".stop").touch()
+        try:
+            out, _ = self.proc.communicate(timeout=10)
+            self.swaps = int(out.strip() or 0)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+        assert self.proc.returncode == 0
+
+
+@pytest.mark.parametrize("resolver", RESOLVERS)
+def test_swapping_a_parent_folder_for_a_symlink_never_leaks_outside_content(tmp_path, resolver):
+    """While a process swaps root/d for a symlink to a folder outside and back: the tool's
+    own read/stat/list 10,000 times in a thread, then 240 calls over libp2p. Each either
+    answers with what is inside or is a clean 4005/4002; none ever shows the outside."""
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (root / "d").mkdir(parents=True)
+    outside.mkdir()
+    (root / "d" / "f.txt").write_text("inside\n")
+    (root / "d" / "inside-marker").write_text("")
+    (outside / "f.txt").write_text("OUTSIDE THE ROOT, must never be served\n")
+    (outside / "outside-marker").write_text("")
+    tool = files_tool(root, resolver)
+    clean = (ErrorCode.NOT_AUTHORIZED, ErrorCode.NOT_FOUND)
+    inside = (b"inside\n", ("stat", 7), ("list", ("f.txt", "inside-marker")))
+    parts = run_trio(lambda: tool.parts_of("d/f.txt"))
+    outcomes: list = []
+
+    def direct(i: int) -> Any:
+        try:
+            if i % 3 == 0:
+                return ("stat", tool._stat(parts, "d/f.txt").st_size)
+            if i % 3 == 1:
+                return ("list", tuple(sorted(e["name"] for e in tool._list(parts[:1], "d")["entries"])))
+            fd = tool._open_file(parts, "d/f.txt")
+            try:
+                return os.read(fd, 1000)
+            finally:
+                os.close(fd)
+        except OlaneError as exc:
+            return exc.code
+
+    async def over_libp2p():
+        async with serve(tool, codec="msgpack") as nc:
+            async def caller(n: int) -> None:
+                for i in range(n):
+                    try:
+                        if i % 3 == 0:
+                            chunks, _ = await stream(nc, "o://files", "read", {"path": "d/f.txt"})
+                            outcomes.append(b"".join(c["data"] for c in chunks))
+                        elif i % 3 == 1:
+                            st = await nc.client.use("o://files", "stat", {"path": "d/f.txt"}, via=nc.ma)
+                            outcomes.append(("stat", st["size"]))
+                        else:
+                            listing = await nc.client.use("o://files", "list", {"path": "d"}, via=nc.ma)
+                            outcomes.append(("list", tuple(sorted(e["name"] for e in listing["entries"]))))
+                    except OlaneError as exc:
+                        outcomes.append(exc.code)
+
+            async with trio.open_nursery() as nursery:
+                for _ in range(4):
+                    nursery.start_soon(caller, 60)
+
+    with ParentSwapper(root, outside) as swapper:
+        outcomes.extend(direct(i) for i in range(10_000))
+        run_trio(over_libp2p, timeout=120)
+    assert len(outcomes) == 10_240
+    escapes = [o for o in outcomes if o not in inside and o not in clean]
+    served = sum(o in inside for o in outcomes)
+    print(f"{resolver}: {served} served from inside, {len(outcomes) - served - len(escapes)} refused (4005/4002), "
+          f"{len(escapes)} escapes, {swapper.swaps} swaps")
+    assert escapes == []
+    # the race was really run: calls met the folder, and the symlink or the gap
+    assert served and served < len(outcomes) and swapper.swaps > 100
+
+
+@pytest.mark.parametrize("resolver", RESOLVERS)
+def test_open_beneath_refuses_a_symlink_in_any_component(tmp_path, resolver):
+    if resolver == "openat2" and not openat2_available():
+        pytest.skip("this kernel has no openat2")
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "f").write_text("x")
+    (tmp_path / "link-dir").symlink_to(tmp_path / "a")
+    (tmp_path / "a" / "link-file").symlink_to(tmp_path / "a" / "b" / "f")
+    root_fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fd = open_beneath(root_fd, ["a", "b", "f"], os.O_RDONLY, use_openat2=resolver == "openat2")
+        assert os.read(fd, 10) == b"x"
+        os.close(fd)
+        for parts in (["link-dir", "b", "f"], ["a", "link-file"], ["link-dir"]):
+            with pytest.raises(OSError) as info:
+                os.close(open_beneath(root_fd, parts, os.O_RDONLY, use_openat2=resolver == "openat2"))
+            assert info.value.errno == errno.ELOOP, parts
+        with pytest.raises(OSError) as info:
+            open_beneath(root_fd, ["a", "nope", "f"], os.O_RDONLY, use_openat2=resolver == "openat2")
+        assert info.value.errno == errno.ENOENT
+    finally:
+        os.close(root_fd)
+
+
+def test_auto_uses_openat2_where_the_kernel_has_it_and_falls_back_on_enosys(files_root, monkeypatch):
+    import tool_library.files as files_module
+    assert FilesTool(root=files_root).resolver == ("openat2" if openat2_available() else "walk")
+
+    def no_openat2(dir_fd, path, flags):
+        raise OSError(errno.ENOSYS, os.strerror(errno.ENOSYS), path)
+
+    monkeypatch.setattr(files_module, "_openat2", no_openat2)
+    monkeypatch.setattr(files_module, "_openat2_works", None)  # probe again, as on an old kernel
+    tool = FilesTool(root=files_root)
+    assert tool.resolver == "walk" and files_module.openat2_available() is False
+    with pytest.raises(ValueError):
+        FilesTool(root=files_root, resolver="openat2")
+
+    async def body():
+        async with serve(tool) as nc:
+            _, final = await stream(nc, "o://files", "read", {"path": "notes/a.txt"})
+            assert final["size"] == 6
+            err = await error_of(nc.client.use("o://files", "read", {"path": "dir-out/secret.txt"}, via=nc.ma))
+            assert err.code == ErrorCode.NOT_AUTHORIZED
 
     run_trio(body)
 
