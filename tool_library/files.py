@@ -65,7 +65,7 @@ _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # opening a FIFO must not wait for a writer
 _DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _NOFOLLOW | _CLOEXEC
 #: flags for the last component: read it (read, list) / only look at it (stat)
-READ_FLAGS = os.O_RDONLY | _NONBLOCK | _NOFOLLOW | _CLOEXEC
+READ_FLAGS = os.O_RDONLY | _NONBLOCK | _NOFOLLOW | _CLOEXEC | getattr(os, "O_NOCTTY", 0)
 LOOK_FLAGS = (os.O_PATH | _NOFOLLOW | _CLOEXEC) if hasattr(os, "O_PATH") else READ_FLAGS
 
 
@@ -241,7 +241,7 @@ class FilesTool(Tool):
                 parts.append(name)
         return parts
 
-    def open(self, parts: list[str], flags: int, path: str) -> int:
+    def open_path(self, parts: list[str], flags: int, path: str) -> int:
         """(In a worker thread.) A descriptor for `parts` beneath the root, no
         symlink followed; OlaneError 4005 / 4002 / 4001 when it cannot be opened."""
         root_fd = os.open(self._root, _DIR_FLAGS)
@@ -253,7 +253,7 @@ class FilesTool(Tool):
             os.close(root_fd)
 
     def _open_and_stat(self, parts: list[str], flags: int, path: str) -> tuple[int, os.stat_result]:
-        fd = self.open(parts, flags, path)
+        fd = self.open_path(parts, flags, path)
         try:
             st = os.fstat(fd)
         except BaseException:
