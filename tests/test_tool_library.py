@@ -734,6 +734,27 @@ def test_auto_uses_openat2_where_the_kernel_has_it_and_falls_back_on_enosys(file
     run_trio(body)
 
 
+def test_files_answers_fit_the_nodes_frame_limit(files_root):
+    limit = 64 * 1024
+    many = files_root / "many"
+    many.mkdir()
+    for i in range(1000):
+        (many / f"{i:04d}-{'x' * 200}").touch()
+
+    async def body():
+        async with NodeAndClient([FilesTool(root=files_root)], limits=Limits(max_frame_bytes=limit)) as nc:
+            err = await error_of(nc.client.use("o://files", "read", {"path": "notes/a.txt", "chunkSize": 65536},
+                                               via=nc.ma))
+            assert err.code == ErrorCode.INVALID_PARAMETERS and "would not fit in one frame" in err.message
+            assert err.details == {"parameter": "chunkSize", "maximum": (limit - 4096) // 4 * 3}
+            _, final = await stream(nc, "o://files", "read", {"path": "notes/a.txt", "chunkSize": 16384})
+            assert final["size"] == 6
+            listing = await nc.client.use("o://files", "list", {"path": "many"}, via=nc.ma)
+            assert listing["truncated"] is True and 0 < len(listing["entries"]) < 1000
+
+    run_trio(body)
+
+
 def test_default_root_is_a_sample_folder_created_on_first_use():
     async def body():
         async with serve(FilesTool()) as nc:

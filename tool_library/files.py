@@ -45,7 +45,7 @@ from typing import Any
 
 import trio
 
-from node_runtime import ErrorCode, OlaneError, Param, Request, StreamEnd, Tool, tool_method
+from node_runtime import ErrorCode, Limits, OlaneError, Param, Request, StreamEnd, Tool, tool_method
 
 from .data_dir import create_atomically, data_dir
 
@@ -53,6 +53,8 @@ SAMPLE_FOLDER = "sample-files"
 MIN_CHUNK = 1024
 MAX_CHUNK = 4 * 1024 * 1024  # base64 of 4 MiB is 5.6 MB: well inside a 16 MiB frame
 MAX_LIST_ENTRIES = 10_000
+FRAME_OVERHEAD = 4096  # room kept in a frame for the envelope around a chunk's data
+ENTRY_OVERHEAD = 100  # bytes of JSON around one entry's name in a listing
 DEFAULT_MAX_THREADS = 8
 
 # --- opening beneath a folder, no symlinks ------------------------------------------------
@@ -203,6 +205,12 @@ class FilesTool(Tool):
         self._root_lock = trio.Lock()
         self.threads = trio.CapacityLimiter(max_threads)  # our own: never trio's default limiter
 
+    @property
+    def frame_budget(self) -> int:
+        """Bytes of data one frame of the serving node may carry (its max_frame_bytes less an envelope)."""
+        limits = getattr(self.node, "limits", None) or Limits()
+        return limits.max_frame_bytes - FRAME_OVERHEAD
+
     async def root(self) -> Path:
         """The root folder, resolved: the operator's, or the sample folder (built on first use)."""
         if self._root is None:
@@ -266,15 +274,15 @@ class FilesTool(Tool):
 
     @tool_method(
         "Lists a folder: {path, entries: [{name, type (file|dir|symlink|other), size, modified}], truncated}, "
-        f"sorted by name, at most {MAX_LIST_ENTRIES} entries.",
+        f"sorted by name, at most {MAX_LIST_ENTRIES} entries (and what fits in one frame).",
         params={"path": Param("folder, relative to the files root", examples=[".", "notes"])},
         category="files",
     )
     async def _tool_list(self, request: Request, path: str = ".") -> dict[str, Any]:
         parts = await self.parts_of(path)
-        return await trio.to_thread.run_sync(self._list, parts, path, limiter=self.threads)
+        return await trio.to_thread.run_sync(self._list, parts, path, self.frame_budget, limiter=self.threads)
 
-    def _list(self, parts: list[str], path: str) -> dict[str, Any]:
+    def _list(self, parts: list[str], path: str, budget: int = 1 << 62) -> dict[str, Any]:
         fd, st = self._open_and_stat(parts, READ_FLAGS, path)
         try:
             if not stat_module.S_ISDIR(st.st_mode):
@@ -283,9 +291,11 @@ class FilesTool(Tool):
             truncated = False
             root = self._root
             folder = root.joinpath(*parts)
+            size = 0  # estimated bytes of the answer: it must fit in one frame
             with os.scandir(fd) as scan:  # the folder opened, not the path looked up again
                 for entry in scan:
-                    if len(entries) >= MAX_LIST_ENTRIES:
+                    size += 4 * len(entry.name) + ENTRY_OVERHEAD
+                    if len(entries) >= MAX_LIST_ENTRIES or size > budget:
                         truncated = True
                         break
                     try:
@@ -333,6 +343,11 @@ class FilesTool(Tool):
         category="files",
     )
     async def _tool_read(self, request: Request, path: str, chunkSize: int = 65536):
+        largest = self.frame_budget // 4 * 3  # a chunk travels as base64 with the JSON codec
+        if chunkSize > largest:
+            raise OlaneError(ErrorCode.INVALID_PARAMETERS,
+                             f"chunkSize {chunkSize} would not fit in one frame of this node; at most {largest}",
+                             {"parameter": "chunkSize", "maximum": largest})
         parts = await self.parts_of(path)
         fd = await trio.to_thread.run_sync(self._open_file, parts, path, limiter=self.threads)
         digest = hashlib.sha256()
