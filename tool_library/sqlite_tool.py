@@ -12,11 +12,11 @@ the operator names with --sqlite-db).
 Values are SQLite's: numbers, text, null, and blobs as bytes (base64 text with
 the JSON codec, bin with msgpack).
 
-Rows are read with a server-side cursor (`fetchmany` in a worker thread), one
+Rows are read with a server-side cursor (row by row in a worker thread), one
 batch at a time: the tool holds at most one batch per query, and a slow
 consumer slows the cursor (the runtime writes a chunk only when the stream has
 room). Cancelling the call interrupts SQLite (`sqlite3_interrupt`) even inside
-a running `execute`/`fetchmany`, then closes the connection.
+a running `execute` or fetch, then closes the connection.
 
 Limits (each answered with a clear error, never a hang or an oversized frame):
 - threads: statements run in worker threads from this tool's own trio
