@@ -41,13 +41,15 @@ def main(ctx: click.Context) -> None:
 @click.option("--files-root", type=click.Path(file_okay=False), default=None, help="root folder of the files tool")
 @click.option("--sqlite-db", type=click.Path(dir_okay=False), default=None, help="SQLite database file of the sqlite tool")
 @click.option("--allow-writes", is_flag=True, help="let the sqlite tool run statements that write")
-def node(address, listen, seed, tool_names, files_root, sqlite_db, allow_writes) -> None:
+@click.option("--sqlite-timeout", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
+              metavar="SECONDS", help="seconds one SQLite statement may run; then the call answers 4017 TIMEOUT")
+def node(address, listen, seed, tool_names, files_root, sqlite_db, allow_writes, sqlite_timeout) -> None:
     """Serve tools; print `listening <multiaddr>` once ready; stop on SIGINT/SIGTERM."""
     import trio
 
     from node_runtime import Node
 
-    tools = _build_tools(tool_names, address, files_root, sqlite_db, allow_writes)
+    tools = _build_tools(tool_names, address, files_root, sqlite_db, allow_writes, sqlite_timeout)
 
     async def serve() -> None:
         async with Node(tools, seed=seed, listen=listen) as n:
@@ -68,13 +70,13 @@ def node(address, listen, seed, tool_names, files_root, sqlite_db, allow_writes)
     trio.run(serve)
 
 
-def _build_tools(tool_names, address, files_root, sqlite_db, allow_writes):
+def _build_tools(tool_names, address, files_root, sqlite_db, allow_writes, sqlite_timeout=30.0):
     from tool_library import build_tools
 
     names = [t.strip() for t in tool_names.split(",") if t.strip()] if tool_names else None
     try:
         return build_tools(names, address=address, files_root=files_root, sqlite_db=sqlite_db,
-                           allow_writes=allow_writes)
+                           allow_writes=allow_writes, sqlite_timeout=sqlite_timeout)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--tools") from None
 

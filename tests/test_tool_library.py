@@ -24,6 +24,7 @@ from tool_library import TOOL_NAMES, DemoTool, FilesTool, MetricsTool, SqliteToo
 from tool_library.files import open_beneath, openat2_available
 from tool_library.sample_data import ORDERS, build_sample_db
 
+from process_helpers import OLANE, start_node, stop_process
 from trio_helpers import NodeAndClient, run_trio
 
 
@@ -416,6 +417,24 @@ def test_build_tools_passes_the_sqlite_timeout(tmp_path):
     sqlite_tool, = build_tools(["sqlite"], sqlite_db=tmp_path / "x.db", sqlite_timeout=2.5)
     assert sqlite_tool.statement_timeout == 2.5
     assert build_tools(["sqlite"])[0].statement_timeout == 30.0
+
+
+def test_olane_node_sqlite_timeout_reaches_the_tool(tmp_path):
+    """`olane node --sqlite-timeout 0.5`, a real process: a never-ending statement is
+    stopped and `olane stream` prints the 4017 error naming the limit."""
+    db = tmp_path / "x.db"
+    sqlite3.connect(db).close()
+    proc, ma = start_node("--tools", "sqlite", "--sqlite-db", str(db), "--sqlite-timeout", "0.5")
+    try:
+        out = subprocess.run([OLANE, "stream", ma, "query", "--params", json.dumps({"sql": NEVER_ENDING})],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 1, out
+        assert "error 4017 TIMEOUT" in out.stderr and "limit of 0.5 s" in out.stderr, out.stderr
+        bad = subprocess.run([OLANE, "node", "--tools", "sqlite", "--sqlite-timeout", "0"],
+                             capture_output=True, text=True, timeout=60)
+        assert bad.returncode == 2 and "--sqlite-timeout" in bad.stderr
+    finally:
+        assert stop_process(proc) == 0
 
 
 def test_values_larger_than_the_frame_limit_are_refused_not_sent(tmp_path):
