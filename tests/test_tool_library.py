@@ -660,10 +660,10 @@ def test_swapping_a_parent_folder_for_a_symlink_never_leaks_outside_content(tmp_
     def direct(i: int) -> Any:
         try:
             if i % 3 == 0:
-                return ("stat", tool._stat(parts, "d/f.txt").st_size)
+                return ("stat", tool.stat_blocking(parts, "d/f.txt").st_size)
             if i % 3 == 1:
-                return ("list", tuple(sorted(e["name"] for e in tool._list(parts[:1], "d")["entries"])))
-            fd = tool._open_file(parts, "d/f.txt")
+                return ("list", tuple(sorted(e["name"] for e in tool.list_blocking(parts[:1], "d")["entries"])))
+            fd = tool.open_file_blocking(parts, "d/f.txt")
             try:
                 return os.read(fd, 1000)
             finally:

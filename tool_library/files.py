@@ -280,9 +280,11 @@ class FilesTool(Tool):
     )
     async def _tool_list(self, request: Request, path: str = ".") -> dict[str, Any]:
         parts = await self.parts_of(path)
-        return await trio.to_thread.run_sync(self._list, parts, path, self.frame_budget, limiter=self.threads)
+        return await trio.to_thread.run_sync(self.list_blocking, parts, path, self.frame_budget,
+                                             limiter=self.threads)
 
-    def _list(self, parts: list[str], path: str, budget: int = 1 << 62) -> dict[str, Any]:
+    def list_blocking(self, parts: list[str], path: str, budget: int = 1 << 62) -> dict[str, Any]:
+        """`list`'s answer for the folder `parts` (blocking: call it in a worker thread)."""
         fd, st = self._open_and_stat(parts, READ_FLAGS, path)
         try:
             if not stat_module.S_ISDIR(st.st_mode):
@@ -322,11 +324,12 @@ class FilesTool(Tool):
     )
     async def _tool_stat(self, request: Request, path: str) -> dict[str, Any]:
         parts = await self.parts_of(path)
-        st = await trio.to_thread.run_sync(self._stat, parts, path, limiter=self.threads)
+        st = await trio.to_thread.run_sync(self.stat_blocking, parts, path, limiter=self.threads)
         return {"path": "/".join(parts) or ".", "type": _kind(st.st_mode), "size": st.st_size,
                 "modified": _iso(st.st_mtime), "mode": oct(stat_module.S_IMODE(st.st_mode))}
 
-    def _stat(self, parts: list[str], path: str) -> os.stat_result:
+    def stat_blocking(self, parts: list[str], path: str) -> os.stat_result:
+        """fstat of `parts`, opened beneath the root (blocking: call it in a worker thread)."""
         fd, st = self._open_and_stat(parts, LOOK_FLAGS, path)
         os.close(fd)
         return st
@@ -349,7 +352,7 @@ class FilesTool(Tool):
                              f"chunkSize {chunkSize} would not fit in one frame of this node; at most {largest}",
                              {"parameter": "chunkSize", "maximum": largest})
         parts = await self.parts_of(path)
-        fd = await trio.to_thread.run_sync(self._open_file, parts, path, limiter=self.threads)
+        fd = await trio.to_thread.run_sync(self.open_file_blocking, parts, path, limiter=self.threads)
         digest = hashlib.sha256()
         offset = chunks = 0
 
@@ -378,9 +381,9 @@ class FilesTool(Tool):
         finally:
             os.close(fd)
 
-    def _open_file(self, parts: list[str], path: str) -> int:
-        """A descriptor of a regular file (checked on the descriptor: a folder, FIFO
-        or device swapped in is refused, and O_NONBLOCK kept a FIFO from blocking)."""
+    def open_file_blocking(self, parts: list[str], path: str) -> int:
+        """A descriptor of a regular file (blocking: call it in a worker thread). Checked on the
+        descriptor: a folder, FIFO or device swapped in is refused (O_NONBLOCK kept a FIFO from blocking)."""
         fd, st = self._open_and_stat(parts, READ_FLAGS, path)
         if not stat_module.S_ISREG(st.st_mode):
             os.close(fd)
