@@ -362,8 +362,8 @@ class SqliteTool(Tool):
 
     @tool_method(
         "Runs one SQL statement and streams its rows in batches: first {columns}, then "
-        "{rows, offset, batch} per batch of at most batchSize rows (and about 1 MiB), final {columns, rowCount, "
-        "batches, changes, elapsedMs}. Read-only on this node: statements that would write are refused with 4005.",
+        "{rows, offset, batch} per batch of at most batchSize rows, final {columns, rowCount, batches, changes, "
+        "elapsedMs}. Read-only on this node: statements that would write are refused with 4005.",
         params={
             "sql": Param("one SQL statement; ? or :name placeholders",
                          examples=["SELECT * FROM orders", "SELECT * FROM customers WHERE country = ?"]),
