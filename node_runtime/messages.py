@@ -27,6 +27,7 @@ class IncomingRequest:
     connection_id: str = ""
     caller_address: str | None = None
     streaming_requested: bool = False
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)  # the frame as read (relays forward it)
 
     @property
     def terminal_method(self) -> str:
@@ -63,6 +64,7 @@ def parse_request(message: dict[str, Any]) -> IncomingRequest:
             connection_id=connection_id,
             caller_address=params.get("_callerAddress"),
             streaming_requested=bool(params.get("_isStreaming") or inner_params.get("_isStreaming")),
+            raw=message,
         )
     return IncomingRequest(
         id=req_id,

@@ -22,6 +22,7 @@ from .streams import StreamRegistry
 from .tools import Tool
 
 LOCALHOST_ANY_PORT = "/ip4/127.0.0.1/tcp/0"
+LEADER_PROTOCOL = "/o/leader"
 
 
 class Node:
@@ -60,6 +61,8 @@ class Node:
         self.connection_id = str(uuid.uuid4())
         self.metrics = NodeMetrics(self.limits.max_active_requests)
         self.router = Router(self.tools)
+        self.router.node = self  # relaying (leaders, parents) dials through this node
+        self.leader: str | None = None  # multiaddr of the leader calls by address go through (Client(leader=...))
         self.streams = StreamRegistry()
         self.peers = PeerPool(seed=seed, key=key, listen=listen, limits=self.limits)
         for tool in self.tools:
@@ -175,6 +178,7 @@ class Node:
         `protocol` overrides the libp2p protocol dialed (e.g. `/o/reuse` to call
         back a peer over the connection it opened).
         """
+        via, protocol = self._through_leader(via, protocol)
         return StreamingCall(self, address, method, params, via=via, first_frame_timeout=first_frame_timeout,
                              idle_timeout=idle_timeout, codec=codec, protocol=protocol)
 
@@ -190,14 +194,22 @@ class Node:
         protocol: str | None = None,
     ) -> Any:
         """Call a method; return the final frame's data (raises OlaneError on an error frame)."""
+        via, protocol = self._through_leader(via, protocol)
         call = StreamingCall(self, address, method, params, via=via, first_frame_timeout=timeout,
                              idle_timeout=timeout, codec=codec, streaming=False, protocol=protocol)
         return await call.result()
+
+    def _through_leader(self, via: str | None, protocol: str | None) -> tuple[str | None, str | None]:
+        """With a leader set and no `via`, a call by address goes to the leader (`/o/leader`), which routes it."""
+        if via is None and self.leader is not None:
+            return self.leader, protocol or LEADER_PROTOCOL
+        return via, protocol
 
 
 class Client(Node):
     """A node that serves no tools of its own and only dials: `async with Client() as client:`."""
 
     def __init__(self, *, limits: Limits | None = None, codec: str = "auto", address: str | None = None,
-                 seed: str | None = None, key: bytes | None = None) -> None:
+                 seed: str | None = None, key: bytes | None = None, leader: str | None = None) -> None:
         super().__init__((), listen=(), limits=limits, codec=codec, address=address, seed=seed, key=key)
+        self.leader = leader  # calls without `via` go through this leader (multiaddr)
