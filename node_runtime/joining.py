@@ -186,10 +186,13 @@ async def joined(node: Node, leader: str, *, parent: str = LEADER, units: Iterab
         await membership.register()
     except OlaneError as exc:
         log.warning("could not register with the leader at %s: %s", leader, exc.message)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(membership.watch)
-        try:
-            yield membership
-        finally:
-            nursery.cancel_scope.cancel()
-            await membership.leave()
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(membership.watch)
+            try:
+                yield membership
+            finally:
+                nursery.cancel_scope.cancel()
+                await membership.leave()
+    except BaseExceptionGroup as group:  # the caller's own exception, not wrapped by our nursery
+        raise group.exceptions[0] if len(group.exceptions) == 1 else group

@@ -173,12 +173,15 @@ class Leader:
         try:
             async with self.node:
                 self._commit_self()
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._heartbeat_loop)
-                    try:
-                        yield self
-                    finally:
-                        nursery.cancel_scope.cancel()
+                try:
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(self._heartbeat_loop)
+                        try:
+                            yield self
+                        finally:
+                            nursery.cancel_scope.cancel()
+                except BaseExceptionGroup as group:  # the caller's own exception, not wrapped by our nursery
+                    raise group.exceptions[0] if len(group.exceptions) == 1 else group
         finally:
             self.registry.close()
 
