@@ -41,31 +41,192 @@ def main(ctx: click.Context) -> None:
 @click.option("--files-root", type=click.Path(file_okay=False), default=None, help="root folder of the files tool")
 @click.option("--sqlite-db", type=click.Path(dir_okay=False), default=None, help="SQLite database file of the sqlite tool")
 @click.option("--allow-writes", is_flag=True, help="let the sqlite tool run statements that write")
-def node(address, listen, seed, tool_names, files_root, sqlite_db, allow_writes) -> None:
+@click.option("--leader", "leader_ma", default=None, help="join the network of the leader at this multiaddr")
+@click.option("--parent", default="o://leader", show_default=True, help="with --leader: the address to nest under")
+def node(address, listen, seed, tool_names, files_root, sqlite_db, allow_writes, leader_ma, parent) -> None:
     """Serve tools; print `listening <multiaddr>` once ready; stop on SIGINT/SIGTERM."""
     import trio
 
     from node_runtime import Node
 
     tools = _build_tools(tool_names, address, files_root, sqlite_db, allow_writes)
+    units = []
+    if leader_ma:
+        from node_runtime.joining import nest
+
+        tools, units = nest(tools, parent)
 
     async def serve() -> None:
         async with Node(tools, seed=seed, listen=listen) as n:
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                print(f"listening {n.listen_addrs[0]}", flush=True)
-                for tool in n.tools:
-                    click.echo(f"serving {tool.address} ({len(tool.methods)} methods)", err=True)
-                async with trio.open_nursery() as nursery:
-                    async def stop_on_signal() -> None:
-                        async for _ in signals:
-                            n.request_stop()
-                            return
-                    nursery.start_soon(stop_on_signal)
-                    await n.serve_forever()
-                    nursery.cancel_scope.cancel()
+                async with _maybe_joined(n, leader_ma, parent, units):
+                    print(f"listening {n.listen_addrs[0]}", flush=True)
+                    for tool in n.tools:
+                        click.echo(f"serving {tool.address} ({len(tool.methods)} methods)", err=True)
+                    await _serve_until_signal(n, signals)
         click.echo("stopped", err=True)
 
     trio.run(serve)
+
+
+async def _serve_until_signal(n, signals) -> None:
+    import trio
+
+    async with trio.open_nursery() as nursery:
+        async def stop_on_signal() -> None:
+            async for _ in signals:
+                n.request_stop()
+                return
+        nursery.start_soon(stop_on_signal)
+        await n.serve_forever()
+        nursery.cancel_scope.cancel()
+
+
+def _maybe_joined(n, leader_ma, parent, units):
+    from contextlib import asynccontextmanager
+
+    if not leader_ma:
+        @asynccontextmanager
+        async def nothing():
+            yield None
+        return nothing()
+    from node_runtime.joining import joined
+
+    return joined(n, leader_ma, parent=parent, units=units)
+
+
+# --- leader / network ----------------------------------------------------------------
+
+
+@main.command()
+@click.option("--listen", "listen", multiple=True, default=["/ip4/127.0.0.1/tcp/0"], show_default=True, help="multiaddr to listen on (repeatable)")
+@click.option("--seed", default=None, help="text seed for a stable identity (peer id)")
+@click.option("--ttl", type=float, default=30.0, show_default=True, help="seconds an entry lives without answering the heartbeat")
+@click.option("--heartbeat", type=float, default=10.0, show_default=True, help="seconds between pings of every registered node")
+@click.option("--registry", "registry_path", type=click.Path(dir_okay=False), default=None,
+              help="SQLite file of the registry (default: leader-registry.sqlite in the data dir)")
+@click.option("--no-persist", is_flag=True, help="keep the registry in memory only")
+def leader(listen, seed, ttl, heartbeat, registry_path, no_persist) -> None:
+    """Serve o://leader and its registry (o://registry); print `listening <multiaddr>`."""
+    import trio
+
+    from node_runtime.leader import Leader
+
+    if not no_persist and registry_path is None:
+        from tool_library.data_dir import data_dir
+
+        registry_path = str(data_dir() / "leader-registry.sqlite")
+    path = None if no_persist else registry_path
+
+    async def serve() -> None:
+        async with Leader(listen=listen, seed=seed, ttl=ttl, heartbeat=heartbeat, registry_path=path) as lead:
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                print(f"listening {lead.listen_addrs[0]}", flush=True)
+                click.echo(f"leader o://leader, registry o://registry ({len(lead.registry) - 1} entries kept"
+                           f"{', ' + path if path else ''})", err=True)
+                await _serve_until_signal(lead.node, signals)
+        click.echo("stopped", err=True)
+
+    trio.run(serve)
+
+
+@main.command()
+@click.argument("leader_ma")
+@click.option("--json", "as_json", is_flag=True, help="one JSON document")
+@click.option("--nodes", type=click.IntRange(min=0), default=3, show_default=True, help="with `up`: how many nodes")
+def network(leader_ma, as_json, nodes) -> None:
+    """List the registry of the leader at LEADER_MA (`olane network up` starts a local network)."""
+    if leader_ma == "up":
+        _network_up(nodes)
+        return
+    import trio
+
+    from node_runtime import Client, OlaneError
+    from node_runtime.registry import transports_of
+
+    code = 0
+
+    async def go() -> None:
+        nonlocal code
+        async with Client(leader=leader_ma) as client:
+            try:
+                entries = await client.use("o://registry", "find_all", {}, timeout=10)
+            except OlaneError as exc:
+                click.echo(f"error {exc.code} {exc.name}: {exc.message}", err=True)
+                code = EXIT_UNREACHABLE
+                return
+            rows = []
+
+            async def probe(entry, row) -> None:
+                with trio.move_on_after(3):
+                    for t in transports_of(entry):
+                        if t.startswith("/memory/"):
+                            continue
+                        try:
+                            await client.use(entry["address"], "ping", {}, via=t, timeout=3,
+                                             protocol="/o/" + entry["address"][4:])
+                            row["reachable"] = True
+                            return
+                        except (OlaneError, KeyError):
+                            continue
+
+            async with trio.open_nursery() as nursery:
+                for entry in entries or ():
+                    row = {"address": entry.get("address"), "staticAddress": entry.get("staticAddress"),
+                           "peerId": entry.get("peerId"), "transports": transports_of(entry),
+                           "protocols": entry.get("protocols") or [], "registeredAt": entry.get("registeredAt"),
+                           "reachable": False}
+                    rows.append(row)
+                    nursery.start_soon(probe, entry, row)
+        if as_json:
+            click.echo(_dumps(rows))
+            return
+        import datetime
+
+        for row in rows:
+            at = row["registeredAt"]
+            when = datetime.datetime.fromtimestamp(at / 1000, datetime.timezone.utc).strftime("%H:%M:%S") if at else "?"
+            click.echo(f"{row['address']:<32} {row['staticAddress'] or '':<16} {'up' if row['reachable'] else 'DOWN':<4} "
+                       f"{when} {row['peerId']}")
+            for t in row["transports"]:
+                click.echo(f"    {t}")
+            click.echo(f"    protocols: {' '.join(p for p in row['protocols'] if p.startswith('/o/'))}")
+
+    trio.run(go)
+    sys.exit(code)
+
+
+def _network_up(count: int) -> None:
+    """A leader and `count` nodes on 127.0.0.1 in this process (the tool library spread over
+    them, every third node nested under the one before); stop with Ctrl-C."""
+    import trio
+
+    from node_runtime import Node
+    from node_runtime.joining import joined, nest
+    from node_runtime.leader import Leader
+    from tool_library import TOOL_NAMES, build_tools
+
+    async def up() -> None:
+        from contextlib import AsyncExitStack
+
+        async with AsyncExitStack() as stack:
+            lead = await stack.enter_async_context(Leader(ttl=30, heartbeat=5))
+            lma = lead.listen_addrs[0]
+            parents = []
+            for i in range(count):
+                name = TOOL_NAMES[i % len(TOOL_NAMES)]
+                parent = parents[-1] if i % 3 == 2 and parents else "o://leader"
+                tools, units = nest(build_tools([name], address=f"o://{name}{i}"), parent)
+                n = await stack.enter_async_context(Node(tools))
+                await stack.enter_async_context(joined(n, lma, parent=parent, units=units))
+                parents.append(units[0].value)
+                click.echo(f"node {units[0]} {n.listen_addrs[0]}", err=True)
+            print(f"listening {lma}", flush=True)
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                await _serve_until_signal(lead.node, signals)
+        click.echo("stopped", err=True)
+
+    trio.run(up)
 
 
 def _build_tools(tool_names, address, files_root, sqlite_db, allow_writes):
@@ -88,6 +249,8 @@ _target_options = [
     click.option("--params", default="{}", help="parameters as a JSON object"),
     click.option("--timeout", type=float, default=120.0, show_default=True, help="seconds to wait for the first frame and between frames"),
     click.option("--codec", type=click.Choice(["auto", "json", "msgpack"]), default="auto", show_default=True),
+    click.option("--direct", is_flag=True, help="MULTIADDR is a leader: look the address up in its registry and "
+                                                "dial the node itself (default: the leader routes the call)"),
 ]
 
 
@@ -99,21 +262,22 @@ def _with_target_options(fn):
 
 @main.command()
 @_with_target_options
-def call(multiaddr, method, address, params, timeout, codec) -> None:
-    """Call METHOD once; print the result's data as one JSON document."""
-    async def go(client, target):
-        result = await client.use(target, method, _params(params), via=multiaddr, timeout=timeout)
+def call(multiaddr, method, address, params, timeout, codec, direct) -> None:
+    """Call METHOD once; print the result's data as one JSON document. MULTIADDR may be a
+    leader's: `--address o://leader/x/y` is then routed by it (or dialed with --direct)."""
+    async def go(client, target, via, protocol):
+        result = await client.use(target, method, _params(params), via=via, timeout=timeout, protocol=protocol)
         click.echo(_dumps(result))
 
-    _run_client(multiaddr, address, codec, go)
+    _run_client(multiaddr, address, codec, go, direct)
 
 
 @main.command()
 @_with_target_options
-def stream(multiaddr, method, address, params, timeout, codec) -> None:
+def stream(multiaddr, method, address, params, timeout, codec, direct) -> None:
     """Stream METHOD: one JSON line per chunk, then {"final": ..., "chunks": N}."""
-    async def go(client, target):
-        call = client.use_streaming(target, method, _params(params), via=multiaddr,
+    async def go(client, target, via, protocol):
+        call = client.use_streaming(target, method, _params(params), via=via, protocol=protocol,
                                     first_frame_timeout=timeout, idle_timeout=timeout)
         count = 0
         out = sys.stdout
@@ -126,7 +290,7 @@ def stream(multiaddr, method, address, params, timeout, codec) -> None:
         out.write(_dumps({"final": call.final, "chunks": count}) + "\n")
         out.flush()
 
-    _run_client(multiaddr, address, codec, go)
+    _run_client(multiaddr, address, codec, go, direct)
 
 
 def _params(text: str) -> dict:
@@ -139,7 +303,35 @@ def _params(text: str) -> dict:
     return value
 
 
-def _run_client(multiaddr: str, address: str | None, codec: str, body) -> None:
+async def _route(client, multiaddr: str, target: str, direct: bool) -> tuple[str, str | None]:
+    """(via, protocol) for calling `target` at `multiaddr`: the node itself when it serves
+    the address; through it when it is a leader (`/o/leader`); with `direct`, the node the
+    leader's registry names, dialed on its own transports."""
+    from node_runtime import ErrorCode, OlaneError
+    from node_runtime.addresses import Address
+    from node_runtime.registry import transports_of
+
+    wanted = Address.parse(target)
+    protocols = await client.peer_protocols(multiaddr)
+    if wanted.protocol in protocols or "/o/leader" not in protocols:
+        return multiaddr, None
+    if not direct:
+        return multiaddr, "/o/leader"
+    entries = await client.use("o://registry", "find_all", {}, via=multiaddr, protocol="/o/leader", timeout=10)
+    best, best_len = None, -1
+    for entry in entries or ():
+        address = entry.get("address") or ""
+        names = [address] + ["o://" + p[3:] for p in entry.get("protocols") or () if str(p).startswith("/o/")]
+        matched = [len(n) for n in names if n != "o://reuse" and (wanted.value == n or wanted.value.startswith(n + "/"))]
+        if matched and max(matched) > best_len:  # the entry naming the longest part of the address
+            best, best_len = entry, max(matched)
+    dialable = [t for t in transports_of(best or {}) if not t.startswith("/memory/")]
+    if not dialable:
+        raise OlaneError(ErrorCode.NOT_FOUND, f"the registry gives no transports for {wanted}")
+    return dialable[0], None
+
+
+def _run_client(multiaddr: str, address: str | None, codec: str, body, direct: bool = False) -> None:
     import trio
 
     from node_runtime import Client, ErrorCode, OlaneError
@@ -162,7 +354,8 @@ def _run_client(multiaddr: str, address: str | None, codec: str, body) -> None:
                         code = EXIT_UNREACHABLE
                         return
                     target = candidates[0]
-                await body(client, target)
+                via, protocol = await _route(client, multiaddr, target, direct)
+                await body(client, target, via, protocol)
             except OlaneError as exc:
                 click.echo(f"error {exc.code} {exc.name}: {exc.message}", err=True)
                 code = EXIT_UNREACHABLE if exc.code == ErrorCode.FAILED_TO_DIAL_TARGET else EXIT_ERROR

@@ -313,3 +313,47 @@ def test_registry_search_has_no_duplicates_and_expires():
     assert [e["peerId"] for e in registry.expire(15)] == ["p1"]
     assert [e["peerId"] for e in registry.find_all()] == ["p2"]
     assert registry.remove("nobody") == 0 and registry.remove("p2") == 1
+
+
+def test_cli_leader_node_call_and_network(tmp_path):
+    """Real processes: `olane leader`, `olane node --leader`, `olane call/stream` by address
+    through the leader and `--direct`, `olane network --json`; a killed node expires."""
+    import json as _json
+    import signal
+    import subprocess
+    import time
+
+    from process_helpers import OLANE, read_listening_line, start_node, stop_process
+
+    env = {**__import__("os").environ, "OLANE_DATA_DIR": str(tmp_path)}
+    leader = subprocess.Popen([OLANE, "leader", "--listen", "/ip4/127.0.0.1/tcp/0", "--ttl", "2", "--heartbeat", "0.3",
+                               "--registry", str(tmp_path / "reg.sqlite")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    node = None
+    try:
+        lma = read_listening_line(leader)
+        node, _ = start_node("--tools", "demo", "--leader", lma, env={"OLANE_DATA_DIR": str(tmp_path)})
+
+        def olane(*args):
+            return subprocess.run([OLANE, *args], capture_output=True, text=True, timeout=60, env=env)
+
+        done = olane("call", lma, "ping", "--address", "o://leader/demo")
+        assert done.returncode == 0, done.stderr
+        assert _json.loads(done.stdout) == {"message": "Pong!"}
+        done = olane("stream", lma, "stream_items", "--address", "o://demo", "--params", '{"count": 3, "delayMs": 1}')
+        assert done.returncode == 0, done.stderr
+        assert [_json.loads(line).get("seq") for line in done.stdout.splitlines()] == [1, 2, 3, None]
+        done = olane("call", lma, "ping", "--address", "o://leader/demo", "--direct")
+        assert done.returncode == 0, done.stderr
+        rows = _json.loads(olane("network", lma, "--json").stdout)
+        demo = [r for r in rows if r["address"] == "o://leader/demo"]
+        assert demo and demo[0]["reachable"] and demo[0]["staticAddress"] == "o://demo" and demo[0]["transports"]
+        stop_process(node, signal.SIGKILL)
+        deadline = time.monotonic() + 20  # ttl 2 s + heartbeat, generously
+        while any(r["address"] == "o://leader/demo" for r in _json.loads(olane("network", lma, "--json").stdout)):
+            assert time.monotonic() < deadline, "the killed node is still listed"
+            time.sleep(0.3)
+    finally:
+        if node is not None:
+            stop_process(node)
+        stop_process(leader)
