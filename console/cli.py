@@ -68,9 +68,8 @@ def node(address, listen, seed, tool_names, files_root, sqlite_db, allow_writes,
                    "call every method (see --allow / --allow-file)", err=True)
 
     async def serve() -> None:
-        async with Node(tools, seed=seed, listen=listen, allow=allowed) as n:
-            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals, \
-                    _maybe_joined(n, leader_ma, parent, units):
+        async with Node(tools, seed=seed, listen=listen, allow=allowed) as n, _maybe_joined(n, leader_ma, parent, units):
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
                 print(f"listening {n.listen_addrs[0]}", flush=True)
                 for tool in n.tools:
                     click.echo(f"serving {tool.address} ({len(tool.methods)} methods)", err=True)
