@@ -61,8 +61,10 @@ def main(ctx: click.Context) -> None:
               help="admit only these peer ids (others are refused at connection time)")
 @click.option("--allow-file", type=click.Path(dir_okay=False), default=None,
               help="admit only the peer ids in FILE (one a line, # comments); re-read on SIGHUP")
+@click.option("--leader", "leader_ma", default=None, help="join the network of the leader at this multiaddr")
+@click.option("--parent", default="o://leader", show_default=True, help="with --leader: the address to nest under")
 def node(address, listen, seed, key_file, tool_names, files_root, sqlite_db, allow_writes, sqlite_timeout, allow_ids,
-         allow_file) -> None:
+         allow_file, leader_ma, parent) -> None:
     """Serve tools; print `listening <multiaddr>` once ready; stop on SIGINT/SIGTERM."""
     import trio
 
@@ -70,13 +72,19 @@ def node(address, listen, seed, key_file, tool_names, files_root, sqlite_db, all
 
     seed, key = _identity(seed, key_file)
     tools = _build_tools(tool_names, address, files_root, sqlite_db, allow_writes, sqlite_timeout)
+    units = []
+    if leader_ma:
+        from node_runtime.joining import nest
+
+        tools, units = nest(tools, parent)
     allowed = _allowlist(allow_ids, allow_file)
     if allowed is None and any(not _is_loopback(ma) for ma in listen):
         click.echo("warning: listening beyond 127.0.0.1 with no allowlist: anyone who can reach the port may "
                    "call every method (see --allow / --allow-file)", err=True)
 
     async def serve() -> None:
-        async with Node(tools, seed=seed, key=key, listen=listen, allow=allowed) as n:
+        async with Node(tools, seed=seed, key=key, listen=listen, allow=allowed) as n, \
+                _maybe_joined(n, leader_ma, parent, units):
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
                 print(f"listening {n.listen_addrs[0]}", flush=True)
                 for tool in n.tools:
@@ -134,6 +142,166 @@ def _allowlist(allow_ids: str | None, allow_file: str | None) -> "set[str] | Non
 
 def _is_loopback(ma: str) -> bool:
     return ma.startswith(("/ip4/127.", "/ip6/::1/", "/dns4/localhost/", "/dns/localhost/"))
+
+
+async def _serve_until_signal(n, signals) -> None:
+    import trio
+
+    async with trio.open_nursery() as nursery:
+        async def stop_on_signal() -> None:
+            async for _ in signals:
+                n.request_stop()
+                return
+        nursery.start_soon(stop_on_signal)
+        await n.serve_forever()
+        nursery.cancel_scope.cancel()
+
+
+def _maybe_joined(n, leader_ma, parent, units):
+    from contextlib import asynccontextmanager
+
+    if not leader_ma:
+        @asynccontextmanager
+        async def nothing():
+            yield None
+        return nothing()
+    from node_runtime.joining import joined
+
+    return joined(n, leader_ma, parent=parent, units=units)
+
+
+# --- leader / network ----------------------------------------------------------------
+
+
+@main.command()
+@click.option("--listen", "listen", multiple=True, default=["/ip4/127.0.0.1/tcp/0"], show_default=True, help="multiaddr to listen on (repeatable)")
+@click.option("--seed", default=None, help="text seed for a stable identity (peer id)")
+@click.option("--ttl", type=float, default=30.0, show_default=True, help="seconds an entry lives without answering the heartbeat")
+@click.option("--heartbeat", type=float, default=10.0, show_default=True, help="seconds between pings of every registered node")
+@click.option("--registry", "registry_path", type=click.Path(dir_okay=False), default=None,
+              help="SQLite file of the registry (default: leader-registry.sqlite in the data dir)")
+@click.option("--no-persist", is_flag=True, help="keep the registry in memory only")
+def leader(listen, seed, ttl, heartbeat, registry_path, no_persist) -> None:
+    """Serve o://leader and its registry (o://registry); print `listening <multiaddr>`."""
+    import trio
+
+    from node_runtime.leader import Leader
+
+    if not no_persist and registry_path is None:
+        from tool_library.data_dir import data_dir
+
+        registry_path = str(data_dir() / "leader-registry.sqlite")
+    path = None if no_persist else registry_path
+
+    async def serve() -> None:
+        async with Leader(listen=listen, seed=seed, ttl=ttl, heartbeat=heartbeat, registry_path=path) as lead:
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                print(f"listening {lead.listen_addrs[0]}", flush=True)
+                click.echo(f"leader o://leader, registry o://registry ({len(lead.registry) - 1} entries kept"
+                           f"{', ' + path if path else ''})", err=True)
+                await _serve_until_signal(lead.node, signals)
+        click.echo("stopped", err=True)
+
+    trio.run(serve)
+
+
+@main.command()
+@click.argument("leader_ma")
+@click.option("--json", "as_json", is_flag=True, help="one JSON document")
+@click.option("--nodes", type=click.IntRange(min=0), default=3, show_default=True, help="with `up`: how many nodes")
+def network(leader_ma, as_json, nodes) -> None:
+    """List the registry of the leader at LEADER_MA (`olane network up` starts a local network)."""
+    if leader_ma == "up":
+        _network_up(nodes)
+        return
+    import trio
+
+    from node_runtime import Client, OlaneError
+    from node_runtime.registry import transports_of
+
+    code = 0
+
+    async def go() -> None:
+        nonlocal code
+        async with Client(leader=leader_ma) as client:
+            try:
+                entries = await client.use("o://registry", "find_all", {}, timeout=10)
+            except OlaneError as exc:
+                click.echo(f"error {exc.code} {exc.name}: {exc.message}", err=True)
+                code = EXIT_UNREACHABLE
+                return
+            rows = []
+
+            async def probe(entry, row) -> None:
+                with trio.move_on_after(3):
+                    for t in transports_of(entry):
+                        if t.startswith("/memory/"):
+                            continue
+                        try:
+                            await client.use(entry["address"], "ping", {}, via=t, timeout=3,
+                                             protocol="/o/" + entry["address"][4:])
+                            row["reachable"] = True
+                            return
+                        except (OlaneError, KeyError):
+                            continue
+
+            async with trio.open_nursery() as nursery:
+                for entry in entries or ():
+                    row = {"address": entry.get("address"), "staticAddress": entry.get("staticAddress"),
+                           "peerId": entry.get("peerId"), "transports": transports_of(entry),
+                           "protocols": entry.get("protocols") or [], "registeredAt": entry.get("registeredAt"),
+                           "reachable": False}
+                    rows.append(row)
+                    nursery.start_soon(probe, entry, row)
+        if as_json:
+            click.echo(_dumps(rows))
+            return
+        import datetime
+
+        for row in rows:
+            at = row["registeredAt"]
+            when = datetime.datetime.fromtimestamp(at / 1000, datetime.timezone.utc).strftime("%H:%M:%S") if at else "?"
+            click.echo(f"{row['address']:<32} {row['staticAddress'] or '':<16} {'up' if row['reachable'] else 'DOWN':<4} "
+                       f"{when} {row['peerId']}")
+            for t in row["transports"]:
+                click.echo(f"    {t}")
+            click.echo(f"    protocols: {' '.join(p for p in row['protocols'] if p.startswith('/o/'))}")
+
+    trio.run(go)
+    sys.exit(code)
+
+
+def _network_up(count: int) -> None:
+    """A leader and `count` nodes on 127.0.0.1 in this process (the tool library spread over
+    them, every third node nested under the one before); stop with Ctrl-C."""
+    import trio
+
+    from node_runtime import Node
+    from node_runtime.joining import joined, nest
+    from node_runtime.leader import Leader
+    from tool_library import TOOL_NAMES, build_tools
+
+    async def up() -> None:
+        from contextlib import AsyncExitStack
+
+        async with AsyncExitStack() as stack:
+            lead = await stack.enter_async_context(Leader(ttl=30, heartbeat=5))
+            lma = lead.listen_addrs[0]
+            parents = []
+            for i in range(count):
+                name = TOOL_NAMES[i % len(TOOL_NAMES)]
+                parent = parents[-1] if i % 3 == 2 and parents else "o://leader"
+                tools, units = nest(build_tools([name], address=f"o://{name}{i}"), parent)
+                n = await stack.enter_async_context(Node(tools))
+                await stack.enter_async_context(joined(n, lma, parent=parent, units=units))
+                parents.append(units[0].value)
+                click.echo(f"node {units[0]} {n.listen_addrs[0]}", err=True)
+            print(f"listening {lma}", flush=True)
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                await _serve_until_signal(lead.node, signals)
+        click.echo("stopped", err=True)
+
+    trio.run(up)
 
 
 def _build_tools(tool_names, address, files_root, sqlite_db, allow_writes, sqlite_timeout=30.0):
@@ -209,6 +377,8 @@ _target_options = [
     click.option("--codec", type=click.Choice(["auto", "json", "msgpack"]), default="auto", show_default=True),
     click.option("--seed", default=None, help="text seed for a stable caller identity (the peer id the node sees)"),
     click.option("--key", "key_file", default=None, metavar="FILE", help="key file for a stable caller identity (see `olane id --new-key`)"),
+    click.option("--direct", is_flag=True, help="MULTIADDR is a leader: look the address up in its registry and "
+                                                "dial the node itself (default: the leader routes the call)"),
 ]
 
 
@@ -220,18 +390,20 @@ def _with_target_options(fn):
 
 @main.command()
 @_with_target_options
-def call(multiaddr, method, address, params, timeout, idle_timeout, codec, seed, key_file) -> None:
-    """Call METHOD once; print the result's data as one JSON document."""
+def call(multiaddr, method, address, params, timeout, idle_timeout, codec, seed, key_file, direct) -> None:
+    """Call METHOD once; print the result's data as one JSON document. MULTIADDR may be a
+    leader's: `--address o://leader/x/y` is then routed by it (or dialed with --direct)."""
     from node_runtime import StreamingCall
 
     values = _params(params)
     identity = _identity(seed, key_file)
     timeout = 120.0 if timeout is None else timeout
 
-    async def go(client, target):
-        await _warn_unknown_params(client, target, method, values, multiaddr)
-        answer = StreamingCall(client, target, method, values, via=multiaddr, first_frame_timeout=idle_timeout,
-                               idle_timeout=idle_timeout, codec=None, streaming=False, timeout=timeout)
+    async def go(client, target, via, protocol):
+        await _warn_unknown_params(client, target, method, values, via, protocol)
+        answer = StreamingCall(client, target, method, values, via=via, first_frame_timeout=idle_timeout,
+                               idle_timeout=idle_timeout, codec=None, streaming=False, timeout=timeout,
+                               protocol=protocol)
         result = await answer.result()
         click.echo(_dumps(result))
         if answer.chunks:
@@ -239,19 +411,19 @@ def call(multiaddr, method, address, params, timeout, idle_timeout, codec, seed,
             click.echo(f"note: {method} streams; {n} chunk{'s' if n != 1 else ''} not shown "
                        f"(use `olane stream` to see them)", err=True)
 
-    _run_client(multiaddr, address, codec, identity, go, timeout)
+    _run_client(multiaddr, address, codec, identity, go, timeout, direct)
 
 
 @main.command()
 @_with_target_options
-def stream(multiaddr, method, address, params, timeout, idle_timeout, codec, seed, key_file) -> None:
+def stream(multiaddr, method, address, params, timeout, idle_timeout, codec, seed, key_file, direct) -> None:
     """Stream METHOD: one JSON line per chunk, then {"final": ..., "chunks": N}."""
     values = _params(params)
     identity = _identity(seed, key_file)
 
-    async def go(client, target):
-        await _warn_unknown_params(client, target, method, values, multiaddr)
-        call = client.use_streaming(target, method, values, via=multiaddr, timeout=timeout,
+    async def go(client, target, via, protocol):
+        await _warn_unknown_params(client, target, method, values, via, protocol)
+        call = client.use_streaming(target, method, values, via=via, timeout=timeout, protocol=protocol,
                                     first_frame_timeout=idle_timeout, idle_timeout=idle_timeout)
         count = 0
         out = sys.stdout
@@ -264,7 +436,7 @@ def stream(multiaddr, method, address, params, timeout, idle_timeout, codec, see
         out.write(_dumps({"final": call.final, "chunks": count}) + "\n")
         out.flush()
 
-    _run_client(multiaddr, address, codec, identity, go, timeout)
+    _run_client(multiaddr, address, codec, identity, go, timeout, direct)
 
 
 def _params(text: str) -> dict:
@@ -289,7 +461,8 @@ def _json_kind(value: Any) -> str:
     return "a number"
 
 
-async def _warn_unknown_params(client, target: str, method: str, values: dict, multiaddr: str) -> None:
+async def _warn_unknown_params(client, target: str, method: str, values: dict, via: str,
+                               protocol: str | None = None) -> None:
     """Warn on stderr about parameters the method's metadata does not list (olane
     peers ignore them, so the call still runs). Asks `handshake` with {"tool": METHOD};
     a node that cannot say (TypeScript nodes answer 4003) gets no warning."""
@@ -299,7 +472,7 @@ async def _warn_unknown_params(client, target: str, method: str, values: dict, m
     if not given:
         return
     try:
-        answer = await client.use(target, "handshake", {"tool": method}, via=multiaddr, timeout=10.0)
+        answer = await client.use(target, "handshake", {"tool": method}, via=via, protocol=protocol, timeout=10.0)
         spec = answer["result"]["methods"][method]
         known = [p["name"] for p in spec.get("parameters") or ()]
     except (OlaneError, KeyError, TypeError, AttributeError):
@@ -349,9 +522,38 @@ def _without_peer(multiaddr: str) -> str:
     return multiaddr.rsplit("/p2p/", 1)[0] if "/p2p/" in multiaddr else multiaddr
 
 
-def _run_client(multiaddr: str, address: str | None, codec: str, identity, body, timeout: float | None = None) -> None:
-    """Run `body(client, target)` as the caller `identity` (seed, key); `timeout`
-    bounds all of it, finding the tool included."""
+async def _route(client, multiaddr: str, target: str, direct: bool) -> tuple[str, str | None]:
+    """(via, protocol) for calling `target` at `multiaddr`: the node itself when it serves
+    the address; through it when it is a leader (`/o/leader`); with `direct`, the node the
+    leader's registry names, dialed on its own transports."""
+    from node_runtime import ErrorCode, OlaneError
+    from node_runtime.addresses import Address
+    from node_runtime.registry import transports_of
+
+    wanted = Address.parse(target)
+    protocols = await client.peer_protocols(multiaddr)
+    if wanted.protocol in protocols or "/o/leader" not in protocols:
+        return multiaddr, None
+    if not direct:
+        return multiaddr, "/o/leader"
+    entries = await client.use("o://registry", "find_all", {}, via=multiaddr, protocol="/o/leader", timeout=10)
+    best, best_len = None, -1
+    for entry in entries or ():
+        address = entry.get("address") or ""
+        names = [address] + ["o://" + p[3:] for p in entry.get("protocols") or () if str(p).startswith("/o/")]
+        matched = [len(n) for n in names if n != "o://reuse" and (wanted.value == n or wanted.value.startswith(n + "/"))]
+        if matched and max(matched) > best_len:  # the entry naming the longest part of the address
+            best, best_len = entry, max(matched)
+    dialable = [t for t in transports_of(best or {}) if not t.startswith("/memory/")]
+    if not dialable:
+        raise OlaneError(ErrorCode.NOT_FOUND, f"the registry gives no transports for {wanted}")
+    return dialable[0], None
+
+
+def _run_client(multiaddr: str, address: str | None, codec: str, identity, body, timeout: float | None = None,
+                direct: bool = False) -> None:
+    """Run `body(client, target, via, protocol)` as the caller `identity` (seed, key);
+    `timeout` bounds all of it, finding the tool included."""
     import trio
 
     from node_runtime import Client, ErrorCode, OlaneError
@@ -392,7 +594,8 @@ def _run_client(multiaddr: str, address: str | None, codec: str, identity, body,
                 code = EXIT_UNREACHABLE
                 return
             target = candidates[0]
-        await body(client, target)
+        via, protocol = await _route(client, multiaddr, target, direct)
+        await body(client, target, via, protocol)
 
     try:
         trio.run(go)

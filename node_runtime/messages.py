@@ -27,6 +27,7 @@ class IncomingRequest:
     connection_id: str = ""
     caller_address: str | None = None
     streaming_requested: bool = False
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)  # the frame as read (relays forward it)
 
     @property
     def terminal_method(self) -> str:
@@ -80,6 +81,7 @@ def parse_request(message: dict[str, Any], max_id_bytes: int = 1024) -> Incoming
             connection_id=connection_id,
             caller_address=caller if type(caller) is str else None,
             streaming_requested=bool(params.get("_isStreaming") or inner_params.get("_isStreaming")),
+            raw=message,
         )
     connection_id = params.get("_connectionId") or ""
     _check_id(connection_id, "_connectionId", max_id_bytes)

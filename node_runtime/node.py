@@ -24,6 +24,7 @@ from .streams import StreamRegistry
 from .tools import Tool
 
 LOCALHOST_ANY_PORT = "/ip4/127.0.0.1/tcp/0"
+LEADER_PROTOCOL = "/o/leader"
 
 log = logging.getLogger("olane.node")
 
@@ -65,6 +66,8 @@ class Node:
         self.connection_id = str(uuid.uuid4())
         self.metrics = NodeMetrics(self.limits.max_active_requests, self.limits.max_requests_per_peer)
         self.router = Router(self.tools)
+        self.router.node = self  # relaying (leaders, parents) dials through this node
+        self.leader: str | None = None  # multiaddr of the leader calls by address go through (Client(leader=...))
         self.streams = StreamRegistry(self.limits.max_buffered_bytes)
         self.peers = PeerPool(seed=seed, key=key, listen=listen, limits=self.limits, allow=allow,
                               busy=lambda: self.streams.peers())
@@ -190,6 +193,7 @@ class Node:
         back a peer over the connection it opened). `timeout` is one deadline
         for the whole call; the other two bound waits for a frame (4017 each).
         """
+        via, protocol = self._through_leader(via, protocol)
         return StreamingCall(self, address, method, params, via=via, first_frame_timeout=first_frame_timeout,
                              idle_timeout=idle_timeout, codec=codec, protocol=protocol, timeout=timeout)
 
@@ -206,14 +210,22 @@ class Node:
     ) -> Any:
         """Call a method; return the final frame's data (raises OlaneError on an error frame).
         `timeout` is one deadline for the whole call: dial, stream, answer (4017)."""
+        via, protocol = self._through_leader(via, protocol)
         call = StreamingCall(self, address, method, params, via=via, first_frame_timeout=None,
                              idle_timeout=None, codec=codec, streaming=False, protocol=protocol, timeout=timeout)
         return await call.result()
+
+    def _through_leader(self, via: str | None, protocol: str | None) -> tuple[str | None, str | None]:
+        """With a leader set and no `via`, a call by address goes to the leader (`/o/leader`), which routes it."""
+        if via is None and self.leader is not None:
+            return self.leader, protocol or LEADER_PROTOCOL
+        return via, protocol
 
 
 class Client(Node):
     """A node that serves no tools of its own and only dials: `async with Client() as client:`."""
 
     def __init__(self, *, limits: Limits | None = None, codec: str = "auto", address: str | None = None,
-                 seed: str | None = None, key: bytes | None = None) -> None:
+                 seed: str | None = None, key: bytes | None = None, leader: str | None = None) -> None:
         super().__init__((), listen=(), limits=limits, codec=codec, address=address, seed=seed, key=key)
+        self.leader = leader  # calls without `via` go through this leader (multiaddr)

@@ -3,27 +3,70 @@
 A request arrives on a libp2p protocol (`/o/<address>`, or `/o/reuse` on a
 connection the other side opened) and, when it is a `route` envelope, names
 its final target in `params.address` (PROTOCOL.md section 5). `Router.local`
-finds the tool that answers it here; `Router.forward` is where a node that
-leads or parents others relays a request for an address it does not serve
-(section 8.4) and passes every frame of the answer back. This node has no one
-to forward to, so it answers 4002.
+finds the tool that answers it here; `Router.forward` relays a request for an
+address it does not serve (section 8.4) when this node leads or parents
+others: it resolves the next hop (its children, then the leader's registry,
+then its own leader), sends the envelope on unchanged except `params.address`,
+and passes back every frame of the answer as it arrives, chunks included, in
+order, untouched (`_sequence` and `success: false` survive). One frame at a
+time: the next is read only once the caller's writer took the last, so a slow
+caller slows the far tool and a relay holds at most one read. A caller that
+goes away cancels the relay, which resets the next hop's stream at once.
+A node that leads or parents no one answers 4002.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Iterable
 
+import trio
+
+from . import codec as codecs
 from .addresses import Address
+from .codec import JSON
 from .errors import ErrorCode, OlaneError
+from .framing import FrameDecoder, frame
 from .messages import IncomingRequest
+from .registry import Registry, transports_of
+from .stream_io import STREAM_ENDED, close_quietly, reset_quietly, write_shielded
 from .tools import Tool
 
 #: `reply(message)`: send one answer frame (a JSON-RPC message dict) to the caller
 Reply = Callable[[dict[str, Any]], Awaitable[None]]
 
 
+LEADER = "o://leader"
+
+
+@dataclass
+class Child:
+    """A node that did `child_register` with this one."""
+
+    address: str
+    transports: list[str] = field(default_factory=list)
+    peer_id: str | None = None
+
+
+@dataclass
+class Hop:
+    """Where a relayed request goes next: dial `targets` (multiaddrs or a
+    connected peer id), open `protocol`, send the envelope with `address`."""
+
+    targets: list[str]
+    protocol: str
+    address: str
+
+
 class Router:
     def __init__(self, tools: Iterable[Tool]) -> None:
         self.tools = list(tools)
+        self.node: Any = None  # the Node this router belongs to (set by the node)
+        # the network this node takes part in (set by leader.py and joining.py)
+        self.children: dict[str, Child] = {}  # full address -> child
+        self.home: str | None = None  # the address children nest under (o://leader, o://leader/alpha)
+        self.registry: Registry | None = None  # a leader's own registry
+        self.upstream: str | None = None  # the leader's multiaddr, for addresses this node cannot place
+        self.relayed = 0  # requests relayed (for tests and metrics)
         self._by_address: dict[str, Tool] = {}
         self._by_protocol: dict[str, Tool] = {}
         for tool in self.tools:
@@ -48,4 +91,161 @@ class Router:
     async def forward(self, req: IncomingRequest, reply: Reply) -> None:
         """Relay `req` toward its address and `reply` every frame of the answer.
         Raises OlaneError when it cannot (the caller then gets an error frame)."""
-        raise OlaneError(ErrorCode.NOT_FOUND, "Address not found", {"address": req.address})
+        if not req.envelope or not req.address or self.node is None or not req.raw:
+            raise OlaneError(ErrorCode.NOT_FOUND, "Address not found", {"address": req.address})
+        hop = self.next_hop(req.address)
+        self.relayed += 1
+        await relay(self.node, req, hop, reply)
+
+    # -- resolving ------------------------------------------------------------------
+
+    def add_child(self, address: str, transports: Iterable[str] = (), peer_id: str | None = None) -> Child:
+        child = Child(Address.parse(address).value, [t for t in transports if isinstance(t, str)], peer_id)
+        self.children[child.address] = child
+        return child
+
+    def drop_children(self, peer_id: str | None = None, address: str | None = None) -> None:
+        for key in [k for k, c in self.children.items()
+                    if (peer_id and c.peer_id == peer_id) or (address and c.address == address)]:
+            del self.children[key]
+
+    def next_hop(self, address: str) -> Hop:
+        """Children first (a child at or above `address`, or whose static address is its
+        first segment), then the registry, then this node's own leader; else 4002."""
+        target = Address.parse(address)
+        value = target.value
+        for child in sorted(self.children.values(), key=lambda c: -len(c.address)):
+            if value == child.address or value.startswith(child.address + "/"):
+                return self._via_child(child, value)
+        home = self.home
+        under_home = home is not None and value.startswith(home + "/")
+        first = target.segments[len(Address(home).segments)] if under_home else target.segments[0]
+        for child in self.children.values():
+            if Address(child.address).static.value == "o://" + first and (
+                    under_home and child.address == f"{home}/{first}" or not under_home):
+                return self._via_child(child, value)
+        if self.registry is not None:
+            hop = self._from_registry(target, first)
+            if hop is not None:
+                return hop
+        mine = any(value.startswith(tool.address.value + "/") for tool in self.tools)
+        if under_home or mine or self.upstream is None:
+            if under_home or mine:
+                raise OlaneError(ErrorCode.NOT_FOUND, f"{value} node not found.")
+            raise OlaneError(ErrorCode.NOT_FOUND, "No transports provided for the address, cannot connect",
+                             {"address": value})
+        return Hop([self.upstream], "/o/leader", value)
+
+    def _via_child(self, child: Child, address: str) -> Hop:
+        targets = ([child.peer_id] if child.peer_id else []) + child.transports
+        return Hop(targets, Address(child.address).protocol, address)
+
+    def _from_registry(self, target: Address, first: str) -> Hop | None:
+        """The newest entry at or above `target`, or with its static address or
+        protocol; the address it is sent on is its full one."""
+        registry = self.registry
+        value = target.value
+        best = None
+        for entry in registry.find_all():
+            address = entry.get("address") or ""
+            if value == address or value.startswith(address + "/"):
+                if best is None or len(address) > len(best[0].get("address") or ""):
+                    best = (entry, value)
+        if best is None:
+            static = "o://" + target.segments[-1] if not target.is_nested else None
+            found = registry.search(static_address=static or None, protocols=[target.protocol])
+            for entry in found:
+                full = _full_address_in(entry, target) if static else value
+                if full:
+                    best = (entry, full)
+                    break
+        if best is None:
+            return None
+        entry, full = best
+        if entry.get("peerId") == (self.node.peer_id if self.node else None):
+            return None  # our own entry: nothing to relay to
+        for child in self.children.values():  # through the child on its path, as TypeScript does
+            if full.startswith(child.address + "/") or full == child.address:
+                return self._via_child(child, full)
+        targets = [entry["peerId"]] if entry.get("peerId") else []
+        targets += transports_of(entry)
+        return Hop(targets, Address(entry["address"]).protocol, full)
+
+
+def _full_address_in(entry: dict, target: Address) -> str | None:
+    """`o://demo` -> the longest address among the entry's own and its `/o/...`
+    protocols whose last segment is `demo`."""
+    static = target.segments[-1]
+    names = [entry.get("address") or ""]
+    names += ["o://" + p[3:] for p in entry.get("protocols") or () if isinstance(p, str) and p.startswith("/o/")]
+    names = [n for n in names if n.startswith("o://") and n.rsplit("/", 1)[-1] == static and n != "o://reuse"]
+    return max(names, key=len) if names else None
+
+
+# -- relaying ---------------------------------------------------------------------
+
+
+async def dial_any(node, targets: list[str]):
+    """The first of `targets` (a connected peer id, or multiaddrs) that answers."""
+    errors = []
+    for target in targets:
+        if target.startswith("/memory/"):
+            continue
+        try:
+            return await node.peers.peer_at(target)
+        except OlaneError as exc:
+            errors.append(exc.message)
+    raise OlaneError(ErrorCode.FAILED_TO_DIAL_TARGET, "could not reach the next hop",
+                     {"targets": targets, "errors": errors[-3:]})
+
+
+async def relay(node, req: IncomingRequest, hop: Hop, reply: Reply) -> None:
+    """Send `req`'s envelope to `hop` and pass every frame of the answer to `reply`."""
+    limits = node.limits
+    envelope = dict(req.raw)
+    envelope["params"] = dict(envelope.get("params") or {})
+    envelope["params"]["address"] = hop.address
+    peer = await dial_any(node, hop.targets)
+    release = node.peers.take_stream_slot(peer)
+    stream = None
+    done = False
+    try:
+        stream = await node.peers.open_stream(peer, Address.parse(hop.address), hop.protocol)
+        await write_shielded(stream, frame(codecs.encode(envelope, JSON)), limits.write_timeout)
+        decoder = FrameDecoder(limits.max_frame_bytes)
+        frames = 0
+        while not done:
+            timeout = limits.first_frame_timeout if frames == 0 else limits.idle_timeout
+            data = b""
+            with trio.move_on_after(timeout) as scope:
+                try:
+                    data = await stream.read(limits.read_size)
+                except STREAM_ENDED:
+                    data = b""
+            if scope.cancelled_caught:
+                raise OlaneError(ErrorCode.TIMEOUT, f"no answer from the next hop toward {hop.address} "
+                                                    f"within {timeout:g} s")
+            if not data:
+                raise OlaneError(ErrorCode.RECEIVE_FAILED,
+                                 f"the next hop toward {hop.address} ended before the final frame",
+                                 {"frames": frames})
+            for payload in decoder.feed(data):
+                try:
+                    message, _ = codecs.decode(payload)
+                except OlaneError as exc:
+                    raise OlaneError(ErrorCode.INVALID_RESPONSE, f"unreadable answer from the next hop: {exc.message}")
+                if not isinstance(message, dict) or str(message.get("id")) != str(req.id):
+                    continue
+                frames += 1
+                await reply(message)
+                result = message.get("result")
+                if not isinstance(result, dict) or result.get("_last") or result.get("error"):
+                    done = True  # the terminal frame: anything after it (TS sends two on failure) is dropped
+                    break
+    finally:
+        if stream is not None:
+            if done:
+                await close_quietly(stream)
+            else:
+                await reset_quietly(stream)  # the caller left (or the hop failed): stop the far tool now
+        release()
