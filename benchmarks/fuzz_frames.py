@@ -2,8 +2,9 @@
 
 Shared by the fuzz test (`tests/test_fuzz.py`, driven by hypothesis) and `olane bench --soak`
 (driven by a seeded `random.Random`, fast enough for 100,000 frames). Every generator draws
-through a `Chooser`, so the same code serves both: `RandomChooser(seed)` or
-`HypothesisChooser(data)` (hypothesis' `st.data()`; hypothesis is imported only there).
+through a `Chooser`: `RandomChooser(seed)`, or `HypothesisChooser(data)` (hypothesis' `st.data()`;
+hypothesis is imported only there). The test uses `hypothesis_batch`: hypothesis picks each frame's
+generator and seed, which keeps a 100-frame example to ~200 draws.
 
 A generated item is a `Fuzzed`: the exact bytes for the stream (length prefix included, or a
 broken one) and whether the framing is still in step afterwards (`intact`): a frame after an
@@ -96,20 +97,29 @@ class RandomChooser(Chooser):
 class HypothesisChooser(Chooser):
     """Draws through hypothesis (`st.data()`), so failures are reproducible and shrinkable."""
 
+    _strategies: dict[Any, Any] = {}  # building a strategy costs more than drawing from it: build each once
+
     def __init__(self, data) -> None:
         from hypothesis import strategies as st
 
         self._st = st
         self.data = data
 
+    def _strategy(self, key: Any, build: Callable[[], Any]) -> Any:
+        strategy = self._strategies.get(key)
+        if strategy is None:
+            strategy = self._strategies[key] = build()
+        return strategy
+
     def integer(self, lo: int, hi: int) -> int:
-        return self.data.draw(self._st.integers(lo, hi))
+        return self.data.draw(self._strategy(("i", lo, hi), lambda: self._st.integers(lo, hi)))
 
     def choice(self, options: Sequence[Any]) -> Any:
-        return self.data.draw(self._st.sampled_from(options))
+        # an index, not sampled_from: options may hold values hypothesis would compare (NaN) or hash
+        return options[self.integer(0, len(options) - 1)]
 
     def binary(self, lo: int, hi: int) -> bytes:
-        return self.data.draw(self._st.binary(min_size=lo, max_size=hi))
+        return self.data.draw(self._strategy(("b", lo, hi), lambda: self._st.binary(min_size=lo, max_size=hi)))
 
 
 # --- what is generated -----------------------------------------------------------------------
@@ -211,9 +221,12 @@ def _small_value(ch: Chooser, depth: int = 0) -> Any:
 def _method_params(ch: Chooser) -> dict[str, Any]:
     """Parameters for the demo methods: mostly small, sometimes of wrong type or out of range."""
     params: dict[str, Any] = {}
-    for key in ("count", "delayMs", "text", "chunkSize", "failAt", "query", "total", "batchSize", "taskName",
-                "totalSteps", "tool", "_isStreaming", "_trace", "_auth", "_connectionId", "_requestMethod"):
-        if ch.integer(0, 3) == 0:
+    keys = ("count", "delayMs", "text", "chunkSize", "failAt", "query", "total", "batchSize", "taskName",
+            "totalSteps", "tool", "_isStreaming", "_trace", "_auth", "_connectionId", "_requestMethod")
+    # one draw picks the keys (each with probability 1/4): draws are what hypothesis charges for
+    mask = ch.integer(0, 4 ** len(keys) - 1)
+    for n, key in enumerate(keys):
+        if (mask >> (2 * n)) & 3 == 0:
             if key in ("count", "total", "totalSteps", "batchSize", "chunkSize", "failAt"):
                 params[key] = ch.choice((0, 1, 3, -1, -(2 ** 63), 2 ** 64, 10 ** 30, 1.5, "3", None, [3], {"n": 3},
                                          True, float("nan")))
@@ -594,6 +607,14 @@ def fuzzed_batch(ch: Chooser, size: int) -> list[Fuzzed]:
     return [fuzzed_frame(ch) for _ in range(size)]
 
 
+def hypothesis_batch(data, size: int) -> list[Fuzzed]:
+    """`size` frames for a hypothesis test (`st.data()`): hypothesis draws each frame's generator and a
+    seed, the generator draws the details from `RandomChooser(seed)`. Two draws a frame instead of ~30
+    keeps a 100-frame example cheap; a failing example still replays exactly."""
+    ch = HypothesisChooser(data)
+    return [ch.choice(_WEIGHTED)(RandomChooser(ch.integer(0, 2 ** 32 - 1))) for _ in range(size)]
+
+
 # --- throwing them at a node ---------------------------------------------------------------------------
 
 
@@ -797,7 +818,7 @@ async def _kills(target: Target, f: Fuzzed, timeout: float) -> bool:
             out = await send_batch(c, peer, [f], timeout=timeout)
         except Exception:
             out = None
-    return await wait_dead(target, 0.5 if out is not None and out.ping_answered else 2.0)
+    return await wait_dead(target, 2.0)  # a tool may answer (and fail to encode) after a delay
 
 
 async def find_killer(target: Target, frames: Sequence[Fuzzed], timeout: float = 5.0) -> tuple[Fuzzed, str] | None:
@@ -821,11 +842,11 @@ async def find_killer(target: Target, frames: Sequence[Fuzzed], timeout: float =
                 except Exception:
                     out = None
                 answered = out is not None and (out.ping_answered or (not f.intact and not out.send_errors))
-                if not await wait_dead(target, 0.05 if answered else 1.0):
+                if not await wait_dead(target, 0.1 if answered else 1.0):
                     continue
                 why = target.exit_reason()
                 # the exception may land a moment after the ping's answer: the culprit is among the last few
-                for suspect in history[-4:]:
+                for suspect in history[-8:]:
                     if await _kills(target, suspect, timeout):
                         why = target.exit_reason() or why
                         target.restart()

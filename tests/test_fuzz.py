@@ -19,8 +19,8 @@ import trio
 from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import strategies as st
 
-from benchmarks.fuzz_frames import (GENERATORS, BatchOutcome, exception_line, Fuzzed, HypothesisChooser, RandomChooser, Target, find_killer,
-                                    fuzzed_batch, ping_fresh, send_batch, wait_dead)
+from benchmarks.fuzz_frames import (GENERATORS, BatchOutcome, exception_line, Fuzzed, RandomChooser, Target, find_killer,
+                                    hypothesis_batch, ping_fresh, send_batch, wait_dead)
 from node_runtime import Client
 from process_helpers import start_node, stop_process
 from trio_helpers import run_trio
@@ -96,7 +96,7 @@ def test_fuzzed_frames_never_end_the_node(node):
               suppress_health_check=list(HealthCheck), print_blob=False, verbosity=Verbosity.quiet)
     @given(st.data())
     def batch(data):
-        frames = fuzzed_batch(HypothesisChooser(data), BATCH)
+        frames = hypothesis_batch(data, BATCH)
         n = stats["batches"] + 1
         ping_id = f"fz-ping-{n}"
 
