@@ -84,6 +84,14 @@ class ServedNode:
             return "(stderr unavailable)"
 
 
+class DemoNode(ServedNode):
+    """`olane node --tools demo` on 127.0.0.1 in its own process; stopped on exit.
+    ServedNode serves the bench tool only, so only the start differs."""
+
+    command = ("-m", "console.cli", "node", "--tools", "demo", "--listen", "/ip4/127.0.0.1/tcp/0")
+    name = "demo node"
+
+
 @dataclass
 class Row:
     """One measured figure: printed as a table line and kept for --json."""

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .common import Report, Row, ServedNode, is_interrupt, narrate, percentile
+from .common import DemoNode, Report, Row, is_interrupt, narrate, percentile
 
 DEMO_ADDRESS = "o://demo"
 METHOD = "stream_items"
@@ -58,14 +58,6 @@ MB = 1_000_000
 
 
 # --- the streaming node ------------------------------------------------------------------
-
-
-class DemoNode(ServedNode):
-    """`olane node --tools demo` on 127.0.0.1 in its own process; stopped on exit.
-    benchmarks.common.ServedNode serves its bench tool only, so only the start differs."""
-
-    command = ("-m", "console.cli", "node", "--tools", "demo", "--listen", "/ip4/127.0.0.1/tcp/0")
-    name = "demo node"
 
 
 # --- probes ----------------------------------------------------------------------------------

@@ -11,7 +11,10 @@ the client. Sections:
               on a reused connection (one new stream per call);
 - slow:       1M chunks read by a consumer that pauses now and then and once
               for 10 s (py-libp2p alone kills a stream after 5 s), while the
-              node's RSS is sampled every 0.5 s.
+              node's RSS is sampled every 0.5 s;
+- soak:       (only with --soak or --only soak) hostile frames, 10,000 connections in sequence, a
+              request hog and partial-frame holders against `olane node --tools demo`
+              (benchmarks/soak.py): crashes, refusals, others' ping p99, fds and RSS.
 
 Each runs with JSON frames and with msgpack frames. Targets are printed next to
 the figures with PASS/MISS; they never change the exit code, which is 0 when
@@ -36,7 +39,9 @@ from .common import Report, Row, ServedNode, is_interrupt, narrate, percentile
 
 BENCH_ADDRESS = "o://bench"
 RAW_PROTOCOL = "/olane-bench/raw/1.0.0"
-SECTIONS = ("baseline", "throughput", "latency", "slow")
+SECTIONS = ("baseline", "throughput", "latency", "slow", "soak")
+#: what `olane bench` runs without --only or --soak (the soak takes long: ask for it)
+DEFAULT_SECTIONS = ("baseline", "throughput", "latency", "slow")
 CODECS = ("json", "msgpack")
 
 TARGET_SMALL_CHUNKS_PER_S = 50_000
@@ -386,7 +391,15 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--only", action="append", metavar="SECTION", default=None,
                         help=f"run only these sections (repeatable or comma-separated): {', '.join(SECTIONS)}")
     parser.add_argument("--json", action="store_true", help="also print a machine-readable summary (last line)")
+    parser.add_argument("--soak", action="store_true",
+                        help="run the soak (same as --only soak): fuzzed frames, 10,000 sequential connections, "
+                             "a request hog and partial-frame holders against `olane node --tools demo`")
+    parser.add_argument("--frames", type=int, default=None, metavar="N", help="soak: fuzzed frames (default 100,000)")
+    parser.add_argument("--connections", type=int, default=None, metavar="N",
+                        help="soak: sequential connections (default 10,000)")
     args = parser.parse_args(argv)
+    if args.soak:
+        args.only = list(args.only or []) + ["soak"]
     if args.only:
         wanted = [s.strip() for item in args.only for s in item.split(",") if s.strip()]
         unknown = [s for s in wanted if s not in SECTIONS]
@@ -400,7 +413,8 @@ def _median_note(plan: Plan) -> str:
     return f"; median of {plan.repeats} runs" if plan.repeats > 1 else ""
 
 
-def _run_sections(sections: list[str], plan: Plan, report: Report) -> None:
+def _run_sections(sections: list[str], plan: Plan, report: Report, *, quick: bool = False,
+                  frames: int | None = None, connections: int | None = None) -> None:
     import trio
 
     def run(title: str, body) -> None:
@@ -443,13 +457,22 @@ def _run_sections(sections: list[str], plan: Plan, report: Report) -> None:
                 report.failures.append(f"slow consumer {codec}: {type(exc).__name__}: {exc}")
                 print(f"  {codec:<8} failed: {type(exc).__name__}: {exc}", flush=True)
 
+    if "soak" in sections:
+        from .soak import SoakPlan, run_soak
+
+        soak_plan = SoakPlan.quick() if quick else SoakPlan()
+        if frames is not None:
+            soak_plan.frames = frames
+        if connections is not None:
+            soak_plan.connections = connections
+        run_soak(soak_plan, report)
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["serve"]:
         return _serve()
     args = _parse(argv)
-    sections = [s for s in SECTIONS if not args.only or s in args.only]
+    sections = [s for s in SECTIONS if (s in args.only if args.only else s in DEFAULT_SECTIONS)]
     plan = Plan.quick() if args.quick else Plan()
     try:
         from importlib.metadata import version
@@ -463,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
     report = Report()
     started = time.monotonic()
     try:
-        _run_sections(sections, plan, report)
+        _run_sections(sections, plan, report, quick=args.quick, frames=args.frames, connections=args.connections)
     except BaseException as exc:
         if not is_interrupt(exc):
             raise

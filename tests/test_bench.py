@@ -37,3 +37,19 @@ def test_unknown_section_is_a_usage_error():
 def test_bench_module_does_not_import_textual():
     code = "import sys, benchmarks.runtime; assert 'textual' not in sys.modules"
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
+
+
+def test_quick_soak_runs_end_to_end():
+    """`olane bench --soak` with tiny counts: every phase prints its line; figures are not judged here
+    (crashes make the exit code 1, which tests/test_fuzz.py judges)."""
+    out = bench("--soak", "--quick", "--frames", "100", "--connections", "20", "--json", timeout=300)
+    assert out.returncode in (0, 1), out.stdout + out.stderr
+    assert "Traceback" not in out.stdout, out.stdout
+    lines = out.stdout.splitlines()
+    summary = json.loads(lines[-1])
+    assert summary["sections"] == ["soak"]
+    rows = {r["name"]: r for r in summary["rows"]}
+    assert {"fuzz", "connections", "hog", "hog_callers", "partial", "partial_callers"} <= set(rows), out.stdout
+    assert rows["fuzz"]["frames"] >= 1 and rows["connections"]["attempted"] >= 1
+    assert rows["partial"]["rss_peak_mib"] > 0 and rows["hog_callers"]["pings"] >= 1
+    assert any(l.strip().startswith("/proc/loadavg") for l in lines)
