@@ -14,7 +14,7 @@ from .codec import JSON, MSGPACK
 from .addresses import Address
 from .errors import ErrorCode, OlaneError
 from .framing import FrameDecoder, frame
-from .messages import Response, new_id, parse_response, route_request
+from .messages import Response, new_id, parse_response, route_request, split_batch
 from .stream_io import STREAM_ENDED, close_quietly, reset_quietly, write_shielded
 
 if TYPE_CHECKING:
@@ -74,8 +74,15 @@ class StreamingCall:
         self._release = None
         self._decoder = FrameDecoder(limits.max_frame_bytes)
         self._payloads: deque[bytes] = deque()  # frames read, not yet decoded (see _next_frame)
+        self._unpacked: deque[Response] = deque()  # chunks of a batched frame, not yet returned
+        self.batch = False  # asked the peer for batched chunk frames
         self._frames = 0
         self.frames_after_final = 0  # frames for this id seen after its terminal frame
+
+    @property
+    def frames_read(self) -> int:
+        """Frames read on this call's stream so far (a batched frame counts once)."""
+        return self._frames
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -95,13 +102,15 @@ class StreamingCall:
         node = self.node
         peers = node.peers
         peer_id = await peers.resolve(self.address, self.via)
-        codec = self.codec or await self._negotiate_codec(peer_id)
+        codec, batch = await self._negotiate(peer_id)
+        self.batch = batch
         self._release = peers.take_stream_slot(peer_id)
         try:
             self._stream = await peers.open_stream(peer_id, self.address, self.protocol)
             envelope = route_request(
                 self.address.value, self.method, self.params, request_id=self.id,
                 connection_id=node.connection_id, caller_address=node.address.value, streaming=self.streaming,
+                batch=batch,
             )
             self.started_at = time.monotonic()
             self._frame_deadline = trio.current_time() + self.first_frame_timeout
@@ -116,23 +125,34 @@ class StreamingCall:
         return OlaneError(ErrorCode.TIMEOUT, f"no complete answer from {self.address} within {self.timeout:g} s "
                                              f"({when})", {"timeout": self.timeout, "method": self.method})
 
-    async def _negotiate_codec(self, peer) -> str:
-        """msgpack toward a peer whose `identify` lists it, JSON toward anyone else
-        (PROTOCOL.md section 9); asked once per peer and protocol."""
+    async def _negotiate(self, peer) -> tuple[str, bool]:
+        """(codec, batch): msgpack toward a peer whose `identify` lists it, JSON
+        toward anyone else (PROTOCOL.md section 9); batched chunk frames from a
+        peer whose `identify` lists `"frames": ["batch"]`
+        (docs/protocol-extensions.md). Asked once per peer and protocol, and only
+        when the node's `codec` is auto (or its `batch` is True)."""
         node = self.node
-        if node.codec != "auto":
-            return node.codec
+        chosen = self.codec or (None if node.codec == "auto" else node.codec)
+        want_batch = self.streaming and (node.batch if node.batch is not None else chosen is None)
+        if chosen is not None and not want_batch:
+            return chosen, False
 
-        async def probe() -> str:
+        async def probe() -> tuple[str, bool]:
             try:  # inside start(): the call's own deadline bounds it too
                 info = await StreamingCall(node, self.address, "identify", {}, via=peer.to_string(),
                                            first_frame_timeout=10, idle_timeout=10, codec=JSON,
                                            streaming=False, protocol=self.protocol).result()
             except OlaneError:
-                return JSON
-            return MSGPACK if isinstance(info, dict) and MSGPACK in (info.get("codecs") or ()) else JSON
+                return JSON, False
+            if not isinstance(info, dict):
+                return JSON, False
+            frames = info.get("frames")
+            codecs_listed = info.get("codecs")
+            return (MSGPACK if isinstance(codecs_listed, list) and MSGPACK in codecs_listed else JSON,
+                    isinstance(frames, list) and "batch" in frames)
 
-        return await node.peers.codec_for(peer, self.protocol or self.address.protocol, probe)
+        learned, batch = await node.peers.wire_for(peer, self.protocol or self.address.protocol, probe)
+        return chosen or learned, batch and want_batch
 
     async def aclose(self) -> None:
         """End the call. If the final frame has not come, reset the stream (cancel)."""
@@ -234,20 +254,29 @@ class StreamingCall:
         hundreds of frames; decoding them all at once kept that many objects alive
         through the garbage collector's young passes, which promoted them, which
         made its full passes (100+ ms in the console) several a second."""
+        unpacked = self._unpacked
+        if unpacked:
+            return unpacked.popleft()
         payloads = self._payloads
+        decode = codecs.decode_answer
         while True:
             while not payloads:
                 await self._read_more()
             payload = payloads.popleft()
             self._frames += 1
             try:
-                message, _ = codecs.decode(payload)
-                response = parse_response(message)
+                response = parse_response(decode(payload))
             except OlaneError as exc:
                 await self._fail(OlaneError(ErrorCode.INVALID_RESPONSE, f"unreadable answer: {exc.message}"))
-            if response.id != self.id and str(response.id) != self.id:
+            rid = response.id
+            if rid != self.id and str(rid) != self.id:
                 continue  # a frame for another id: it does not hold off our idle deadline
             self._frame_deadline = trio.current_time() + self.idle_timeout
+            if response.batch and self.batch and not response.last:  # several chunks in one frame
+                unpacked.extend(split_batch(response, len(payload)))
+                if unpacked:
+                    return unpacked.popleft()
+                continue
             response.size = len(payload)
             if response.last or response.error is not None:
                 self._count_after_end()
