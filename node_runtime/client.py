@@ -14,7 +14,7 @@ from .codec import JSON, MSGPACK
 from .addresses import Address
 from .errors import ErrorCode, OlaneError
 from .framing import FrameDecoder, frame
-from .messages import Response, new_id, parse_response, route_request, split_batch
+from .messages import Response, batch_chunk, new_id, parse_response, route_request
 from .stream_io import STREAM_ENDED, close_quietly, reset_quietly, write_shielded
 
 if TYPE_CHECKING:
@@ -74,7 +74,10 @@ class StreamingCall:
         self._release = None
         self._decoder = FrameDecoder(limits.max_frame_bytes)
         self._payloads: deque[bytes] = deque()  # frames read, not yet decoded (see _next_frame)
-        self._unpacked: deque[Response] = deque()  # chunks of a batched frame, not yet returned
+        self._batch_frame: Response | None = None  # the batched frame being handed out chunk by chunk
+        self._batch_items: list | None = None  # its chunks' data
+        self._batch_pos = 0  # the next one to hand out
+        self._batch_size = 0  # wire bytes credited to each
         self.batch = False  # asked the peer for batched chunk frames
         self._frames = 0
         self.frames_after_final = 0  # frames for this id seen after its terminal frame
@@ -186,7 +189,19 @@ class StreamingCall:
     async def _data(self) -> AsyncIterator[Any]:
         try:
             await self.start()
-            while (response := await self.next_response()) is not None:
+            while True:
+                items = self._batch_items
+                if items is not None:  # the rest of a batched frame: no read, no Response object
+                    pos = self._batch_pos
+                    if pos < len(items):
+                        self._batch_pos = pos + 1
+                        self.chunks += 1
+                        yield items[pos]
+                        continue
+                    self._batch_items = None
+                response = await self.next_response()
+                if response is None:
+                    break
                 if not response.last:
                     yield response.data
         finally:
@@ -254,9 +269,13 @@ class StreamingCall:
         hundreds of frames; decoding them all at once kept that many objects alive
         through the garbage collector's young passes, which promoted them, which
         made its full passes (100+ ms in the console) several a second."""
-        unpacked = self._unpacked
-        if unpacked:
-            return unpacked.popleft()
+        items = self._batch_items
+        if items is not None:
+            pos = self._batch_pos
+            if pos < len(items):
+                self._batch_pos = pos + 1
+                return batch_chunk(self._batch_frame, pos, self._batch_size)
+            self._batch_items = None
         payloads = self._payloads
         decode = codecs.decode_answer
         while True:
@@ -273,10 +292,14 @@ class StreamingCall:
                 continue  # a frame for another id: it does not hold off our idle deadline
             self._frame_deadline = trio.current_time() + self.idle_timeout
             if response.batch and self.batch and not response.last:  # several chunks in one frame
-                unpacked.extend(split_batch(response, len(payload)))
-                if unpacked:
-                    return unpacked.popleft()
-                continue
+                items = response.data
+                if not items:
+                    continue
+                self._batch_frame = response
+                self._batch_items = items
+                self._batch_pos = 1
+                self._batch_size = len(payload) // len(items)
+                return batch_chunk(response, 0, len(payload) - self._batch_size * (len(items) - 1))
             response.size = len(payload)
             if response.last or response.error is not None:
                 self._count_after_end()

@@ -14,6 +14,7 @@ only by `decode_json5`, for small payloads: the json5 package is pure Python
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import threading
 from typing import Any
@@ -93,6 +94,16 @@ def encode_msgpack_with(packer: "msgpack.Packer", message: Any) -> bytes:
 def _encode_error(codec: str, exc: BaseException) -> OlaneError:
     return OlaneError(ErrorCode.INVALID_RESPONSE, f"could not encode the message as {codec}: "
                                                   f"{type(exc).__name__}: {exc}"[:300])
+
+
+def fast_encoder(codec: str):
+    """A function encoding one value in `codec` at the least cost per call, which
+    may raise anything: on any exception, encode the value again with `encode`
+    (or `encode_json` / `encode_msgpack_with`) for the real answer (the 64-bit
+    fallback, or the 4008 error)."""
+    if codec == MSGPACK:
+        return msgpack_packer().pack
+    return functools.partial(orjson.dumps, default=json_default, option=_ORJSON_OPTS)
 
 
 _local = threading.local()

@@ -248,21 +248,13 @@ def parse_response(message: dict[str, Any]) -> Response:
     )
 
 
-def split_batch(response: Response, size: int) -> list[Response]:
-    """The chunks of a batched frame (`_batch: n`, `data` their list, `_sequence`
-    the first one's), one Response each, sequences counted on; the frame's
-    `size` bytes are shared among them."""
-    items = response.data
-    n = len(items)
+def batch_chunk(response: Response, k: int, size: int = 0) -> Response:
+    """Chunk `k` (from 0) of a batched frame (`_batch: n`, `data` the list of the
+    chunks' data, `_sequence` the first one's), as the Response its own frame
+    would have given; `size` is the bytes credited to it."""
     first = response.sequence
-    rid = response.id
-    raw = response.raw
-    each, extra = divmod(size, n) if n else (0, 0)
-    out = [Response(rid, item, False, None, None if first is None else first + k, None, raw, each)
-           for k, item in enumerate(items)]
-    if out:
-        out[0].size += extra
-    return out
+    return Response(response.id, response.data[k], False, None, None if first is None else first + k, None,
+                    response.raw, size)
 
 
 # --- the per-chunk fast path of a server --------------------------------------------
@@ -275,13 +267,15 @@ class ChunkEncoder:
     sequence are encoded per chunk). `batch()` builds a batched frame
     (docs/protocol-extensions.md) from chunk data encoded by `data()`."""
 
-    __slots__ = ("codec", "_head", "_batch_head", "_tail", "_json", "_packer")
+    __slots__ = ("codec", "_head", "_batch_head", "_tail", "_json", "_packer", "fast_data")
 
     def __init__(self, req: IncomingRequest, codec: str) -> None:
         self.codec = codec
         self._json = codec != codecs.MSGPACK
         body_after = {"success": True, "_last": False, "_isStreaming": True,
                       "_requestMethod": req.method, "_connectionId": req.connection_id}
+        #: `data()` without its error handling, for the per-chunk loop: when it raises, call `data()`
+        self.fast_data = codecs.fast_encoder(codec)
         if self._json:
             self._packer = None
             enc = codecs.encode

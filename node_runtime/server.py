@@ -132,7 +132,6 @@ class StreamSession:
     async def _run_request(self, req: IncomingRequest, codec: str) -> None:
         node = self.node
         metrics = node.metrics
-        send = self._send
         streaming = False
         sequence = 0
         try:
@@ -157,7 +156,9 @@ class StreamSession:
                     final_data: Any = _DEFAULT_FINAL
                     deltas: list[str] = []
                     encoder = ChunkEncoder(req, codec)
+                    fast_encode = encoder.fast_data
                     encode = encoder.data
+                    chunk_payload = encoder.chunk
                     writer = self.writer
                     limit = self.limits.max_frame_bytes
                     batch: _Batch | None = None
@@ -173,20 +174,26 @@ class StreamSession:
                                 delta = item.get("delta")
                                 if type(delta) is str:
                                     deltas.append(delta)
-                            data = encode(item)
-                            if len(data) > batch_bytes:  # alone in its frame (always so without batching)
-                                payload = encoder.chunk(data, sequence)
+                            try:
+                                data = fast_encode(item)
+                            except Exception:
+                                data = encode(item)  # the big-int fallback, or the 4008 error
+                            size = len(data)
+                            if size > batch_bytes:  # alone in its frame (always so without batching)
+                                payload = chunk_payload(data, sequence)
                                 if len(payload) > limit:
                                     raise _too_large(len(payload), limit)
-                                await writer.send(frame(payload))
+                                if not writer.send_nowait(frame(payload)):
+                                    await writer.send(frame(payload))
                                 continue
                             # batching: join the chunks of this request still waiting for the writer
-                            if batch is not None and batch.open and batch.nbytes + len(data) < batch_bytes:
+                            if batch is not None and batch.open and batch.nbytes + size < batch_bytes:
                                 if writer.pending_bytes >= writer.buffer_bytes:
                                     await writer.wait_room()
                                 if batch.open:
-                                    batch.add(data)
-                                    writer.grew(len(data) + 1)
+                                    batch.items.append(data)
+                                    batch.nbytes += size + 1
+                                    writer.grew(size + 1)
                                     continue
                             batch = _Batch(encoder, data, sequence)
                             await writer.send(batch)
@@ -276,10 +283,6 @@ class _Batch:
 
     def __len__(self) -> int:
         return self.nbytes
-
-    def add(self, data: bytes) -> None:
-        self.items.append(data)
-        self.nbytes += len(data) + 1
 
     def build(self) -> bytes:
         self.open = False

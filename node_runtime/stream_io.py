@@ -153,6 +153,17 @@ class FrameWriter:
         """A deferred frame already queued holds `n` more bytes."""
         self._pending_bytes += n
 
+    def send_nowait(self, data: bytes) -> bool:
+        """Queue one encoded frame if there is room now (no await: the per-chunk
+        path); False when the caller must `await send(data)` instead."""
+        if self._pending_bytes >= self._buffer_bytes or self.error is not None:
+            return False
+        self._pending.append(data)
+        self._pending_bytes += len(data)
+        if len(self._data):
+            self._data.unpark_all()
+        return True
+
     async def send(self, data: bytes) -> None:
         """Queue one encoded frame. Waits while the queue is full; raises
         StreamGone once the stream can take nothing more."""
