@@ -130,10 +130,13 @@ class GrpcClient:
 
 
 async def _ours(client, multiaddr: str, method: str, count: int, size: int) -> tuple[float, bool]:
+    """(seconds, True); a lost or misplaced chunk is a failure of the bench, not a figure."""
     from .runtime import _stream_all
 
     r = await _stream_all(client, multiaddr, method, count, size)
-    return r["seconds"], bool(r["complete"] and r["in_order"])
+    if not (r["complete"] and r["in_order"]):
+        raise RuntimeError(f"{method} x {count}: {r['chunks']} chunks arrived, in order: {r['in_order']}")
+    return r["seconds"], True
 
 
 async def _reused_stream_unary(client, peer_id, calls: int) -> list[float]:

@@ -6,6 +6,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from . import codec as codecs
 from .errors import ErrorCode, OlaneError
 
@@ -201,19 +203,28 @@ class Response:
     """One response frame (or one chunk of a batched frame) as a client reads it.
     A plain slotted class: one is built per chunk, so it must be cheap."""
 
-    __slots__ = ("id", "data", "last", "error", "sequence", "chunks", "raw", "size", "batch")
+    __slots__ = ("id", "data", "last", "error", "sequence", "chunks", "_raw", "size", "batch", "_payload")
 
     def __init__(self, id: Any, data: Any, last: bool, error: OlaneError | None, sequence: int | None,
-                 chunks: int | None, raw: dict[str, Any] | None = None, size: int = 0, batch: int = 0) -> None:
+                 chunks: int | None, raw: dict[str, Any] | None = None, size: int = 0, batch: int = 0,
+                 payload: bytes | None = None) -> None:
         self.id = id
         self.data = data
         self.last = last
         self.error = error
         self.sequence = sequence
         self.chunks = chunks
-        self.raw = {} if raw is None else raw
+        self._raw = raw
+        self._payload = payload  # when the frame was read without decoding it whole (ChunkReader)
         self.size = size  # payload bytes on the wire (a batched frame's bytes are shared among its chunks)
         self.batch = batch  # > 0: a batched frame of this many chunks, `data` their list (see split_batch)
+
+    @property
+    def raw(self) -> dict[str, Any]:
+        """The whole message of the frame (decoded on first use for a chunk read by the fast path)."""
+        if self._raw is None:
+            self._raw = codecs.decode_answer(self._payload) if self._payload is not None else {}
+        return self._raw
 
     def __repr__(self) -> str:
         return (f"Response(id={self.id!r}, data={self.data!r}, last={self.last!r}, error={self.error!r}, "
@@ -222,7 +233,8 @@ class Response:
     def __eq__(self, other: object) -> bool:
         if type(other) is not Response:
             return NotImplemented
-        return all(getattr(self, k) == getattr(other, k) for k in self.__slots__)
+        return all(getattr(self, k) == getattr(other, k)
+                   for k in ("id", "data", "last", "error", "sequence", "chunks", "raw", "size", "batch"))
 
 
 def parse_response(message: dict[str, Any]) -> Response:
@@ -255,6 +267,42 @@ def batch_chunk(response: Response, k: int, size: int = 0) -> Response:
     first = response.sequence
     return Response(response.id, response.data[k], False, None, None if first is None else first + k, None,
                     response.raw, size)
+
+
+class ChunkReader:
+    """The client's fast path for the JSON chunk frames of our own servers: a
+    frame that is exactly `head + data + tail + <sequence> + "}}"` (what
+    ChunkEncoder writes for this request) is read by decoding only `data`. The
+    envelope's quotes cannot occur unescaped inside a JSON string, and `data`
+    must decode alone, so a frame read this way is the frame `parse_response`
+    would have read. Anything else (a batched frame, a final or error frame, a
+    TypeScript peer's chunk) gives None: decode it whole."""
+
+    __slots__ = ("_id", "_head", "_tail", "_head_len", "_tail_len")
+
+    def __init__(self, request_id: Any, method: str, connection_id: Any) -> None:
+        self._id = request_id
+        encoder = ChunkEncoder(IncomingRequest(id=request_id, method=method, params={}, envelope=True,
+                                               connection_id=connection_id), codecs.JSON)
+        self._head = encoder.head
+        self._tail = encoder.tail
+        self._head_len = len(self._head)
+        self._tail_len = len(self._tail)
+
+    def read(self, payload: bytes) -> "Response | None":
+        if not payload.startswith(self._head) or payload[-2:] != b"}}":
+            return None
+        at = payload.rfind(self._tail, self._head_len)
+        if at < 0:
+            return None
+        digits = payload[at + self._tail_len:-2]
+        if not digits.isdigit() or (digits[0] == 0x30 and len(digits) > 1):
+            return None
+        try:
+            data = orjson.loads(payload[self._head_len:at])
+        except orjson.JSONDecodeError:
+            return None
+        return Response(self._id, data, False, None, int(digits), None, None, len(payload), 0, payload)
 
 
 # --- the per-chunk fast path of a server --------------------------------------------
@@ -308,6 +356,16 @@ class ChunkEncoder:
         if self._json:
             return b"".join((self._head, data, self._tail, str(sequence).encode(), b"}}"))
         return b"".join((self._head, data, self._tail, self._packer.pack(sequence)))
+
+    @property
+    def head(self) -> bytes:
+        """The bytes every chunk frame of this request starts with, up to its data."""
+        return self._head
+
+    @property
+    def tail(self) -> bytes:
+        """The bytes after a chunk's data, up to its sequence number."""
+        return self._tail
 
     def overhead(self) -> int:
         """Bytes a frame adds around its data (for the frame-size limit)."""

@@ -37,3 +37,15 @@ def test_unknown_section_is_a_usage_error():
 def test_bench_module_does_not_import_textual():
     code = "import sys, benchmarks.runtime; assert 'textual' not in sys.modules"
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
+
+
+def test_quick_compare_prints_every_contender_and_the_ratios():
+    out = bench("--quick", "--only", "compare", "--json", timeout=400)
+    assert out.returncode == 0, out.stdout + out.stderr
+    summary = json.loads(out.stdout.splitlines()[-1])
+    names = {r["name"] for r in summary["rows"]}
+    for name in ("raw64_100", "json_100", "msgpack_100", "batched_msgpack_100", "batched_json_100", "grpc_100",
+                 "raw_64k", "msgpack_64k", "grpc_64k", "unary_use", "unary_reused", "unary_grpc",
+                 "ratio:json_100/raw64_100", "ratio:batched_msgpack_100/raw64_100", "ratio:unary_use/unary_grpc"):
+        assert name in names, (name, out.stdout)
+    assert "ratios" in out.stdout and summary["failures"] == []

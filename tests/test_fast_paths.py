@@ -232,3 +232,26 @@ def test_identify_lists_batch_frames_and_the_client_learns_it():
 def test_msgpack_module_packer_matches_packb():
     value = {"a": [1, b"\x00", "s", {"b": None}]}
     assert codec.encode(value, codec.MSGPACK) == msgpack.packb(value, use_bin_type=True)
+
+
+def test_chunk_reader_reads_exactly_what_parse_response_reads():
+    from node_runtime.messages import ChunkReader
+
+    req = REQUESTS[0]
+    reader = ChunkReader(req.id, req.method, req.connection_id)
+    encoder = ChunkEncoder(req, codec.JSON)
+    for data in DATA:
+        for sequence in (1, 10, 12345):
+            payload = encoder.chunk(encoder.data(data), sequence)
+            fast = reader.read(payload)
+            slow = parse_response(codec.decode(payload)[0])
+            slow.size = len(payload)
+            assert fast is not None and fast == slow
+    # anything else is left to the whole decode
+    other = ChunkEncoder(IncomingRequest(id="other", method=req.method, params={}, envelope=True,
+                                         connection_id=req.connection_id), codec.JSON)
+    tricky = encoder.head + b'1,"data":2' + encoder.tail + b"3}}"
+    for payload in (other.chunk(b"1", 1), encoder.batch([b"1", b"2"], 1), tricky,
+                    encoder.head + b"1" + encoder.tail + b"01}}", encoder.head + b"1" + encoder.tail + b"x}}",
+                    codec.encode({"jsonrpc": "2.0", "id": req.id, "result": {"id": req.id, "data": 1, "_last": True}})):
+        assert reader.read(payload) is None
