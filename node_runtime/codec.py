@@ -14,7 +14,6 @@ only by `decode_json5`, for small payloads: the json5 package is pure Python
 from __future__ import annotations
 
 import base64
-import functools
 import json
 import threading
 from typing import Any
@@ -103,7 +102,12 @@ def fast_encoder(codec: str):
     fallback, or the 4008 error)."""
     if codec == MSGPACK:
         return msgpack_packer().pack
-    return functools.partial(orjson.dumps, default=json_default, option=_ORJSON_OPTS)
+    return _dumps_json
+
+
+def _dumps_json(value: Any, _dumps=orjson.dumps, _default=json_default, _opts=_ORJSON_OPTS) -> bytes:
+    # a plain function with bound defaults: half the cost of functools.partial(orjson.dumps, ...)
+    return _dumps(value, default=_default, option=_opts)
 
 
 _local = threading.local()
