@@ -187,7 +187,8 @@ class StreamSession:
                                     await writer.send(frame(payload))
                                 continue
                             # batching: join the chunks of this request still waiting for the writer
-                            if batch is not None and batch.open and batch.nbytes + size < batch_bytes:
+                            if (batch is not None and batch.open and batch.nbytes + size < batch_bytes
+                                    and writer.error is None):  # (a failed writer raises in send below)
                                 if writer.pending_bytes >= writer.buffer_bytes:
                                     await writer.wait_room()
                                 if batch.open:

@@ -255,3 +255,39 @@ def test_chunk_reader_reads_exactly_what_parse_response_reads():
                     encoder.head + b"1" + encoder.tail + b"01}}", encoder.head + b"1" + encoder.tail + b"x}}",
                     codec.encode({"jsonrpc": "2.0", "id": req.id, "result": {"id": req.id, "data": 1, "_last": True}})):
         assert reader.read(payload) is None
+
+
+class Firehose(Tool):
+    address = "o://firehose"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.produced = 0
+        self.closed = False
+
+    async def _tool_pour(self, request: Request, count: int = 2_000_000):
+        try:
+            for i in range(1, count + 1):  # never awaits: only the writer's backpressure stops it
+                self.produced = i
+                yield {"i": i}
+        finally:
+            self.closed = True
+
+
+def test_a_batched_stream_left_early_stops_a_generator_that_never_awaits():
+    async def body():
+        tool = Firehose()
+        async with NodeAndClient([tool]) as nc:
+            call = nc.client.use_streaming("o://firehose", "pour", {}, via=nc.ma)
+            got = 0
+            async for _ in call:
+                got += 1
+                if got == 50_000:
+                    break
+            assert call.batch
+            while not tool.closed:
+                await trio.sleep(0.01)
+            assert tool.produced < 2_000_000
+            assert await nc.client.use("o://firehose", "ping", via=nc.ma) == {"message": "Pong!"}
+
+    run_trio(body, timeout=120)
