@@ -39,8 +39,8 @@ from .common import Report, Row, ServedNode, is_interrupt, narrate, percentile
 
 BENCH_ADDRESS = "o://bench"
 RAW_PROTOCOL = "/olane-bench/raw/1.0.0"
-SECTIONS = ("baseline", "throughput", "latency", "slow", "soak")
-#: what `olane bench` runs without --only or --soak (the soak takes long: ask for it)
+SECTIONS = ("baseline", "throughput", "latency", "slow", "soak", "compare")
+#: what `olane bench` runs without --only, --soak or --compare (the soak takes long: ask for it)
 DEFAULT_SECTIONS = ("baseline", "throughput", "latency", "slow")
 CODECS = ("json", "msgpack")
 
@@ -77,15 +77,21 @@ class BenchTool(Tool):
 
 
 async def _raw_handler(stream) -> None:
-    """Bare py-libp2p: read `count size\\n`, then write `count` messages of `size` bytes, one write each."""
+    """Bare py-libp2p: read `count size [per_write]\\n`, then write `count` messages of
+    `size` bytes, `per_write` of them (default 1) in each write."""
     try:
         head = b""
         while b"\n" not in head:
             head += await stream.read(64)
-        count, size = (int(x) for x in head.split(b"\n", 1)[0].split())
+        count, size, *rest = (int(x) for x in head.split(b"\n", 1)[0].split())
+        per_write = max(1, rest[0]) if rest else 1
         message = b"\x00" * size
-        for _ in range(count):
-            await stream.write(message)
+        block = message * per_write
+        left = count
+        while left > 0:
+            n = min(per_write, left)
+            await stream.write(block if n == per_write else message * n)
+            left -= n
         try:  # the client resets the stream once it has read everything
             while await stream.read(1024):
                 pass
@@ -155,8 +161,9 @@ class Plan:
                    slow_chunks=100_000, slow_every=5_000, slow_pause=0.05, slow_long_pause=6.0, warmup=2_000, repeats=1)
 
 
-async def _raw_transfer(client, peer_id, count: int, size: int) -> tuple[float, int]:
-    """Ask the node's raw handler for `count` messages of `size` bytes; (seconds, bytes read)."""
+async def _raw_transfer(client, peer_id, count: int, size: int, per_write: int = 1) -> tuple[float, int]:
+    """Ask the node's raw handler for `count` messages of `size` bytes, `per_write`
+    in each write; (seconds, bytes read)."""
     from libp2p.custom_types import TProtocol
 
     from node_runtime.stream_io import STREAM_ENDED
@@ -166,7 +173,7 @@ async def _raw_transfer(client, peer_id, count: int, size: int) -> tuple[float, 
     received = 0
     try:
         started = time.perf_counter()
-        await stream.write(f"{count} {size}\n".encode())
+        await stream.write(f"{count} {size} {per_write}\n".encode())
         while received < expected:
             try:
                 data = await stream.read(256 * KIB)
@@ -397,6 +404,9 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--frames", type=int, default=None, metavar="N", help="soak: fuzzed frames (default 100,000)")
     parser.add_argument("--connections", type=int, default=None, metavar="N",
                         help="soak: sequential connections (default 10,000)")
+    parser.add_argument("--compare", action="store_true",
+                        help="also run the comparison: ours vs raw py-libp2p (64 frames per write) and grpcio "
+                             "(pip install .[bench]), interleaved, as ratios next to the targets")
     args = parser.parse_args(argv)
     if args.soak:
         args.only = list(args.only or []) + ["soak"]
@@ -444,6 +454,18 @@ def _run_sections(sections: list[str], plan: Plan, report: Report, *, quick: boo
     if "latency" in sections:
         run("latency: call start -> first frame, one connection, a new stream per call",
             lambda node: _section_latency(node, plan, report))
+    if "compare" in sections:
+        from .compare import ComparePlan, run_compare
+
+        cplan = ComparePlan.quick() if plan.repeats == 1 else ComparePlan()
+        print(f"\ncompare: ours vs raw py-libp2p and grpcio, {cplan.rounds} interleaved rounds; 100 B x {cplan.small:,}, "
+              f"64 KiB x {cplan.large:,}, unary x {cplan.unary}; every server in its own process on 127.0.0.1",
+              flush=True)
+        try:
+            run_compare(cplan, report)
+        except Exception as exc:
+            report.failures.append(f"compare: {type(exc).__name__}: {exc}")
+            print(f"  failed: {type(exc).__name__}: {exc}", flush=True)
     if "slow" in sections:
         print(f"\nslow consumer: {plan.slow_chunks:,} x 100 B chunks; reader sleeps {plan.slow_pause * 1000:g} ms "
               f"every {plan.slow_every:,} chunks and {plan.slow_long_pause:g} s once (at chunk "
@@ -473,6 +495,8 @@ def main(argv: list[str] | None = None) -> int:
         return _serve()
     args = _parse(argv)
     sections = [s for s in SECTIONS if (s in args.only if args.only else s in DEFAULT_SECTIONS)]
+    if args.compare and "compare" not in sections:
+        sections.append("compare")
     plan = Plan.quick() if args.quick else Plan()
     try:
         from importlib.metadata import version

@@ -14,7 +14,7 @@ from .codec import JSON, MSGPACK
 from .addresses import Address
 from .errors import ErrorCode, OlaneError
 from .framing import FrameDecoder, frame
-from .messages import Response, new_id, parse_response, route_request
+from .messages import ChunkReader, Response, batch_chunk, new_id, parse_response, route_request
 from .stream_io import STREAM_ENDED, close_quietly, reset_quietly, write_shielded
 
 if TYPE_CHECKING:
@@ -74,8 +74,19 @@ class StreamingCall:
         self._release = None
         self._decoder = FrameDecoder(limits.max_frame_bytes)
         self._payloads: deque[bytes] = deque()  # frames read, not yet decoded (see _next_frame)
+        self._batch_frame: Response | None = None  # the batched frame being handed out chunk by chunk
+        self._batch_items: list | None = None  # its chunks' data
+        self._batch_pos = 0  # the next one to hand out
+        self._batch_size = 0  # wire bytes credited to each
+        self.batch = False  # asked the peer for batched chunk frames
+        self._reader: ChunkReader | None = None  # JSON chunk frames of our own servers, read fast
         self._frames = 0
         self.frames_after_final = 0  # frames for this id seen after its terminal frame
+
+    @property
+    def frames_read(self) -> int:
+        """Frames read on this call's stream so far (a batched frame counts once)."""
+        return self._frames
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -95,13 +106,17 @@ class StreamingCall:
         node = self.node
         peers = node.peers
         peer_id = await peers.resolve(self.address, self.via)
-        codec = self.codec or await self._negotiate_codec(peer_id)
+        codec, batch = await self._negotiate(peer_id)
+        self.batch = batch
+        if codec == JSON and self.streaming:
+            self._reader = ChunkReader(self.id, self.method, node.connection_id)
         self._release = peers.take_stream_slot(peer_id)
         try:
             self._stream = await peers.open_stream(peer_id, self.address, self.protocol)
             envelope = route_request(
                 self.address.value, self.method, self.params, request_id=self.id,
                 connection_id=node.connection_id, caller_address=node.address.value, streaming=self.streaming,
+                batch=batch,
             )
             self.started_at = time.monotonic()
             self._frame_deadline = trio.current_time() + self.first_frame_timeout
@@ -116,23 +131,34 @@ class StreamingCall:
         return OlaneError(ErrorCode.TIMEOUT, f"no complete answer from {self.address} within {self.timeout:g} s "
                                              f"({when})", {"timeout": self.timeout, "method": self.method})
 
-    async def _negotiate_codec(self, peer) -> str:
-        """msgpack toward a peer whose `identify` lists it, JSON toward anyone else
-        (PROTOCOL.md section 9); asked once per peer and protocol."""
+    async def _negotiate(self, peer) -> tuple[str, bool]:
+        """(codec, batch): msgpack toward a peer whose `identify` lists it, JSON
+        toward anyone else (PROTOCOL.md section 9); batched chunk frames from a
+        peer whose `identify` lists `"frames": ["batch"]`
+        (docs/protocol-extensions.md). Asked once per peer and protocol, and only
+        when the node's `codec` is auto (or its `batch` is True)."""
         node = self.node
-        if node.codec != "auto":
-            return node.codec
+        chosen = self.codec or (None if node.codec == "auto" else node.codec)
+        want_batch = self.streaming and (node.batch if node.batch is not None else chosen is None)
+        if chosen is not None and not want_batch:
+            return chosen, False
 
-        async def probe() -> str:
+        async def probe() -> tuple[str, bool]:
             try:  # inside start(): the call's own deadline bounds it too
                 info = await StreamingCall(node, self.address, "identify", {}, via=peer.to_string(),
                                            first_frame_timeout=10, idle_timeout=10, codec=JSON,
                                            streaming=False, protocol=self.protocol).result()
             except OlaneError:
-                return JSON
-            return MSGPACK if isinstance(info, dict) and MSGPACK in (info.get("codecs") or ()) else JSON
+                return JSON, False
+            if not isinstance(info, dict):
+                return JSON, False
+            frames = info.get("frames")
+            codecs_listed = info.get("codecs")
+            return (MSGPACK if isinstance(codecs_listed, list) and MSGPACK in codecs_listed else JSON,
+                    isinstance(frames, list) and "batch" in frames)
 
-        return await node.peers.codec_for(peer, self.protocol or self.address.protocol, probe)
+        learned, batch = await node.peers.wire_for(peer, self.protocol or self.address.protocol, probe)
+        return chosen or learned, batch and want_batch
 
     async def aclose(self) -> None:
         """End the call. If the final frame has not come, reset the stream (cancel)."""
@@ -166,7 +192,19 @@ class StreamingCall:
     async def _data(self) -> AsyncIterator[Any]:
         try:
             await self.start()
-            while (response := await self.next_response()) is not None:
+            while True:
+                items = self._batch_items
+                if items is not None:  # the rest of a batched frame: no read, no Response object
+                    pos = self._batch_pos
+                    if pos < len(items):
+                        self._batch_pos = pos + 1
+                        self.chunks += 1
+                        yield items[pos]
+                        continue
+                    self._batch_items = None
+                response = await self.next_response()
+                if response is None:
+                    break
                 if not response.last:
                     yield response.data
         finally:
@@ -234,20 +272,41 @@ class StreamingCall:
         hundreds of frames; decoding them all at once kept that many objects alive
         through the garbage collector's young passes, which promoted them, which
         made its full passes (100+ ms in the console) several a second."""
+        items = self._batch_items
+        if items is not None:
+            pos = self._batch_pos
+            if pos < len(items):
+                self._batch_pos = pos + 1
+                return batch_chunk(self._batch_frame, pos, self._batch_size)
+            self._batch_items = None
         payloads = self._payloads
+        decode = codecs.decode_answer
+        reader = self._reader
         while True:
             while not payloads:
                 await self._read_more()
             payload = payloads.popleft()
             self._frames += 1
+            if reader is not None and (response := reader.read(payload)) is not None:  # a plain chunk of ours
+                self._frame_deadline = trio.current_time() + self.idle_timeout
+                return response
             try:
-                message, _ = codecs.decode(payload)
-                response = parse_response(message)
+                response = parse_response(decode(payload))
             except OlaneError as exc:
                 await self._fail(OlaneError(ErrorCode.INVALID_RESPONSE, f"unreadable answer: {exc.message}"))
-            if response.id != self.id and str(response.id) != self.id:
+            rid = response.id
+            if rid != self.id and str(rid) != self.id:
                 continue  # a frame for another id: it does not hold off our idle deadline
             self._frame_deadline = trio.current_time() + self.idle_timeout
+            if response.batch and self.batch and not response.last:  # several chunks in one frame
+                items = response.data
+                if not items:
+                    continue
+                self._batch_frame = response
+                self._batch_items = items
+                self._batch_pos = 1
+                self._batch_size = len(payload) // len(items)
+                return batch_chunk(response, 0, len(payload) - self._batch_size * (len(items) - 1))
             response.size = len(payload)
             if response.last or response.error is not None:
                 self._count_after_end()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 from typing import Any
 
 import msgpack
@@ -61,18 +62,64 @@ _ORJSON_OPTS = orjson.OPT_NON_STR_KEYS
 def encode(message: Any, codec: str = JSON) -> bytes:
     """Encode one message; OlaneError 4008 when it cannot be (too deep, a lone
     surrogate, a type neither codec knows)."""
-    try:
-        if codec == MSGPACK:
-            return msgpack.packb(message, use_bin_type=True, default=_msgpack_default)
-        try:  # orjson: ~5x faster than the standard library on the per-chunk path
-            return orjson.dumps(message, default=json_default, option=_ORJSON_OPTS)
-        except TypeError as exc:
-            if "64-bit" not in str(exc):
-                raise
-            return _big_int_encoder.encode(message).encode("utf-8")
+    if codec == MSGPACK:
+        return encode_msgpack_with(msgpack_packer(), message)
+    return encode_json(message)
+
+
+def encode_json(message: Any) -> bytes:
+    try:  # orjson: ~5x faster than the standard library on the per-chunk path
+        return orjson.dumps(message, default=json_default, option=_ORJSON_OPTS)
+    except TypeError as exc:
+        if "64-bit" in str(exc):
+            try:
+                return _big_int_encoder.encode(message).encode("utf-8")
+            except Exception as exc2:
+                raise _encode_error(JSON, exc2) from None
+        raise _encode_error(JSON, exc) from None
     except Exception as exc:  # RecursionError, UnicodeEncodeError, TypeError, ValueError, ...
-        raise OlaneError(ErrorCode.INVALID_RESPONSE, f"could not encode the message as {codec}: "
-                                                     f"{type(exc).__name__}: {exc}"[:300]) from None
+        raise _encode_error(JSON, exc) from None
+
+
+def encode_msgpack_with(packer: "msgpack.Packer", message: Any) -> bytes:
+    """msgpack bytes from a reused Packer (half the cost of `msgpack.packb`,
+    same bytes; the Packer resets itself when packing fails)."""
+    try:
+        return packer.pack(message)
+    except Exception as exc:
+        raise _encode_error(MSGPACK, exc) from None
+
+
+def _encode_error(codec: str, exc: BaseException) -> OlaneError:
+    return OlaneError(ErrorCode.INVALID_RESPONSE, f"could not encode the message as {codec}: "
+                                                  f"{type(exc).__name__}: {exc}"[:300])
+
+
+def fast_encoder(codec: str):
+    """A function encoding one value in `codec` at the least cost per call, which
+    may raise anything: on any exception, encode the value again with `encode`
+    (or `encode_json` / `encode_msgpack_with`) for the real answer (the 64-bit
+    fallback, or the 4008 error)."""
+    if codec == MSGPACK:
+        return msgpack_packer().pack
+    return _dumps_json
+
+
+def _dumps_json(value: Any, _dumps=orjson.dumps, _default=json_default, _opts=_ORJSON_OPTS) -> bytes:
+    # a plain function with bound defaults: half the cost of functools.partial(orjson.dumps, ...)
+    return _dumps(value, default=_default, option=_opts)
+
+
+_local = threading.local()
+
+
+def msgpack_packer() -> "msgpack.Packer":
+    """This thread's reusable Packer (Packer.pack is not safe across threads)."""
+    try:
+        return _local.packer
+    except AttributeError:
+        packer = _local.packer = msgpack.Packer(use_bin_type=True, default=_msgpack_default)
+        return packer
 
 
 def _msgpack_default(value: Any) -> Any:
@@ -85,6 +132,25 @@ def _msgpack_default(value: Any) -> Any:
 
 class NotStrictJson(OlaneError):
     """The payload is not strict JSON (it may still be JSON5)."""
+
+
+def decode_answer(payload: bytes) -> dict[str, Any]:
+    """The client's per-frame decode: `decode(payload)[0]`, with the common case
+    (a well-formed JSON or msgpack object) first; anything else goes through
+    `decode` for its exact error."""
+    b = payload[0] if payload else 0
+    try:
+        if b == 0x7B:  # "{"
+            message = orjson.loads(payload)
+        elif 0x80 <= b <= 0x8F or b == 0xDE or b == 0xDF:
+            message = msgpack.unpackb(payload, raw=False, strict_map_key=False)
+        else:
+            return decode(payload)[0]
+    except Exception:
+        return decode(payload)[0]
+    if type(message) is dict:
+        return message
+    return decode(payload)[0]
 
 
 def decode(payload: bytes, *, json5: bool = False) -> tuple[dict[str, Any], str]:

@@ -6,11 +6,17 @@ from .errors import ErrorCode, OlaneError
 DEFAULT_MAX_FRAME_BYTES = 16 * 1024 * 1024
 
 
+#: the one-byte prefixes, made once (bytes((n,)) costs a call per frame)
+_ONE_BYTE = [bytes((n,)) for n in range(0x80)]
+
+
 def encode_varint(n: int) -> bytes:
-    if n < 0:
-        raise ValueError("varint must be unsigned")
     if n < 0x80:
-        return bytes((n,))
+        if n < 0:
+            raise ValueError("varint must be unsigned")
+        return _ONE_BYTE[n]
+    if n < 0x4000:  # two bytes: frames up to 16 KiB, most of them
+        return bytes(((n & 0x7F) | 0x80, n >> 7))
     out = bytearray()
     while True:
         byte = n & 0x7F
@@ -24,7 +30,12 @@ def encode_varint(n: int) -> bytes:
 
 def frame(payload: bytes) -> bytes:
     """Prefix `payload` with its length."""
-    return encode_varint(len(payload)) + payload
+    n = len(payload)
+    if n < 0x80:
+        return _ONE_BYTE[n] + payload
+    if n < 0x4000:
+        return bytes(((n & 0x7F) | 0x80, n >> 7)) + payload
+    return encode_varint(n) + payload
 
 
 class FrameTooLarge(OlaneError):
@@ -76,10 +87,18 @@ class FrameDecoder:
         limit = self.max_frame_bytes
         try:
             while pos < end:
-                header = _read_varint(buf, pos, end)
-                if header is None:  # length prefix not complete yet
-                    break
-                length, p = header
+                b = buf[pos]
+                if b < 0x80:  # one-byte prefix
+                    length = b
+                    p = pos + 1
+                elif pos + 1 < end and buf[pos + 1] < 0x80:  # two-byte prefix
+                    length = (b & 0x7F) | (buf[pos + 1] << 7)
+                    p = pos + 2
+                else:
+                    header = _read_varint(buf, pos, end)
+                    if header is None:  # length prefix not complete yet
+                        break
+                    length, p = header
                 if length > limit:
                     raise FrameTooLarge(length, limit)
                 if p + length > end:

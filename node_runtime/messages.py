@@ -6,9 +6,14 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
+from . import codec as codecs
 from .errors import ErrorCode, OlaneError
 
 ROUTE = "route"
+#: envelope param by which a caller of ours asks for batched chunk frames (only our servers read it)
+BATCH_FLAG = "_batch"
 
 
 def new_id() -> str:
@@ -28,6 +33,7 @@ class IncomingRequest:
     caller_address: str | None = None
     streaming_requested: bool = False
     raw: dict[str, Any] = field(default_factory=dict, repr=False)  # the frame as read (relays forward it)
+    batch: bool = False  # the caller asked for several chunks per frame (docs/protocol-extensions.md)
 
     @property
     def terminal_method(self) -> str:
@@ -82,6 +88,7 @@ def parse_request(message: dict[str, Any], max_id_bytes: int = 1024) -> Incoming
             caller_address=caller if type(caller) is str else None,
             streaming_requested=bool(params.get("_isStreaming") or inner_params.get("_isStreaming")),
             raw=message,
+            batch=params.get(BATCH_FLAG) is True,
         )
     connection_id = params.get("_connectionId") or ""
     _check_id(connection_id, "_connectionId", max_id_bytes)
@@ -168,12 +175,15 @@ def route_request(
     connection_id: str,
     caller_address: str,
     streaming: bool,
+    batch: bool = False,
 ) -> dict[str, Any]:
-    """The `route` envelope a client sends (the shape TypeScript clients send)."""
+    """The `route` envelope a client sends (the shape TypeScript clients send).
+    `batch` asks our own servers for several chunks per frame; send it only to a
+    peer whose `identify` listed it."""
     inner = dict(params or {})
     if streaming:
         inner["_isStreaming"] = True
-    return {
+    envelope = {
         "jsonrpc": "2.0",
         "id": request_id,
         "method": ROUTE,
@@ -186,24 +196,56 @@ def route_request(
             "payload": {"method": method, "params": inner},
         },
     }
+    if batch:
+        envelope["params"][BATCH_FLAG] = True
+    return envelope
 
 
-@dataclass
 class Response:
-    """One response frame as a client reads it."""
+    """One response frame (or one chunk of a batched frame) as a client reads it.
+    A plain slotted class: one is built per chunk, so it must be cheap."""
 
-    id: Any
-    data: Any
-    last: bool
-    error: OlaneError | None
-    sequence: int | None
-    chunks: int | None
-    raw: dict[str, Any] = field(repr=False, default_factory=dict)
-    size: int = 0  # payload bytes on the wire
+    __slots__ = ("id", "data", "last", "error", "sequence", "chunks", "_raw", "size", "batch", "_payload")
+
+    def __init__(self, id: Any, data: Any, last: bool, error: OlaneError | None, sequence: int | None,
+                 chunks: int | None, raw: dict[str, Any] | None = None, size: int = 0, batch: int = 0,
+                 payload: bytes | None = None) -> None:
+        self.id = id
+        self.data = data
+        self.last = last
+        self.error = error
+        self.sequence = sequence
+        self.chunks = chunks
+        self._raw = raw
+        self._payload = payload  # when the frame was read without decoding it whole (ChunkReader)
+        self.size = size  # payload bytes on the wire (a batched frame's bytes are shared among its chunks)
+        self.batch = batch  # > 0: a batched frame of this many chunks, `data` their list (see split_batch)
+
+    @property
+    def raw(self) -> dict[str, Any]:
+        """The whole message of the frame (decoded on first use for a chunk read by the fast path)."""
+        if self._raw is None:
+            self._raw = codecs.decode_answer(self._payload) if self._payload is not None else {}
+        return self._raw
+
+    def __repr__(self) -> str:
+        return (f"Response(id={self.id!r}, data={self.data!r}, last={self.last!r}, error={self.error!r}, "
+                f"sequence={self.sequence!r}, chunks={self.chunks!r}, size={self.size!r})")
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not Response:
+            return NotImplemented
+        return all(getattr(self, k) == getattr(other, k)
+                   for k in ("id", "data", "last", "error", "sequence", "chunks", "raw", "size", "batch"))
 
 
 def parse_response(message: dict[str, Any]) -> Response:
     result = message.get("result")
+    if type(result) is dict and "error" not in result:  # the chunk path: no error, no isinstance
+        batch = result.get(BATCH_FLAG)
+        return Response(message.get("id", result.get("id")), result.get("data"), bool(result.get("_last", False)),
+                        None, result.get("_sequence"), result.get("_chunks"), message, 0,
+                        batch if type(batch) is int and type(result.get("data")) is list else 0)
     if not isinstance(result, dict):
         if "error" in message:  # a non-olane JSON-RPC error: still terminal
             return Response(message.get("id"), None, True, OlaneError.from_wire(message["error"]), None, None, message)
@@ -218,3 +260,126 @@ def parse_response(message: dict[str, Any]) -> Response:
         chunks=result.get("_chunks"),
         raw=message,
     )
+
+
+def batch_chunk(response: Response, k: int, size: int = 0) -> Response:
+    """Chunk `k` (from 0) of a batched frame (`_batch: n`, `data` the list of the
+    chunks' data, `_sequence` the first one's), as the Response its own frame
+    would have given; `size` is the bytes credited to it."""
+    first = response.sequence
+    return Response(response.id, response.data[k], False, None, None if first is None else first + k, None,
+                    response.raw, size)
+
+
+class ChunkReader:
+    """The client's fast path for the JSON chunk frames of our own servers: a
+    frame that is exactly `head + data + tail + <sequence> + "}}"` (what
+    ChunkEncoder writes for this request) is read by decoding only `data`. The
+    envelope's quotes cannot occur unescaped inside a JSON string, and `data`
+    must decode alone, so a frame read this way is the frame `parse_response`
+    would have read. Anything else (a batched frame, a final or error frame, a
+    TypeScript peer's chunk) gives None: decode it whole."""
+
+    __slots__ = ("_id", "_head", "_tail", "_head_len", "_tail_len")
+
+    def __init__(self, request_id: Any, method: str, connection_id: Any) -> None:
+        self._id = request_id
+        encoder = ChunkEncoder(IncomingRequest(id=request_id, method=method, params={}, envelope=True,
+                                               connection_id=connection_id), codecs.JSON)
+        self._head = encoder.head
+        self._tail = encoder.tail
+        self._head_len = len(self._head)
+        self._tail_len = len(self._tail)
+
+    def read(self, payload: bytes) -> "Response | None":
+        if not payload.startswith(self._head) or payload[-2:] != b"}}":
+            return None
+        at = payload.rfind(self._tail, self._head_len)
+        if at < 0:
+            return None
+        digits = payload[at + self._tail_len:-2]
+        if not digits.isdigit() or (digits[0] == 0x30 and len(digits) > 1):
+            return None
+        try:
+            data = orjson.loads(payload[self._head_len:at])
+        except orjson.JSONDecodeError:
+            return None
+        return Response(self._id, data, False, None, int(digits), None, None, len(payload), 0, payload)
+
+
+# --- the per-chunk fast path of a server --------------------------------------------
+
+
+class ChunkEncoder:
+    """A request's chunk frames, encoded from pre-encoded envelope pieces: the
+    bytes are exactly `codec.encode(chunk_frame(req, data, sequence), codec)`
+    (tests/test_fast_paths.py), at a fraction of the cost (only `data` and the
+    sequence are encoded per chunk). `batch()` builds a batched frame
+    (docs/protocol-extensions.md) from chunk data encoded by `data()`."""
+
+    __slots__ = ("codec", "_head", "_batch_head", "_tail", "_json", "_packer", "fast_data")
+
+    def __init__(self, req: IncomingRequest, codec: str) -> None:
+        self.codec = codec
+        self._json = codec != codecs.MSGPACK
+        body_after = {"success": True, "_last": False, "_isStreaming": True,
+                      "_requestMethod": req.method, "_connectionId": req.connection_id}
+        #: `data()` without its error handling, for the per-chunk loop: when it raises, call `data()`
+        self.fast_data = codecs.fast_encoder(codec)
+        if self._json:
+            self._packer = None
+            enc = codecs.encode
+            rid = enc(req.id)
+            self._head = b'{"jsonrpc":"2.0","id":' + rid + b',"result":{"id":' + rid + b',"data":'
+            self._batch_head = self._head
+            tail = enc(body_after)  # {"success":true,...,"_connectionId":"c"}
+            self._tail = b"," + tail[1:-1] + b',"_sequence":'
+        else:
+            packer = codecs.msgpack_packer()
+            self._packer = packer
+
+            def head(fields: int) -> bytes:
+                return (packer.pack_map_header(3) + packer.pack("jsonrpc") + packer.pack("2.0") + packer.pack("id")
+                        + packer.pack(req.id) + packer.pack("result") + packer.pack_map_header(fields)
+                        + packer.pack("id") + packer.pack(req.id) + packer.pack("data"))
+
+            self._head = head(2 + len(body_after) + 1)  # id, data, the rest, _sequence
+            self._batch_head = head(2 + len(body_after) + 2)  # ... and _batch
+            self._tail = b"".join(packer.pack(k) + packer.pack(v) for k, v in body_after.items()) + packer.pack("_sequence")
+
+    def data(self, value: Any) -> bytes:
+        """One chunk's data, encoded (OlaneError 4008 when it cannot be)."""
+        if self._json:
+            return codecs.encode_json(value)
+        return codecs.encode_msgpack_with(self._packer, value)
+
+    def chunk(self, data: bytes, sequence: int) -> bytes:
+        """The payload of one chunk frame around `data` (from `data()`)."""
+        if self._json:
+            return b"".join((self._head, data, self._tail, str(sequence).encode(), b"}}"))
+        return b"".join((self._head, data, self._tail, self._packer.pack(sequence)))
+
+    @property
+    def head(self) -> bytes:
+        """The bytes every chunk frame of this request starts with, up to its data."""
+        return self._head
+
+    @property
+    def tail(self) -> bytes:
+        """The bytes after a chunk's data, up to its sequence number."""
+        return self._tail
+
+    def overhead(self) -> int:
+        """Bytes a frame adds around its data (for the frame-size limit)."""
+        return len(self._batch_head) + len(self._tail) + 40
+
+    def batch(self, items: list[bytes], first: int) -> bytes:
+        """One frame holding several chunks: `data` is their list, `_sequence`
+        the first one's, `_batch` their count."""
+        n = len(items)
+        if self._json:
+            return b"".join((self._batch_head, b"[", b",".join(items), b"]", self._tail, str(first).encode(),
+                             b',"_batch":', str(n).encode(), b"}}"))
+        packer = self._packer
+        return b"".join((self._batch_head, packer.pack_array_header(n), *items, self._tail, packer.pack(first),
+                         packer.pack(BATCH_FLAG), packer.pack(n)))

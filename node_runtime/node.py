@@ -35,7 +35,9 @@ class Node:
     Use as `async with Node([...]) as node:` inside trio. `listen` takes
     multiaddrs (default: 127.0.0.1 on a random port; `()` for a client that
     only dials). `codec="auto"` speaks msgpack to peers whose `identify` lists
-    it and JSON to anyone else.
+    it and JSON to anyone else. `batch` (several chunks per frame, from peers
+    whose `identify` lists `"frames": ["batch"]`): None = with `codec="auto"`
+    only, True = also with a chosen codec (identify is asked then too), False = never.
     """
 
     def __init__(
@@ -50,6 +52,7 @@ class Node:
         allow_remote_stop: bool = False,
         key: bytes | None = None,
         allow: Iterable[str] | None = None,
+        batch: bool | None = None,
     ) -> None:
         if isinstance(tools, Tool):
             tools = [tools]
@@ -62,6 +65,7 @@ class Node:
         if codec not in ("auto", JSON, MSGPACK):
             raise ValueError("codec must be auto, json or msgpack")
         self.codec = codec
+        self.batch = batch
         self.allow_remote_stop = allow_remote_stop
         self.connection_id = str(uuid.uuid4())
         self.metrics = NodeMetrics(self.limits.max_active_requests, self.limits.max_requests_per_peer)
@@ -226,6 +230,8 @@ class Client(Node):
     """A node that serves no tools of its own and only dials: `async with Client() as client:`."""
 
     def __init__(self, *, limits: Limits | None = None, codec: str = "auto", address: str | None = None,
-                 seed: str | None = None, key: bytes | None = None, leader: str | None = None) -> None:
-        super().__init__((), listen=(), limits=limits, codec=codec, address=address, seed=seed, key=key)
+                 seed: str | None = None, key: bytes | None = None, leader: str | None = None,
+                 batch: bool | None = None) -> None:
+        super().__init__((), listen=(), limits=limits, codec=codec, address=address, seed=seed, key=key,
+                         batch=batch)
         self.leader = leader  # calls without `via` go through this leader (multiaddr)

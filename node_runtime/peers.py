@@ -43,6 +43,7 @@ class PeerPool:
         self._busy = busy  # peer ids with streams being served (the node's part of "in use")
         self._known: dict[str, Any] = {}  # multiaddr or peer id text -> libp2p peer ID
         self._codecs: dict[tuple[str, str], str] = {}  # (peer id, protocol) -> codec it speaks
+        self._batches: dict[tuple[str, str], bool] = {}  # (peer id, protocol) -> sends batched chunk frames
         self._slots: dict[str, int] = {}  # peer id -> streams we have open to it
         self._last_used: dict[str, float] = {}  # peer id -> when a stream of ours last used it
         self._dialed_at: dict[str, float] = {}  # peer id -> when we last dialed it
@@ -248,15 +249,18 @@ class PeerPool:
 
     # -- per-peer state -------------------------------------------------------------
 
-    async def codec_for(self, peer, protocol: str, probe: Callable[[], Awaitable[str]]) -> str:
-        """The codec `peer` speaks on `protocol`: learned once by `probe()` (an
+    async def wire_for(self, peer, protocol: str,
+                       probe: Callable[[], Awaitable[tuple[str, bool]]]) -> tuple[str, bool]:
+        """(codec, batches) `peer` speaks on `protocol`: the codec, and whether it
+        can send several chunks per frame; learned once by `probe()` (an
         `identify` call), then remembered."""
         key = (peer.to_string(), protocol)
         codec = self._codecs.get(key)
         if codec is None:
-            codec = await probe()
+            codec, batch = await probe()
             self._codecs[key] = codec
-        return codec
+            self._batches[key] = batch
+        return codec, self._batches.get(key, False)
 
     def codecs_learned(self) -> dict[tuple[str, str], str]:
         """(peer id, protocol) -> the codec learned for it."""

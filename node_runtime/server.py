@@ -17,7 +17,7 @@ import trio
 from . import codec as codecs
 from .errors import ErrorCode, OlaneError
 from .framing import FrameDecoder, frame
-from .messages import IncomingRequest, chunk_frame, error_frame, final_frame, parse_request, unreadable_frame_error
+from .messages import ChunkEncoder, IncomingRequest, error_frame, final_frame, parse_request, unreadable_frame_error
 from .stream_io import STREAM_ENDED, FrameWriter, StreamGone, close_quietly, reset_quietly
 from .limits import STOP_GRACE
 from .tools import Request, StreamEnd
@@ -132,7 +132,6 @@ class StreamSession:
     async def _run_request(self, req: IncomingRequest, codec: str) -> None:
         node = self.node
         metrics = node.metrics
-        send = self._send
         streaming = False
         sequence = 0
         try:
@@ -156,6 +155,14 @@ class StreamSession:
                     streaming = True
                     final_data: Any = _DEFAULT_FINAL
                     deltas: list[str] = []
+                    encoder = ChunkEncoder(req, codec)
+                    fast_encode = encoder.fast_data
+                    encode = encoder.data
+                    chunk_payload = encoder.chunk
+                    writer = self.writer
+                    limit = self.limits.max_frame_bytes
+                    batch: _Batch | None = None
+                    batch_bytes = min(BATCH_BYTES, limit - encoder.overhead() - 64) if req.batch else 0
                     agen = spec.function(tool, request, **kwargs)
                     try:
                         async for item in agen:
@@ -167,7 +174,30 @@ class StreamSession:
                                 delta = item.get("delta")
                                 if type(delta) is str:
                                     deltas.append(delta)
-                            await send(chunk_frame(req, item, sequence), codec)
+                            try:
+                                data = fast_encode(item)
+                            except Exception:
+                                data = encode(item)  # the big-int fallback, or the 4008 error
+                            size = len(data)
+                            if size > batch_bytes:  # alone in its frame (always so without batching)
+                                payload = chunk_payload(data, sequence)
+                                if len(payload) > limit:
+                                    raise _too_large(len(payload), limit)
+                                if not writer.send_nowait(frame(payload)):
+                                    await writer.send(frame(payload))
+                                continue
+                            # batching: join the chunks of this request still waiting for the writer
+                            if (batch is not None and batch.open and batch.nbytes + size < batch_bytes
+                                    and writer.error is None):  # (a failed writer raises in send below)
+                                if writer.pending_bytes >= writer.buffer_bytes:
+                                    await writer.wait_room()
+                                if batch.open:
+                                    batch.items.append(data)
+                                    batch.nbytes += size + 1
+                                    writer.grew(size + 1)
+                                    continue
+                            batch = _Batch(encoder, data, sequence)
+                            await writer.send(batch)
                     finally:
                         await agen.aclose()  # runs the tool's `finally` now, not at GC
                     metrics.chunks_sent += sequence
@@ -199,9 +229,7 @@ class StreamSession:
         payload = codecs.encode(message, codec)
         limit = self.limits.max_frame_bytes
         if len(payload) > limit:
-            raise OlaneError(ErrorCode.INVALID_RESPONSE,
-                             f"the answer is {len(payload)} bytes, over the {limit}-byte frame limit",
-                             {"size": len(payload), "limit": limit})
+            raise _too_large(len(payload), limit)
         await self.writer.send(frame(payload))
 
     async def _terminal(self, message: dict, codec: str, streaming: bool = False, sequence: int = 0) -> None:
@@ -230,6 +258,39 @@ class StreamSession:
 
 
 _DEFAULT_FINAL = object()
+
+#: at most this many bytes of chunk data in one batched frame
+BATCH_BYTES = 64 * 1024
+
+
+def _too_large(size: int, limit: int) -> OlaneError:
+    return OlaneError(ErrorCode.INVALID_RESPONSE, f"the answer is {size} bytes, over the {limit}-byte frame limit",
+                      {"size": size, "limit": limit})
+
+
+class _Batch:
+    """Chunks of one request waiting in the stream's FrameWriter as one entry
+    (a deferred frame): more join while it waits; when the writer takes it,
+    `build()` makes one frame of them (a plain chunk frame when alone)."""
+
+    __slots__ = ("encoder", "items", "first", "nbytes", "open")
+
+    def __init__(self, encoder: ChunkEncoder, data: bytes, sequence: int) -> None:
+        self.encoder = encoder
+        self.items = [data]
+        self.first = sequence
+        self.nbytes = len(data) + 64  # the envelope, roughly
+        self.open = True
+
+    def __len__(self) -> int:
+        return self.nbytes
+
+    def build(self) -> bytes:
+        self.open = False
+        items = self.items
+        if len(items) == 1:
+            return frame(self.encoder.chunk(items[0], self.first))
+        return frame(self.encoder.batch(items, self.first))
 
 
 def safe_id(value: Any, max_bytes: int) -> bool:

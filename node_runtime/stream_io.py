@@ -110,7 +110,11 @@ def abort_transport(stream) -> bool:
 
 class FrameWriter:
     """The one writer of a stream. Producers `send()` encoded frames; `run()`
-    writes whatever has accumulated in one write when the window allows."""
+    writes whatever has accumulated in one write when the window allows.
+
+    A queued entry is bytes, or a deferred frame: an object with `__len__` and
+    `build() -> bytes`, built only when the writer takes it (so a producer can
+    keep adding to it while it waits; `grew(n)` counts what it added)."""
 
     def __init__(self, stream, buffer_bytes: int = 256 * 1024, write_timeout: float = 30.0) -> None:
         self._stream = stream
@@ -133,6 +137,32 @@ class FrameWriter:
     @property
     def pending_bytes(self) -> int:
         return self._pending_bytes
+
+    @property
+    def buffer_bytes(self) -> int:
+        return self._buffer_bytes
+
+    async def wait_room(self) -> None:
+        """Wait while the queue is full; StreamGone once the stream can take nothing more."""
+        while self._pending_bytes >= self._buffer_bytes and self.error is None:
+            await self._room.park()
+        if self.error is not None:
+            raise StreamGone(f"stream closed: {self.error}")
+
+    def grew(self, n: int) -> None:
+        """A deferred frame already queued holds `n` more bytes."""
+        self._pending_bytes += n
+
+    def send_nowait(self, data: bytes) -> bool:
+        """Queue one encoded frame if there is room now (no await: the per-chunk
+        path); False when the caller must `await send(data)` instead."""
+        if self._pending_bytes >= self._buffer_bytes or self.error is not None:
+            return False
+        self._pending.append(data)
+        self._pending_bytes += len(data)
+        if len(self._data):
+            self._data.unpark_all()
+        return True
 
     async def send(self, data: bytes) -> None:
         """Queue one encoded frame. Waits while the queue is full; raises
@@ -189,7 +219,11 @@ class FrameWriter:
                     if self._closed or self.error is not None:
                         return
                     await self._data.park()
-                batch = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+                pending = self._pending
+                if len(pending) == 1 and type(pending[0]) is bytes:
+                    batch = pending[0]
+                else:
+                    batch = b"".join([x if type(x) is bytes else x.build() for x in pending])
                 self._pending = []
                 self._pending_bytes = 0
                 self._writing = True

@@ -364,6 +364,7 @@ class Tool:
             "transports": node.transports() if node else [],
             "peerId": node.peer_id if node else None,
             "codecs": list(CODECS),
+            "frames": ["batch"],  # several chunks per frame when a caller asks (docs/protocol-extensions.md)
         }
 
     @tool_method(

@@ -53,3 +53,15 @@ def test_quick_soak_runs_end_to_end():
     assert rows["fuzz"]["frames"] >= 1 and rows["connections"]["attempted"] >= 1
     assert rows["partial"]["rss_peak_mib"] > 0 and rows["hog_callers"]["pings"] >= 1
     assert any(l.strip().startswith("/proc/loadavg") for l in lines)
+
+
+def test_quick_compare_prints_every_contender_and_the_ratios():
+    out = bench("--quick", "--only", "compare", "--json", timeout=400)
+    assert out.returncode == 0, out.stdout + out.stderr
+    summary = json.loads(out.stdout.splitlines()[-1])
+    names = {r["name"] for r in summary["rows"]}
+    for name in ("raw64_100", "json_100", "msgpack_100", "batched_msgpack_100", "batched_json_100", "grpc_100",
+                 "raw_64k", "msgpack_64k", "grpc_64k", "unary_use", "unary_reused", "unary_grpc",
+                 "ratio:json_100/raw64_100", "ratio:batched_msgpack_100/raw64_100", "ratio:unary_use/unary_grpc"):
+        assert name in names, (name, out.stdout)
+    assert "ratios" in out.stdout and summary["failures"] == []

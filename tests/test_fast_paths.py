@@ -1,0 +1,293 @@
+"""The per-chunk fast paths give exactly the bytes of the plain paths, and
+batched chunk frames (docs/protocol-extensions.md) give exactly the chunk
+sequences of unbatched ones, over real libp2p nodes on 127.0.0.1."""
+from __future__ import annotations
+
+import msgpack
+import orjson
+import pytest
+import trio
+
+from node_runtime import Client, OlaneError, Request, Tool, codec
+from node_runtime.framing import FrameDecoder, encode_varint, frame
+from node_runtime.messages import (
+    ChunkEncoder, IncomingRequest, batch_chunk, chunk_frame, parse_response, route_request,
+)
+
+from trio_helpers import NodeAndClient, run_trio
+
+DATA = [
+    {"i": 1, "pad": "x" * 80},
+    {"text": "héllo ☃", "delta": "h", "nested": {"a": [1, 2.5, None, True]}},
+    [1, 2, 3],
+    "plain",
+    12,
+    None,
+    {"big": 2**63 + 5},  # beyond orjson's 64-bit signed range
+    {"raw": b"\x00\x01\xff"},  # base64 in JSON, bin in msgpack
+    {1: "non-string key"},
+]
+REQUESTS = [
+    IncomingRequest(id="req-1", method="stream_items", params={}, envelope=True, connection_id="py-conn-1"),
+    IncomingRequest(id=7, method="m", params={}, envelope=False),
+    IncomingRequest(id=None, method="ünï", params={}, envelope=True, connection_id=""),
+]
+
+
+@pytest.mark.parametrize("wire", [codec.JSON, codec.MSGPACK])
+def test_chunk_encoder_gives_the_bytes_of_encoding_the_whole_frame(wire):
+    for req in REQUESTS:
+        encoder = ChunkEncoder(req, wire)
+        for data in DATA:
+            for sequence in (1, 127, 128, 70_000, 2**40):
+                expected = codec.encode(chunk_frame(req, data, sequence), wire)
+                assert encoder.chunk(encoder.data(data), sequence) == expected
+
+
+@pytest.mark.parametrize("wire", [codec.JSON, codec.MSGPACK])
+def test_a_batched_frame_reads_back_as_its_chunks(wire):
+    req = REQUESTS[0]
+    encoder = ChunkEncoder(req, wire)
+    items = DATA[:6]
+    payload = encoder.batch([encoder.data(d) for d in items], 41)
+    response = parse_response(codec.decode_answer(payload))
+    assert response.batch == len(items)
+    chunks = [batch_chunk(response, k, 10) for k in range(response.batch)]
+    assert [c.data for c in chunks] == items
+    assert [c.sequence for c in chunks] == list(range(41, 41 + len(items)))
+    assert all(c.id == "req-1" and not c.last and c.error is None for c in chunks)
+    # it is a chunk frame of the usual shape, plus _batch
+    result = codec.decode(payload)[0]["result"]
+    assert result["_batch"] == len(items) and result["_sequence"] == 41 and result["_last"] is False
+
+
+def test_encoding_failures_are_still_4008():
+    for wire in (codec.JSON, codec.MSGPACK):
+        encoder = ChunkEncoder(REQUESTS[0], wire)
+        with pytest.raises(OlaneError) as err:
+            encoder.data({"bad": object()})
+        assert err.value.code == 4008 and f"as {wire}" in err.value.message
+        assert encoder.data({"ok": 1}) == codec.encode({"ok": 1}, wire)  # the reused Packer is clean again
+
+
+def test_varint_fast_paths_match_the_general_ones():
+    for n in list(range(0, 300)) + [0x3FFF, 0x4000, 0x4001, 2**21, 2**35]:
+        prefix = encode_varint(n)
+        assert prefix == _general_varint(n)
+        assert frame(b"x" * min(n, 20_000)) == _general_varint(min(n, 20_000)) + b"x" * min(n, 20_000)
+        if n <= 70_000:
+            assert FrameDecoder(1 << 40).feed(prefix + b"y" * n) == [b"y" * n]
+    # frames fed byte by byte split the same as frames fed whole
+    payloads = [b"a" * n for n in (0, 1, 127, 128, 300, 16_383, 16_384, 70_000)]
+    wire = b"".join(frame(p) for p in payloads)
+    assert FrameDecoder().feed(wire) == payloads
+    decoder = FrameDecoder()
+    out = []
+    for i in range(0, len(wire), 1):
+        out += decoder.feed(wire[i:i + 1])
+    assert out == payloads
+
+
+def _general_varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def test_decode_answer_agrees_with_decode():
+    for message in ({"a": 1}, {"result": {"data": [1]}}):
+        for wire in (codec.JSON, codec.MSGPACK):
+            assert codec.decode_answer(codec.encode(message, wire)) == message
+    for bad in (b"[1]", b"{", b" {\"a\": 1}", b"\x81\xa1", b""):
+        try:
+            expected = codec.decode(bad)[0]
+        except OlaneError as exc:
+            with pytest.raises(OlaneError) as err:
+                codec.decode_answer(bad)
+            assert err.value.message == exc.message
+        else:
+            assert codec.decode_answer(bad) == expected
+
+
+def test_route_request_unchanged_unless_batch_is_asked():
+    kwargs = dict(request_id="r", connection_id="c", caller_address="o://me", streaming=True)
+    plain = route_request("o://x", "m", {"a": 1}, **kwargs)
+    assert orjson.dumps(plain) == orjson.dumps(route_request("o://x", "m", {"a": 1}, batch=False, **kwargs))
+    assert "_batch" not in orjson.dumps(plain).decode()
+    asked = route_request("o://x", "m", {"a": 1}, batch=True, **kwargs)
+    assert asked["params"]["_batch"] is True and asked["params"]["payload"] == plain["params"]["payload"]
+
+
+# --- over libp2p -------------------------------------------------------------------
+
+
+class Flood(Tool):
+    address = "o://flood"
+
+    async def _tool_count(self, request: Request, count: int = 10, size: int = 0, slowEvery: int = 0):
+        pad = "x" * size
+        for i in range(1, count + 1):
+            yield {"i": i, "pad": pad, "delta": str(i % 10)}
+            if slowEvery and i % slowEvery == 0:
+                await trio.sleep(0.001)
+
+    async def _tool_fail_at(self, request: Request, at: int = 100):
+        for i in range(1, at):
+            yield {"i": i}
+        raise OlaneError(4010, f"failed at {at}")
+
+
+async def _collect(client, ma, method, params):
+    call = client.use_streaming("o://flood", method, params, via=ma)
+    seen = []
+    error = None
+    try:
+        async for response in call.responses():
+            seen.append((response.sequence, response.data, response.last, response.chunks))
+    except OlaneError as exc:
+        error = (exc.code, exc.message)
+    return seen, error, call
+
+
+@pytest.mark.parametrize("wire", ["auto", "json", "msgpack"])
+def test_batched_and_unbatched_calls_give_identical_chunk_sequences(wire):
+    async def body():
+        async with NodeAndClient([Flood()]) as nc:
+            async with Client(codec=wire, batch=True) as batched, Client(codec=wire, batch=False) as single:
+                for client in (batched, single):
+                    await client.connect(nc.ma)
+                cases = [("count", {"count": 20_000, "size": 50}), ("count", {"count": 3000, "slowEvery": 7}),
+                         ("count", {"count": 300, "size": 40_000}), ("count", {"count": 1}),
+                         ("count", {"count": 0}), ("fail_at", {"at": 5000})]
+                for method, params in cases:
+                    a, a_err, a_call = await _collect(batched, nc.ma, method, params)
+                    b, b_err, b_call = await _collect(single, nc.ma, method, params)
+                    assert a == b and a_err == b_err, (method, params)
+                    assert a_call.batch and not b_call.batch
+                    n = params.get("count", params.get("at", 1) - 1)
+                    assert [s for s, _, last, _ in a if not last] == list(range(1, n + 1))
+
+    run_trio(body, timeout=120)
+
+
+def test_batching_puts_several_chunks_in_a_frame():
+    """Frames on the wire, read raw: a caller that asked gets fewer frames than chunks."""
+
+    async def body():
+        async with NodeAndClient([Flood()]) as nc:
+            call = nc.client.use_streaming("o://flood", "count", {"count": 20_000}, via=nc.ma)
+            got = 0
+            async for _ in call:
+                got += 1
+            assert got == 20_000 and call.batch
+            assert call.final_response.chunks == 20_000
+            frames = call.frames_read
+            assert frames < 20_000 // 4, frames
+
+    run_trio(body, timeout=60)
+
+
+def test_a_caller_that_does_not_ask_gets_one_frame_per_chunk_byte_for_byte():
+    """What a TypeScript caller (who never asks) sees: each frame is exactly the
+    frame of the plain encoder, whatever the writer found waiting."""
+    from libp2p.custom_types import TProtocol
+
+    async def body():
+        async with NodeAndClient([Flood()]) as nc:
+            peer = await nc.client.peers.peer_at(nc.ma)
+            stream = await nc.client.host.new_stream(peer, [TProtocol("/o/flood")])
+            request = {"jsonrpc": "2.0", "id": "ts-1", "method": "route",
+                       "params": {"_connectionId": "conn-ts", "_requestMethod": "route", "_callerAddress": "o://ts",
+                                  "_isStreaming": True, "address": "o://flood",
+                                  "payload": {"method": "count", "params": {"count": 2000, "_isStreaming": True}}}}
+            await stream.write(frame(orjson.dumps(request)))
+            decoder = FrameDecoder()
+            payloads: list[bytes] = []
+            while not payloads or b'"_last":true' not in payloads[-1]:
+                payloads += decoder.feed(await stream.read(1 << 16))
+            await stream.reset()
+            req = IncomingRequest(id="ts-1", method="count", params={}, envelope=True, connection_id="conn-ts")
+            assert len(payloads) == 2001
+            for i, payload in enumerate(payloads[:-1], start=1):
+                assert payload == codec.encode(chunk_frame(req, {"i": i, "pad": "", "delta": str(i % 10)}, i))
+
+    run_trio(body, timeout=60)
+
+
+def test_identify_lists_batch_frames_and_the_client_learns_it():
+    async def body():
+        async with NodeAndClient([Flood()]) as nc:
+            ident = await nc.client.use("o://flood", "identify", via=nc.ma)
+            assert ident["frames"] == ["batch"]
+
+    run_trio(body)
+
+
+def test_msgpack_module_packer_matches_packb():
+    value = {"a": [1, b"\x00", "s", {"b": None}]}
+    assert codec.encode(value, codec.MSGPACK) == msgpack.packb(value, use_bin_type=True)
+
+
+def test_chunk_reader_reads_exactly_what_parse_response_reads():
+    from node_runtime.messages import ChunkReader
+
+    req = REQUESTS[0]
+    reader = ChunkReader(req.id, req.method, req.connection_id)
+    encoder = ChunkEncoder(req, codec.JSON)
+    for data in DATA:
+        for sequence in (1, 10, 12345):
+            payload = encoder.chunk(encoder.data(data), sequence)
+            fast = reader.read(payload)
+            slow = parse_response(codec.decode(payload)[0])
+            slow.size = len(payload)
+            assert fast is not None and fast == slow
+    # anything else is left to the whole decode
+    other = ChunkEncoder(IncomingRequest(id="other", method=req.method, params={}, envelope=True,
+                                         connection_id=req.connection_id), codec.JSON)
+    tricky = encoder.head + b'1,"data":2' + encoder.tail + b"3}}"
+    for payload in (other.chunk(b"1", 1), encoder.batch([b"1", b"2"], 1), tricky,
+                    encoder.head + b"1" + encoder.tail + b"01}}", encoder.head + b"1" + encoder.tail + b"x}}",
+                    codec.encode({"jsonrpc": "2.0", "id": req.id, "result": {"id": req.id, "data": 1, "_last": True}})):
+        assert reader.read(payload) is None
+
+
+class Firehose(Tool):
+    address = "o://firehose"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.produced = 0
+        self.closed = False
+
+    async def _tool_pour(self, request: Request, count: int = 2_000_000):
+        try:
+            for i in range(1, count + 1):  # never awaits: only the writer's backpressure stops it
+                self.produced = i
+                yield {"i": i}
+        finally:
+            self.closed = True
+
+
+def test_a_batched_stream_left_early_stops_a_generator_that_never_awaits():
+    async def body():
+        tool = Firehose()
+        async with NodeAndClient([tool]) as nc:
+            call = nc.client.use_streaming("o://firehose", "pour", {}, via=nc.ma)
+            got = 0
+            async for _ in call:
+                got += 1
+                if got == 50_000:
+                    break
+            assert call.batch
+            while not tool.closed:
+                await trio.sleep(0.01)
+            assert tool.produced < 2_000_000
+            assert await nc.client.use("o://firehose", "ping", via=nc.ma) == {"message": "Pong!"}
+
+    run_trio(body, timeout=120)
