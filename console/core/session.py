@@ -274,7 +274,9 @@ class ConsoleSession:
         try:
             with scope:
                 await call.start()
-                record.mark_running()
+                # times count from the request write (as `olane stream` counts them), not from
+                # the dial and stream negotiation before it, which wait on the screen's work
+                record.mark_running(call.started_at)
                 async for response in call.responses():
                     if response.last:
                         record.finish(response.data, response.sequence, response.chunks)
