@@ -14,7 +14,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Sparkline, Static
 
 from console.core.stream_store import State, StreamRecord
-from console.widgets.chunk_log import COLUMNS, ChunkLog
+from console.widgets.chunk_log import ChunkLog
 
 STATE_GLYPHS = {
     State.STARTING: "…", State.RUNNING: "▶", State.COMPLETED: "✔", State.FAILED: "✖",
@@ -87,7 +87,7 @@ class CallView(Vertical):
         if r.streaming:
             yield Static("", classes="call-findings -clean")
             yield Sparkline([], classes="call-spark")
-            yield Static(COLUMNS, classes="call-columns")
+            yield Static("", classes="call-columns")
             yield ChunkLog(r, classes="call-log")
         with VerticalScroll(classes="call-detail" + ("" if r.streaming else " -unary")):
             yield Static("", classes="call-end")
@@ -153,8 +153,8 @@ class CallView(Vertical):
 
     def _columns_text(self) -> Text:
         r = self.record
-        text = Text(COLUMNS)
         log = self.log
+        text = Text(log.header() if log is not None else "")
         if log is not None and log.filter_text is not None:
             text.append(f"   filter “{log.filter_text}”: {log.matches:,} of {r.held:,}", style="bold")
         if log is not None and not log.following:
