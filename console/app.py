@@ -22,7 +22,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Static, TabbedContent, TabPane, Tree
+from textual.widgets import Header, Static, TabbedContent, TabPane, Tabs, Tree
 
 from console.core.config import Settings, data_dir
 from console.core.session import ConsoleSession, MethodInfo, Target, cli_command
@@ -32,11 +32,17 @@ from console.screens.dialogs import AddTargetScreen, ConfirmScreen, PromptScreen
 from console.screens.help import HelpScreen
 from console.screens.lists import ErrorsScreen, HistoryScreen
 from console.widgets.call_view import STATE_GLYPHS, CallView
+from console.widgets.chunk_log import ChunkLog
+from console.widgets.key_bar import KeyBar
 from console.widgets.method_panel import MethodPanel
 from console.widgets.node_tree import MethodRef, NodeTree
 from themes import DEFAULT_THEME, STREAM_DEFAULTS, THEMES
 
 REFRESH_HZ = 30
+# the footer keeps the first of these when it is narrow (binding ids; the rest after them)
+FOOTER_PRIORITY = ("run", "cancel", "jump", "help", "quit", "close-tab", "next-tab", "follow", "order-by",
+                   "filter", "copy-cli", "focus-tree", "add-node", "raw-json", "export", "history", "errors",
+                   "remove-node", "rediscover", "theme")
 
 
 @dataclass
@@ -63,6 +69,8 @@ class OlaneConsole(App):
         Binding("s", "export", "Export", id="export"),
         Binding("y", "copy_cli", "Copy CLI", id="copy-cli"),
         Binding("ctrl+w", "close_tab", "Close", id="close-tab"),
+        Binding("right_square_bracket,ctrl+pagedown", "next_tab", "Next tab", id="next-tab"),
+        Binding("left_square_bracket,ctrl+pageup", "previous_tab", "Previous tab", id="previous-tab", show=False),
         Binding("h", "history", "History", id="history"),
         Binding("e", "errors", "Errors", id="errors"),
         Binding("t", "toggle_theme", "Theme", id="theme"),
@@ -109,7 +117,7 @@ class OlaneConsole(App):
                 yield Static("No calls yet. Pick a method, press F5: each call opens a tab here.",
                              id="no-calls")
                 yield TabbedContent(id="calls")
-        yield Footer(compact=True)
+        yield KeyBar({name: rank for rank, name in enumerate(FOOTER_PRIORITY)}, id="keys")
 
     async def on_mount(self) -> None:
         # held, not queried: App.query_one searches the active screen, which may be a dialog
@@ -187,9 +195,29 @@ class OlaneConsole(App):
 
     def _label_tab(self, pane_id: str, record: StreamRecord, state: State) -> None:
         try:
-            self.call_tabs.get_tab(pane_id).label = f"{STATE_GLYPHS[state]} {record.title}"
+            self.call_tabs.get_tab(pane_id).label = self._tab_label(record, state)
         except Exception:
             pass
+
+    def _tab_label(self, record: StreamRecord, state: State) -> str:
+        """State, method, call number and which node: `▶ stream_items #3 · embedded`."""
+        target = next((t for t in self.session.targets if t.multiaddr == record.target), None)
+        node = target.nickname if target is not None else record.target.rsplit("/", 1)[-1][-4:]
+        return f"{STATE_GLYPHS[state]} {record.title} · {node}"
+
+    def _show_active_tab(self) -> None:
+        """Scroll the tab bar so the active tab is in view (once the bar is laid out)."""
+        def scroll() -> None:
+            tabs = self.call_tabs
+            try:
+                bar = tabs.query_one(Tabs)
+                tab = bar.active_tab
+                if tab is not None:
+                    bar.query_one("#tabs-scroll").scroll_to_center(tab, force=True, animate=False)
+            except Exception:
+                pass
+
+        self.call_after_refresh(scroll)
 
     @property
     def current_view(self) -> CallView | None:
@@ -237,22 +265,34 @@ class OlaneConsole(App):
         """Open a tab for the call and start it on the trio side."""
         streaming = method.streaming or method.typed_by_hand if streaming is None else streaming
         record = self.session.new_call(target, address, method.name, params, streaming)
+        # sent at once: opening the stream takes round trips that overlap the tab's layout
+        # (sending after the tab's first paint measured worse: the request then meets the
+        # paints that follow it)
         self.bridge.submit(self.session.run_call, record)
         self._open_tab(record)
         return record
 
     def _open_tab(self, record: StreamRecord) -> None:
+        """A tab for the record, made the active one once it exists."""
         pane_id = f"call-{record.number}"
         view = CallView(record)
         self.views[pane_id] = view
         tabs = self.call_tabs
         tabs.display = True
         self.no_calls.display = False
-        tabs.add_pane(TabPane(f"{STATE_GLYPHS[record.state]} {record.title}", view, id=pane_id))
-        tabs.active = pane_id
+        added = tabs.add_pane(TabPane(self._tab_label(record, record.state), view, id=pane_id))
         self._update_subtitle()
-        if record.streaming:  # keys now act on the stream: x cancels, arrows walk the chunks
-            self.call_after_refresh(lambda: view.log.focus() if view.log is not None else None)
+
+        async def activate() -> None:  # the newest tab is the active one, once it exists
+            await added
+            if pane_id not in self.views:  # closed already
+                return
+            tabs.active = pane_id
+            self._show_active_tab()
+            if record.streaming:  # keys now act on the stream: x cancels, arrows walk the chunks
+                self.call_after_refresh(lambda: view.log.focus() if view.log is not None else None)
+
+        self.call_next(activate)
 
     # -- actions -------------------------------------------------------------------------
 
@@ -275,6 +315,8 @@ class OlaneConsole(App):
             return record is not None and not record.state.ended
         if action in self._CALL_ACTIONS:
             return self.current_view is not None
+        if action in ("next_tab", "previous_tab"):
+            return len(self.views) > 1
         if action in self._NODE_ACTIONS:
             return self.focused is self.node_tree
         if action == "toggle_raw":
@@ -288,6 +330,7 @@ class OlaneConsole(App):
     @on(TabbedContent.TabActivated)
     def _tab_changed(self) -> None:
         self.refresh_bindings()
+        self._show_active_tab()
 
     def action_focus_tree(self) -> None:
         self.node_tree.focus()
@@ -321,6 +364,21 @@ class OlaneConsole(App):
         if not self.views:
             tabs.display = False
             self.no_calls.display = True
+
+    def action_next_tab(self, step: int = 1) -> None:
+        """The next call tab (wrapping); its tab is scrolled into view."""
+        panes = list(self.views)
+        if not panes:
+            return
+        tabs = self.call_tabs
+        at = panes.index(tabs.active) if tabs.active in panes else 0
+        tabs.active = panes[(at + step) % len(panes)]
+        view = self.views[tabs.active]
+        if view.log is not None and self.focused is not None and isinstance(self.focused, ChunkLog):
+            self.call_after_refresh(view.log.focus)  # keys keep acting on the stream in view
+
+    def action_previous_tab(self) -> None:
+        self.action_next_tab(-1)
 
     def action_follow(self) -> None:
         view = self.current_view

@@ -69,6 +69,15 @@ class Target:
         short = f"{peer[:8]}…{peer[-4:]}" if len(peer) > 14 else peer
         return f"embedded node {short}" if self.embedded else f"node {short}"
 
+    @property
+    def nickname(self) -> str:
+        """A few characters that tell the node apart (tabs): `embedded`, else the end of
+        its peer id as the tree shows it (`…Zp7J`)."""
+        if self.embedded:
+            return "embedded"
+        peer = self.peer_id or self.multiaddr.rsplit("/p2p/", 1)[-1]
+        return f"…{peer[-4:]}" if len(peer) > 14 else peer
+
     def tool(self, address: str) -> ToolInfo | None:
         return next((t for t in self.tools if t.address == address), None)
 
