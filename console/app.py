@@ -30,6 +30,7 @@ from console.core.stream_store import DEFAULT_MAX_CHUNKS, State, StreamRecord
 from console.core.trio_bridge import TrioBridge
 from console.screens.dialogs import AddTargetScreen, ConfirmScreen, PromptScreen
 from console.screens.help import HelpScreen
+from console.screens.jump import JumpScreen, Place
 from console.screens.lists import ErrorsScreen, HistoryScreen
 from console.widgets.call_view import STATE_GLYPHS, CallView
 from console.widgets.chunk_log import ChunkLog
@@ -59,6 +60,7 @@ class OlaneConsole(App):
         Binding("f5,ctrl+r", "run_method", "Run", id="run"),
         Binding("escape", "focus_tree", "Tree", id="focus-tree"),
         Binding("x", "cancel_call", "Cancel", id="cancel"),
+        Binding("g,colon", "jump", "Jump to", id="jump"),
         Binding("a", "add_target", "Add node", id="add-node"),
         Binding("delete", "remove_target", "Remove", id="remove-node"),
         Binding("r", "rediscover", "Refresh", id="rediscover"),
@@ -440,6 +442,31 @@ class OlaneConsole(App):
         command = cli_command(record)
         self.copy_to_clipboard(command)
         self.notify(command, title="copied")
+
+    def jump_places(self) -> list[Place]:
+        """Every node, tool and method the tree lists, for the jump-to list."""
+        places: list[Place] = []
+        for target in self.session.targets:
+            places.append(Place(f"{target.label}  {target.multiaddr}", "node", target))
+        for target in self.session.targets:
+            for tool in target.tools:
+                places.append(Place(f"{tool.address}  on {target.nickname}", "tool", (target, tool)))
+                for method in tool.methods.values():
+                    places.append(Place(f"{tool.address} {method.name}  on {target.nickname}", "method",
+                                        MethodRef(target, tool.address, method)))
+        return places
+
+    def action_jump(self) -> None:
+        def chosen(place: Place | None) -> None:
+            if place is None:
+                return
+            tree = self.node_tree
+            if tree.reveal(place.data):
+                tree.focus()
+            else:
+                self.notify("no longer in the tree", severity="warning")
+
+        self.push_screen(JumpScreen(self.jump_places()), chosen)
 
     def action_add_target(self) -> None:
         def added(result: tuple[str, str | None] | None) -> None:
