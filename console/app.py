@@ -24,11 +24,11 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Header, Static, TabbedContent, TabPane, Tabs, Tree
 
-from console.core.config import Settings, data_dir
+from console.core.config import Settings, config_path, data_dir
 from console.core.session import ConsoleSession, MethodInfo, Target, cli_command
 from console.core.stream_store import DEFAULT_MAX_CHUNKS, State, StreamRecord
 from console.core.trio_bridge import TrioBridge
-from console.screens.dialogs import AddTargetScreen, ConfirmScreen, PromptScreen
+from console.screens.dialogs import AddTargetScreen, ConfirmScreen, PromptScreen, QuitScreen
 from console.screens.help import HelpScreen
 from console.screens.jump import JumpScreen, Place
 from console.screens.lists import ErrorsScreen, HistoryScreen
@@ -524,6 +524,23 @@ class OlaneConsole(App):
             self.settings.save(self.settings_path)
         except OSError as exc:
             self.notify(f"could not save settings: {exc}", severity="error")
+
+    def action_quit(self) -> None:
+        """Quit; with calls running, ask once first (q again or y quits) unless the
+        settings say not to."""
+        running = sum(1 for r in self.session.calls if not r.state.ended)
+        if not running or not self.settings.confirm_quit or isinstance(self.screen, QuitScreen):
+            self.exit()
+            return
+
+        def answered(answer: str | None) -> None:
+            if answer == "always":
+                self.settings.confirm_quit = False
+                self._save_settings()
+            if answer:
+                self.exit()
+
+        self.push_screen(QuitScreen(running, str(self.settings_path or config_path())), answered)
 
     def action_help(self) -> None:
         keys = [(b.key.replace("question_mark", "?"), b.description) for b in self.BINDINGS]

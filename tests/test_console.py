@@ -358,6 +358,8 @@ async def test_quitting_with_a_flat_out_stream_running_ends_cleanly():
         record = app.start_call(target, "o://demo", target.tool("o://demo").methods["stream_items"],
                                 {"count": 10**6, "delayMs": 0})
         await wait_for(pilot, lambda: record.count > 2000, what="a firehose")
+        await pilot.press("q")  # asks once: a stream is running
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "QuitScreen", what="the question")
         await pilot.press("q")
     assert not app.bridge.running and app.bridge.crashed is None
     assert trio.run(trio.sleep, 0) is None  # the guest run is gone; trio works in this thread

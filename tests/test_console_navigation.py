@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from textual.widgets import Input, Tabs
 
+from console.core.config import Settings
 from console.core.stream_store import NOKEY, State
+from console.screens.dialogs import QuitScreen
 from console.screens.jump import JumpScreen
 from console.widgets.key_bar import KeyBar
 from console.widgets.node_tree import MethodRef, NodeTree
@@ -120,3 +122,29 @@ async def test_the_footer_drops_keys_whole_when_narrow():
         assert len(keys.shown) > len(narrow) and set(narrow) <= set(keys.shown)
         await pilot.press("x")
         await wait_for(pilot, lambda: record.state is State.CANCELLED)
+
+
+async def test_quitting_with_a_running_stream_asks_once_and_a_setting_turns_it_off(tmp_path):
+    config = tmp_path / "config.json"
+    async with running_console(settings_path=config) as (app, pilot):
+        target = embedded_target(app)
+        record = app.start_call(target, "o://demo", target.tool("o://demo").methods["stream_items"],
+                                {"count": 10**6, "delayMs": 5})
+        await wait_for(pilot, lambda: record.count > 3, what="chunks")
+        await pilot.press("q")
+        await wait_for(pilot, lambda: isinstance(app.screen, QuitScreen), what="the question")
+        await pilot.press("escape")  # stay
+        await wait_for(pilot, lambda: not isinstance(app.screen, QuitScreen))
+        assert app.is_running and not record.state.ended
+        await pilot.press("q")
+        await wait_for(pilot, lambda: isinstance(app.screen, QuitScreen), what="the question again")
+        await pilot.press("a")  # quit, and never ask again
+    assert record.state is State.CANCELLED
+    assert Settings.load(config).confirm_quit is False
+    async with running_console(settings_path=config) as (app, pilot):
+        target = embedded_target(app)
+        record = app.start_call(target, "o://demo", target.tool("o://demo").methods["stream_items"],
+                                {"count": 10**6, "delayMs": 5})
+        await wait_for(pilot, lambda: record.count > 3, what="chunks")
+        await pilot.press("q")  # the setting: no question
+    assert not app.is_running and record.state is State.CANCELLED

@@ -11,6 +11,7 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
+from textual.css.query import NoMatches
 from textual.widgets import Sparkline, Static
 
 from console.core.stream_store import State, StreamRecord
@@ -116,7 +117,11 @@ class CallView(Vertical):
             return  # the clock-driven fields (elapsed, rates) need no more than 4 Hz
         self._status_at = now
         # one-line widgets of fixed height: no layout pass (a reflow per refresh costs ~20 ms)
-        self.query_one(".call-status", Static).update(self._status_text(now), layout=False)
+        try:
+            status = self.query_one(".call-status", Static)
+        except NoMatches:  # being torn down (the app quitting)
+            return
+        status.update(self._status_text(now), layout=False)
         if record.streaming:
             self.query_one(".call-columns", Static).update(self._columns_text(), layout=False)
         if not changed:
