@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
+import subprocess
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -25,7 +27,7 @@ from textual.screen import Screen
 from textual.widgets import Header, Static, TabbedContent, TabPane, Tabs, Tree
 
 from console.core.config import Settings, config_path, data_dir
-from console.core.session import ConsoleSession, MethodInfo, Target, cli_command
+from console.core.session import ConsoleSession, MethodInfo, Target, cli_command, olane_program, project_folder
 from console.core.stream_store import DEFAULT_MAX_CHUNKS, State, StreamRecord
 from console.core.trio_bridge import TrioBridge
 from console.screens.dialogs import AddTargetScreen, ConfirmScreen, PromptScreen, QuitScreen
@@ -88,8 +90,12 @@ class OlaneConsole(App):
         session: ConsoleSession | None = None,
         settings_path: Path | None = None,
         refresh_hz: float = REFRESH_HZ,
+        run: tuple[str, str, dict[str, Any]] | None = None,
     ) -> None:
+        """`run`: (address, method, params) of a call to start as soon as a node serving
+        that address is listed (`olane console --run`)."""
         super().__init__()
+        self.pending_run = run
         self.session = session or ConsoleSession(embedded=embedded)
         self.settings_path = settings_path
         self.settings = Settings.load(settings_path)
@@ -154,16 +160,38 @@ class OlaneConsole(App):
         self.post_message(SessionChanged(kind, what))
 
     @on(SessionChanged)
-    def _on_session_changed(self, event: SessionChanged) -> None:
+    async def _on_session_changed(self, event: SessionChanged) -> None:
         if event.kind in ("targets", "target"):
             self.node_tree.rebuild(self.session.targets)
             method_panel = self.method_panel
-            if method_panel.target is None and isinstance(event.what, Target) and event.what.embedded:
+            if (method_panel.target is None and isinstance(event.what, Target) and event.what.embedded
+                    and self.pending_run is None):
                 self._show_first_method(event.what)
+            if self.pending_run is not None:
+                await self._start_pending_run()
         elif event.kind == "error" and event.what is not None:
             e = event.what
             self.notify(f"{e.code} {e.name}: {e.message}", title=e.where, severity="error", timeout=6)
         self._update_subtitle()
+
+    async def _start_pending_run(self) -> None:
+        """Start the --run call on the first connected node serving its address (once);
+        say so when every node is listed and none serves it."""
+        address, name, params = self.pending_run
+        targets = self.session.targets
+        target = next((t for t in targets if t.state == "connected" and t.tool(address)), None)
+        if target is None:
+            if targets and all(t.state != "connecting" for t in targets):
+                self.pending_run = None
+                self.notify(f"no node here serves {address}: {name} was not run", title="--run",
+                            severity="error", timeout=10)
+            return
+        self.pending_run = None
+        method = target.tool(address).methods.get(name) or MethodInfo(name, typed_by_hand=True)
+        if not method.typed_by_hand:  # the form shows what runs, so y and F5 repeat it
+            await self.method_panel.show(target, address, method, params)
+            self.node_tree.reveal(MethodRef(target, address, method))
+        self.start_call(target, address, method, dict(params))
 
     def _show_first_method(self, target: Target) -> None:
         tree = self.node_tree
@@ -439,9 +467,21 @@ class OlaneConsole(App):
             record = StreamRecord(title="", target=method.target.multiaddr, address=method.address,
                                   method=method.method.name, params=params or {},
                                   streaming=method.method.streaming)
-        command = cli_command(record)
-        self.copy_to_clipboard(command)
-        self.notify(command, title="copied")
+        command = cli_command(record, olane_program())
+        self.copy_to_clipboard(command)  # OSC 52: terminals that allow it (tmux only passes it on if told)
+        where = ["clipboard (OSC 52)"]
+        if os.environ.get("TMUX") and _tmux_buffer(command):
+            where.append("tmux buffer")
+        path = data_dir() / "copied-command.txt"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(command + "\n")
+            where.append(str(path))
+        except OSError as exc:
+            self.notify(f"could not write {path}: {exc}", severity="warning")
+        project = project_folder()
+        run_from = f"\nrun it from {project}" if project is not None else ""
+        self.notify(f"{command}{run_from}\ncopied to: {', '.join(where)}", title="copied", timeout=10)
 
     def jump_places(self) -> list[Place]:
         """Every node, tool and method the tree lists, for the jump-to list."""
@@ -556,6 +596,17 @@ class OlaneConsole(App):
                                     partial(self.run_action, b.action))
 
 
+def _tmux_buffer(text: str) -> bool:
+    """Inside tmux: put `text` in its paste buffer (prefix ]), and with -w on the outer
+    terminal's clipboard where tmux may set it. False when tmux refused."""
+    try:
+        done = subprocess.run(["tmux", "load-buffer", "-w", "-"], input=text.encode(), timeout=2,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0
+
+
 def export_jsonl(record: StreamRecord, folder: Path) -> Path:
     """Write the held chunks, then one line with the end, as JSON lines."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -582,8 +633,15 @@ def _export_default(value):
     return str(value)
 
 
-def run_console(multiaddrs: list[str], embedded: bool = True, seed: str | None = None,
-                max_chunks: int = DEFAULT_MAX_CHUNKS) -> int:
+def build_console(multiaddrs: list[str], embedded: bool = True, seed: str | None = None,
+                  max_chunks: int = DEFAULT_MAX_CHUNKS,
+                  run: tuple[str, str, dict[str, Any]] | None = None) -> OlaneConsole:
+    """The console `olane console` opens (not started)."""
     session = ConsoleSession(embedded=embedded, seed=seed, max_chunks=max_chunks)
-    OlaneConsole(multiaddrs, session=session).run()
+    return OlaneConsole(multiaddrs, session=session, run=run)
+
+
+def run_console(multiaddrs: list[str], embedded: bool = True, seed: str | None = None,
+                max_chunks: int = DEFAULT_MAX_CHUNKS, run: tuple[str, str, dict[str, Any]] | None = None) -> int:
+    build_console(multiaddrs, embedded=embedded, seed=seed, max_chunks=max_chunks, run=run).run()
     return 0

@@ -207,15 +207,35 @@ def bench_console(ctx: click.Context) -> None:
 @click.option("--seed", default=None, help="text seed for the embedded node's identity (stable peer id)")
 @click.option("--max-chunks", type=click.IntRange(min=1), default=100_000, show_default=True,
               help="chunks each stream pane holds (older ones drop out; counters cover all)")
-def console(multiaddrs=(), no_embedded=False, seed=None, max_chunks=100_000) -> None:
+@click.option("--run", "run", default=None, metavar="'ADDRESS METHOD'",
+              help="open with this call running in its tab, e.g. --run 'o://demo stream_items'")
+@click.option("--params", default=None, help="parameters of the --run call, as a JSON object")
+def console(multiaddrs=(), no_embedded=False, seed=None, max_chunks=100_000, run=None, params=None) -> None:
     """Open the console: on an embedded node serving the tool library, or connected to MULTIADDRS."""
+    call = _run_option(run, params)
     try:
         from .app import run_console
     except ImportError as exc:  # pragma: no cover
         click.echo(f"the console is not available: {exc}", err=True)
         sys.exit(EXIT_ERROR)
     sys.exit(run_console(list(multiaddrs), embedded=not no_embedded and not multiaddrs, seed=seed,
-                         max_chunks=max_chunks))
+                         max_chunks=max_chunks, run=call))
+
+
+def _run_option(run: str | None, params: str | None) -> tuple[str, str, dict] | None:
+    """--run 'ADDRESS METHOD' [--params JSON] -> (o://address, method, params)."""
+    if run is None:
+        if params is not None:
+            raise click.BadParameter("goes with --run", param_hint="--params")
+        return None
+    parts = run.split()
+    if len(parts) != 2:
+        raise click.BadParameter("give the tool's address and the method, e.g. 'o://demo stream_items'",
+                                 param_hint="--run")
+    address, method = parts
+    if not address.startswith("o://"):
+        address = "o://" + address.lstrip("/")
+    return address, method, _params(params) if params is not None else {}
 
 
 @main.command()

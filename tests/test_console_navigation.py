@@ -3,15 +3,39 @@ name their node and stay in view, a footer that fits, ordering diagnostics that
 say when they could not judge. Real embedded node over real libp2p, driven by Pilot."""
 from __future__ import annotations
 
-from textual.widgets import Input, Tabs
+import asyncio
+import json
+import subprocess
+from pathlib import Path
+
+from textual.widgets import Tabs
+
+from console.app import OlaneConsole, build_console
 
 from console.core.config import Settings
+from console.core.session import olane_program
 from console.core.stream_store import NOKEY, State
 from console.screens.dialogs import QuitScreen
 from console.screens.jump import JumpScreen
 from console.widgets.key_bar import KeyBar
 from console.widgets.node_tree import MethodRef, NodeTree
 from console_helpers import embedded_target, running_console, wait_for
+from process_helpers import OLANE
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def noted(monkeypatch) -> list[str]:
+    """What the console notifies from now on (the real notify still runs)."""
+    notes: list[str] = []
+    real = OlaneConsole.notify
+
+    def notify(self, message, *args, **kwargs):
+        notes.append(str(message))
+        return real(self, message, *args, **kwargs)
+
+    monkeypatch.setattr(OlaneConsole, "notify", notify)
+    return notes
 
 
 def visible(widget, within) -> bool:
@@ -148,3 +172,69 @@ async def test_quitting_with_a_running_stream_asks_once_and_a_setting_turns_it_o
         await wait_for(pilot, lambda: record.count > 3, what="chunks")
         await pilot.press("q")  # the setting: no question
     assert not app.is_running and record.state is State.CANCELLED
+
+
+async def test_copied_command_runs_as_pasted_and_is_also_written_to_a_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("OLANE_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("TMUX", raising=False)
+    notes = noted(monkeypatch)
+    async with running_console() as (app, pilot):
+        target = embedded_target(app)
+        record = app.start_call(target, "o://demo", target.tool("o://demo").methods["stream_items"],
+                                {"count": 4, "delayMs": 0})
+        await wait_for(pilot, lambda: record.state.ended)
+        copied = []
+        monkeypatch.setattr(app, "copy_to_clipboard", copied.append)
+        await pilot.press("y")
+        command = copied[0]
+        assert command.startswith("./run olane stream /ip4/127.0.0.1/tcp/")  # this clone's .venv runs the tests
+        path = tmp_path / "copied-command.txt"
+        assert path.read_text().strip() == command
+        assert any(str(path) in note for note in notes)  # the notification says where
+        # pasted into a shell in the project folder, it repeats the call (against this console's node)
+        proc = await asyncio.create_subprocess_shell(command, cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+                                                     stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0, err.decode()
+        lines = [json.loads(line) for line in out.decode().splitlines()]
+        assert [line["seq"] for line in lines[:-1]] == [1, 2, 3, 4] and lines[-1]["chunks"] == 4
+
+
+def test_olane_program_is_run_from_a_clone_else_the_full_path(tmp_path):
+    clone = tmp_path / "clone"
+    (clone / ".venv" / "bin").mkdir(parents=True)
+    (clone / "run").write_text("#!/bin/sh\n")
+    (clone / "pyproject.toml").write_text("")
+    assert olane_program(str(clone / ".venv" / "bin" / "python")) == ["./run", "olane"]
+    elsewhere = tmp_path / "env" / "bin"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "olane").write_text("")
+    assert olane_program(str(elsewhere / "python")) == [str(elsewhere / "olane")]
+
+
+async def test_run_argument_opens_with_that_call_running_in_its_tab():
+    built = build_console([], run=("o://demo", "stream_items", {"count": 7, "delayMs": 0}))
+    async with running_console(app=built) as (app, pilot):
+        await wait_for(pilot, lambda: app.session.calls and app.session.calls[0].state.ended, what="the --run call")
+        record = app.session.calls[0]
+        assert (record.address, record.method, record.params) == ("o://demo", "stream_items",
+                                                                  {"count": 7, "delayMs": 0})
+        assert record.state is State.COMPLETED and record.count == 7
+        await wait_for(pilot, lambda: app.current_view is not None and app.current_view.record is record)
+        panel = app.method_panel
+        assert panel.method.name == "stream_items" and panel.values()[0] == {"count": 7, "delayMs": 0}
+
+
+async def test_run_argument_for_an_address_no_node_serves_says_so(monkeypatch):
+    notes = noted(monkeypatch)
+    async with running_console(run=("o://nowhere", "stream_items", {})) as (app, pilot):
+        await wait_for(pilot, lambda: any("no node here serves o://nowhere" in note for note in notes),
+                       what="the notification")
+        assert app.session.calls == []
+
+
+def test_console_run_option_is_checked_before_the_console_opens():
+    for args, problem in ((["--run", "stream_items"], "--run"), (["--run", "o://demo stream_items", "--params", "[1"], "not JSON"),
+                          (["--params", "{}"], "goes with --run")):
+        out = subprocess.run([OLANE, "console", *args], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 2 and problem in out.stderr, out.stderr

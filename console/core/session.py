@@ -6,8 +6,11 @@ screen reads this state and is told of changes through `listeners`."""
 from __future__ import annotations
 
 import shlex
+import shutil
+import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import trio
@@ -91,12 +94,33 @@ class ErrorEntry:
     message: str
 
 
-def cli_command(record: StreamRecord) -> str:
-    """The headless command that repeats a call."""
+def olane_program(executable: str | None = None) -> list[str]:
+    """How to run the `olane` that is running now, as pasted into a shell: `./run olane`
+    (from the project folder) when it is a clone's own .venv, else its full path."""
+    exe = Path(executable or sys.executable)
+    venv = exe.parent.parent
+    project = venv.parent
+    if venv.name == ".venv" and (project / "run").is_file() and (project / "pyproject.toml").is_file():
+        return ["./run", "olane"]
+    beside = exe.with_name("olane")
+    if beside.is_file():
+        return [str(beside)]
+    found = shutil.which("olane")
+    return [found] if found else [str(exe), "-m", "console.cli"]
+
+
+def project_folder(executable: str | None = None) -> Path | None:
+    """The clone whose .venv runs this console, if it is one."""
+    venv = Path(executable or sys.executable).parent.parent
+    return venv.parent if olane_program(executable)[:1] == ["./run"] else None
+
+
+def cli_command(record: StreamRecord, program: list[str] | None = None) -> str:
+    """The headless command that repeats a call (`program`: how to run olane)."""
     import json
 
     verb = "stream" if record.streaming else "call"
-    parts = ["olane", verb, record.target, record.method, "--address", record.address]
+    parts = [*(program or ["olane"]), verb, record.target, record.method, "--address", record.address]
     if record.params:
         parts += ["--params", json.dumps(record.params, ensure_ascii=False, separators=(",", ":"))]
     return shlex.join(parts)
