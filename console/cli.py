@@ -110,21 +110,32 @@ def call(multiaddr, method, address, params, timeout, codec) -> None:
 
 @main.command()
 @_with_target_options
-def stream(multiaddr, method, address, params, timeout, codec) -> None:
+@click.option("--timing", is_flag=True,
+              help="on stderr at the end: time to the first chunk, from the request frame written (as the console counts it)")
+def stream(multiaddr, method, address, params, timeout, codec, timing) -> None:
     """Stream METHOD: one JSON line per chunk, then {"final": ..., "chunks": N}."""
+    import time
+
     async def go(client, target):
         call = client.use_streaming(target, method, _params(params), via=multiaddr,
                                     first_frame_timeout=timeout, idle_timeout=timeout)
         count = 0
+        first = None
         out = sys.stdout
         async for response in call.responses():
             if response.last:
                 break
             count += 1
+            if first is None:
+                first = time.monotonic()
             seq = response.sequence if response.sequence is not None else count
             out.write(_dumps({"seq": seq, "data": response.data}) + "\n")
         out.write(_dumps({"final": call.final, "chunks": count}) + "\n")
         out.flush()
+        if timing and call.started_at is not None:
+            whole = (time.monotonic() - call.started_at) * 1000
+            lead = f"first chunk {(first - call.started_at) * 1000:.1f} ms" if first is not None else "no chunk"
+            click.echo(f"{lead} after the request was written; {count} chunks in {whole:.1f} ms", err=True)
 
     _run_client(multiaddr, address, codec, go)
 
