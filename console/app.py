@@ -58,6 +58,7 @@ class OlaneConsole(App):
     CSS_PATH = "console.tcss"
     TITLE = "olane console"
     COMMAND_PALETTE_BINDING = "ctrl+p"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
     BINDINGS = [
         Binding("f5,ctrl+r", "run_method", "Run", id="run"),
         Binding("escape", "focus_tree", "Tree", id="focus-tree"),

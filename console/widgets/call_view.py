@@ -150,9 +150,9 @@ class CallView(Vertical):
         if r.streaming:
             chunks_s, bytes_s = r.rates(now)
             text.append(f"  chunks {r.count:,}")
-            text.append(f"  {chunks_s:,.0f}/s  {human_bytes(bytes_s)}/s  total {human_bytes(r.bytes)}")
-            if r.first_chunk_at is not None:
+            if r.first_chunk_at is not None:  # early in the line: narrow panes still show it
                 text.append(f"  first {r.first_chunk_at * 1000:.1f} ms")
+            text.append(f"  {chunks_s:,.0f}/s  {human_bytes(bytes_s)}/s  total {human_bytes(r.bytes)}")
         text.append(f"  elapsed {r.elapsed(now):.3f} s")
         return text
 

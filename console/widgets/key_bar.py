@@ -83,9 +83,10 @@ class KeyBar(Widget, can_focus=False):
             _, _, display, description = items[i]
             need = len(display) + 1 + len(description) + (GAP if keep else 0)
             reserve = more if len(keep) + 1 < len(items) else 0  # room to say some were dropped
-            if used + need + reserve <= room:
-                keep.add(i)
-                used += need
+            if used + need + reserve > room:
+                break  # strictly by priority: nothing less important slips into the gap
+            keep.add(i)
+            used += need
         kept = [items[i] for i in range(len(items)) if i in keep]
         return kept, palette, len(items) - len(kept)
 
