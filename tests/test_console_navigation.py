@@ -64,6 +64,8 @@ async def test_ordering_by_a_path_the_chunks_lack_is_flagged_with_counts():
         log = view.log
         lines = [strip.text for strip in log.render_lines(log.region.reset_offset)]
         assert sum("NOKEY" in line for line in lines) == 12
+        await pilot.pause(0.2)
+        assert "NOKEY" in app.export_screenshot()  # on the screen too, not only when rendered afresh
         # a path only some chunks carry as a whole number: those are judged, the rest counted
         await pilot.press("o")
         await pilot.press("ctrl+a", "ctrl+k", *"progress", "enter")
@@ -105,7 +107,7 @@ async def test_with_12_tabs_the_active_one_is_visible_and_keys_switch_tabs():
         target = embedded_target(app)
         method = target.tool("o://demo").methods["get_items"]
         records = [app.start_call(target, "o://demo", method, {"count": 1}) for _ in range(12)]
-        await wait_for(pilot, lambda: all(r.state.ended for r in records), what="12 answers")
+        await wait_for(pilot, lambda: all(r.state.ended for r in records), timeout=60, what="12 answers")
         bar = app.call_tabs.query_one(Tabs)
         scroll = bar.query_one("#tabs-scroll")
         await wait_for(pilot, lambda: bar.active == "--content-tab-call-12", what="the newest tab active")

@@ -149,7 +149,7 @@ class ChunkLog(ScrollView, can_focus=True):
         self.cursor: int | None = None  # absolute 0-based receive index
         self._anchor: int | None = None  # absolute index of the top line while paused
         self._seen_when_paused = 0
-        self._synced_count = -1
+        self._synced_version = -1
         self._styles: dict = {}
         self.columns = Columns()
         self.filter_text: str | None = None  # show only chunks whose JSON contains this
@@ -178,7 +178,7 @@ class ChunkLog(ScrollView, can_focus=True):
         self._matches = []
         self._scanned = self.record.first_held
         self.cursor = None
-        self._synced_count = -1
+        self._synced_version = -1
         self.resume()
 
     def _scan(self) -> None:
@@ -203,8 +203,8 @@ class ChunkLog(ScrollView, can_focus=True):
     def sync(self) -> None:
         """Catch up with the record (cheap when nothing changed)."""
         record = self.record
-        if record.count != self._synced_count:
-            self._synced_count = record.count
+        if record.version != self._synced_version:  # new chunks, or flags re-judged (o)
+            self._synced_version = record.version
             if self.filter_text is not None:
                 self._scan()
             self.virtual_size = Size(self.scrollable_content_region.width, self._line_count())
@@ -250,7 +250,7 @@ class ChunkLog(ScrollView, can_focus=True):
         self.following = True
         self._anchor = None
         self.cursor = None
-        self._synced_count = -1
+        self._synced_version = -1
         self.sync()
 
     # -- rendering ---------------------------------------------------------------

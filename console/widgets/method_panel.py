@@ -110,8 +110,9 @@ class MethodPanel(Vertical):
             for param in method.parameters:
                 widgets.append(self._field(param, gen, values))
         await form.mount_all(widgets)
-        self.query_one("#raw", Button).label = "Form" if self.raw_mode else "Raw JSON"
-        self.query_one("#raw", Button).display = not method.typed_by_hand
+        for button in self.query("#raw").results(Button):  # not there yet when shown while starting up
+            button.label = "Form" if self.raw_mode else "Raw JSON"
+            button.display = not method.typed_by_hand
 
     def _field(self, param: dict[str, Any], gen: int, values: dict[str, Any] | None) -> Vertical:
         name = param["name"]
