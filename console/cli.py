@@ -41,23 +41,47 @@ def main(ctx: click.Context) -> None:
 @click.option("--files-root", type=click.Path(file_okay=False), default=None, help="root folder of the files tool")
 @click.option("--sqlite-db", type=click.Path(dir_okay=False), default=None, help="SQLite database file of the sqlite tool")
 @click.option("--allow-writes", is_flag=True, help="let the sqlite tool run statements that write")
-def node(address, listen, seed, tool_names, files_root, sqlite_db, allow_writes) -> None:
+@click.option("--sqlite-timeout", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
+              metavar="SECONDS", help="seconds one SQLite statement may run; then the call answers 4017 TIMEOUT")
+@click.option("--allow", "allow_ids", default=None, metavar="PEER_ID[,PEER_ID...]",
+              help="admit only these peer ids (others are refused at connection time)")
+@click.option("--allow-file", type=click.Path(dir_okay=False), default=None,
+              help="admit only the peer ids in FILE (one a line, # comments); re-read on SIGHUP")
+def node(address, listen, seed, tool_names, files_root, sqlite_db, allow_writes, sqlite_timeout, allow_ids,
+         allow_file) -> None:
     """Serve tools; print `listening <multiaddr>` once ready; stop on SIGINT/SIGTERM."""
     import trio
 
     from node_runtime import Node
 
-    tools = _build_tools(tool_names, address, files_root, sqlite_db, allow_writes)
+    tools = _build_tools(tool_names, address, files_root, sqlite_db, allow_writes, sqlite_timeout)
+    allowed = _allowlist(allow_ids, allow_file)
+    if allowed is None and any(not _is_loopback(ma) for ma in listen):
+        click.echo("warning: listening beyond 127.0.0.1 with no allowlist: anyone who can reach the port may "
+                   "call every method (see --allow / --allow-file)", err=True)
 
     async def serve() -> None:
-        async with Node(tools, seed=seed, listen=listen) as n:
-            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with Node(tools, seed=seed, listen=listen, allow=allowed) as n:
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
                 print(f"listening {n.listen_addrs[0]}", flush=True)
                 for tool in n.tools:
                     click.echo(f"serving {tool.address} ({len(tool.methods)} methods)", err=True)
+                if allowed is not None:
+                    click.echo(f"admitting {len(allowed)} peer id(s) only", err=True)
                 async with trio.open_nursery() as nursery:
                     async def stop_on_signal() -> None:
-                        async for _ in signals:
+                        async for signum in signals:
+                            if signum == signal.SIGHUP:
+                                if allow_file is not None:
+                                    try:
+                                        n.peers.set_allowlist(_allowlist(allow_ids, allow_file))
+                                    except click.BadParameter as exc:
+                                        click.echo(f"SIGHUP: kept the old allowlist: {exc.message}", err=True)
+                                        continue
+                                    closed = await n.peers.close_disallowed()
+                                    click.echo(f"SIGHUP: allowlist re-read ({len(n.peers.allowed)} peer ids, "
+                                               f"{closed} connections closed)", err=True)
+                                continue
                             n.request_stop()
                             return
                     nursery.start_soon(stop_on_signal)
@@ -68,13 +92,42 @@ def node(address, listen, seed, tool_names, files_root, sqlite_db, allow_writes)
     trio.run(serve)
 
 
-def _build_tools(tool_names, address, files_root, sqlite_db, allow_writes):
+def _allowlist(allow_ids: str | None, allow_file: str | None) -> "set[str] | None":
+    """The peer ids named by --allow and --allow-file; None when neither is given."""
+    if allow_ids is None and allow_file is None:
+        return None
+    ids = {p.strip() for p in (allow_ids or "").split(",") if p.strip()}
+    if allow_file is not None:
+        try:
+            with open(allow_file, encoding="utf-8") as f:
+                for line in f:
+                    line = line.split("#", 1)[0].strip()
+                    if line:
+                        ids.add(line)
+        except OSError as exc:
+            raise click.BadParameter(f"cannot read {allow_file}: {exc.strerror}", param_hint="--allow-file") from None
+    import multihash
+    from libp2p.peer.id import ID
+
+    for peer in ids:
+        try:
+            multihash.decode(ID.from_base58(peer).to_bytes())
+        except Exception:
+            raise click.BadParameter(f"not a peer id: {peer!r}", param_hint="--allow") from None
+    return ids
+
+
+def _is_loopback(ma: str) -> bool:
+    return ma.startswith(("/ip4/127.", "/ip6/::1/", "/dns4/localhost/", "/dns/localhost/"))
+
+
+def _build_tools(tool_names, address, files_root, sqlite_db, allow_writes, sqlite_timeout=30.0):
     from tool_library import build_tools
 
     names = [t.strip() for t in tool_names.split(",") if t.strip()] if tool_names else None
     try:
         return build_tools(names, address=address, files_root=files_root, sqlite_db=sqlite_db,
-                           allow_writes=allow_writes)
+                           allow_writes=allow_writes, sqlite_timeout=sqlite_timeout)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--tools") from None
 
@@ -86,7 +139,10 @@ _target_options = [
     click.argument("method"),
     click.option("--address", default=None, help="olane address of the tool (default: the one the node serves)"),
     click.option("--params", default="{}", help="parameters as a JSON object"),
-    click.option("--timeout", type=float, default=120.0, show_default=True, help="seconds to wait for the first frame and between frames"),
+    click.option("--timeout", type=float, default=None,
+                 help="seconds for the whole call: dial, answer, every chunk (default: call 120, stream none)"),
+    click.option("--idle-timeout", type=float, default=120.0, show_default=True,
+                 help="seconds to wait for the first frame of the answer and between two of its frames"),
     click.option("--codec", type=click.Choice(["auto", "json", "msgpack"]), default="auto", show_default=True),
 ]
 
@@ -99,26 +155,28 @@ def _with_target_options(fn):
 
 @main.command()
 @_with_target_options
-def call(multiaddr, method, address, params, timeout, codec) -> None:
+def call(multiaddr, method, address, params, timeout, idle_timeout, codec) -> None:
     """Call METHOD once; print the result's data as one JSON document."""
+    timeout = 120.0 if timeout is None else timeout
+
     async def go(client, target):
         result = await client.use(target, method, _params(params), via=multiaddr, timeout=timeout)
         click.echo(_dumps(result))
 
-    _run_client(multiaddr, address, codec, go)
+    _run_client(multiaddr, address, codec, go, timeout)
 
 
 @main.command()
 @_with_target_options
 @click.option("--timing", is_flag=True,
               help="on stderr at the end: time to the first chunk, from the request frame written (as the console counts it)")
-def stream(multiaddr, method, address, params, timeout, codec, timing) -> None:
+def stream(multiaddr, method, address, params, timeout, idle_timeout, codec, timing) -> None:
     """Stream METHOD: one JSON line per chunk, then {"final": ..., "chunks": N}."""
     import time
 
     async def go(client, target):
-        call = client.use_streaming(target, method, _params(params), via=multiaddr,
-                                    first_frame_timeout=timeout, idle_timeout=timeout)
+        call = client.use_streaming(target, method, _params(params), via=multiaddr, timeout=timeout,
+                                    first_frame_timeout=idle_timeout, idle_timeout=idle_timeout)
         count = 0
         first = None
         out = sys.stdout
@@ -137,7 +195,7 @@ def stream(multiaddr, method, address, params, timeout, codec, timing) -> None:
             lead = f"first chunk {(first - call.started_at) * 1000:.1f} ms" if first is not None else "no chunk"
             click.echo(f"{lead} after the request was written; {count} chunks in {whole:.1f} ms", err=True)
 
-    _run_client(multiaddr, address, codec, go)
+    _run_client(multiaddr, address, codec, go, timeout)
 
 
 def _params(text: str) -> dict:
@@ -150,7 +208,8 @@ def _params(text: str) -> dict:
     return value
 
 
-def _run_client(multiaddr: str, address: str | None, codec: str, body) -> None:
+def _run_client(multiaddr: str, address: str | None, codec: str, body, timeout: float | None = None) -> None:
+    """Run `body(client, target)`; `timeout` bounds all of it, finding the tool included."""
     import trio
 
     from node_runtime import Client, ErrorCode, OlaneError
@@ -161,22 +220,29 @@ def _run_client(multiaddr: str, address: str | None, codec: str, body) -> None:
         nonlocal code
         async with Client(codec=codec) as client:
             try:
-                await client.connect(multiaddr)
-                target = address
-                if target is None:
-                    candidates = await client.tool_addresses(multiaddr)
-                    if len(candidates) != 1:
-                        what = "several tools" if candidates else "no olane tool"
-                        click.echo(f"{multiaddr} serves {what}; pick one with --address:", err=True)
-                        for c in candidates:
-                            click.echo(f"  {c}", err=True)
-                        code = EXIT_UNREACHABLE
-                        return
-                    target = candidates[0]
-                await body(client, target)
+                with trio.move_on_after(float("inf") if timeout is None else timeout) as scope:
+                    await find_and_run(client)
+                if scope.cancelled_caught:
+                    raise OlaneError(ErrorCode.TIMEOUT, f"no complete answer from {multiaddr} within {timeout:g} s")
             except OlaneError as exc:
                 click.echo(f"error {exc.code} {exc.name}: {exc.message}", err=True)
                 code = EXIT_UNREACHABLE if exc.code == ErrorCode.FAILED_TO_DIAL_TARGET else EXIT_ERROR
+
+    async def find_and_run(client) -> None:
+        nonlocal code
+        await client.connect(multiaddr)
+        target = address
+        if target is None:
+            candidates = await client.tool_addresses(multiaddr)
+            if len(candidates) != 1:
+                what = "several tools" if candidates else "no olane tool"
+                click.echo(f"{multiaddr} serves {what}; pick one with --address:", err=True)
+                for c in candidates:
+                    click.echo(f"  {c}", err=True)
+                code = EXIT_UNREACHABLE
+                return
+            target = candidates[0]
+        await body(client, target)
 
     try:
         trio.run(go)
