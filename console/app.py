@@ -507,7 +507,7 @@ class OlaneConsole(App):
             else:
                 self.notify("no longer in the tree", severity="warning")
 
-        self.push_screen(JumpScreen(self.jump_places()), chosen)
+        self.push_screen(JumpScreen(self.jump_places), chosen)
 
     def action_add_target(self) -> None:
         def added(result: tuple[str, str | None] | None) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from textual import on
 from textual.app import ComposeResult
@@ -45,9 +45,11 @@ class JumpScreen(ModalScreen["Place | None"]):
         Binding("pageup", "move(-10)", "Previous page", show=False),
     ]
 
-    def __init__(self, places: list[Place]) -> None:
+    def __init__(self, places: Callable[[], list[Place]]) -> None:
+        """`places` is asked again at each keystroke: nodes still being listed join in."""
         super().__init__()
-        self.places = places
+        self._source = places
+        self.places: list[Place] = []
         self.matches: list[Place] = []
         self._search = FuzzySearch()
 
@@ -80,6 +82,7 @@ class JumpScreen(ModalScreen["Place | None"]):
         return [(score, place, offsets) for score, _, place, offsets in found]
 
     def _show(self, query: str) -> None:
+        self.places = self._source()
         ranked = self.ranked(query)
         self.matches = [place for _, place, _ in ranked]
         options = self.query_one(OptionList)
