@@ -258,7 +258,8 @@ async def _run_phase(app, target, method, phase: Phase, probes: Probes, rss: Rss
     phase.start = time.perf_counter()
     for count in phase.counts:
         phase.records.append(app.start_call(target, DEMO_ADDRESS, method, {"count": count, "delayMs": 0}))
-    record = phase.records[-1]  # its tab is the visible one
+    record = phase.records[-1]  # its tab is the visible one, once added
+    await _wait(lambda: app.current_view is not None and app.current_view.record is record, 10, "its tab")
     view = app.current_view
     await _wait(lambda: view.log is not None, 10, "the chunk log")
     _watch_log(view, probes)

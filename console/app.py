@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
+import subprocess
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -22,21 +24,28 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Static, TabbedContent, TabPane, Tree
+from textual.widgets import Header, Static, TabbedContent, TabPane, Tabs, Tree
 
-from console.core.config import Settings, data_dir
-from console.core.session import ConsoleSession, MethodInfo, Target, cli_command
+from console.core.config import Settings, config_path, data_dir
+from console.core.session import ConsoleSession, MethodInfo, Target, cli_command, olane_program, project_folder
 from console.core.stream_store import DEFAULT_MAX_CHUNKS, State, StreamRecord
 from console.core.trio_bridge import TrioBridge
-from console.screens.dialogs import AddTargetScreen, ConfirmScreen, PromptScreen
+from console.screens.dialogs import AddTargetScreen, ConfirmScreen, PromptScreen, QuitScreen
 from console.screens.help import HelpScreen
+from console.screens.jump import JumpScreen, Place
 from console.screens.lists import ErrorsScreen, HistoryScreen
 from console.widgets.call_view import STATE_GLYPHS, CallView
+from console.widgets.chunk_log import ChunkLog
+from console.widgets.key_bar import KeyBar
 from console.widgets.method_panel import MethodPanel
 from console.widgets.node_tree import MethodRef, NodeTree
 from themes import DEFAULT_THEME, STREAM_DEFAULTS, THEMES
 
 REFRESH_HZ = 30
+# the footer keeps the first of these when it is narrow (binding ids; the rest after them)
+FOOTER_PRIORITY = ("run", "cancel", "jump", "help", "quit", "close-tab", "next-tab", "follow", "order-by",
+                   "filter", "copy-cli", "focus-tree", "add-node", "raw-json", "export", "history", "errors",
+                   "remove-node", "rediscover", "theme")
 
 
 @dataclass
@@ -49,10 +58,12 @@ class OlaneConsole(App):
     CSS_PATH = "console.tcss"
     TITLE = "olane console"
     COMMAND_PALETTE_BINDING = "ctrl+p"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
     BINDINGS = [
         Binding("f5,ctrl+r", "run_method", "Run", id="run"),
         Binding("escape", "focus_tree", "Tree", id="focus-tree"),
         Binding("x", "cancel_call", "Cancel", id="cancel"),
+        Binding("g,colon", "jump", "Jump to", id="jump"),
         Binding("a", "add_target", "Add node", id="add-node"),
         Binding("delete", "remove_target", "Remove", id="remove-node"),
         Binding("r", "rediscover", "Refresh", id="rediscover"),
@@ -63,6 +74,8 @@ class OlaneConsole(App):
         Binding("s", "export", "Export", id="export"),
         Binding("y", "copy_cli", "Copy CLI", id="copy-cli"),
         Binding("ctrl+w", "close_tab", "Close", id="close-tab"),
+        Binding("right_square_bracket,ctrl+pagedown", "next_tab", "Next tab", id="next-tab"),
+        Binding("left_square_bracket,ctrl+pageup", "previous_tab", "Previous tab", id="previous-tab", show=False),
         Binding("h", "history", "History", id="history"),
         Binding("e", "errors", "Errors", id="errors"),
         Binding("t", "toggle_theme", "Theme", id="theme"),
@@ -78,8 +91,12 @@ class OlaneConsole(App):
         session: ConsoleSession | None = None,
         settings_path: Path | None = None,
         refresh_hz: float = REFRESH_HZ,
+        run: tuple[str, str, dict[str, Any]] | None = None,
     ) -> None:
+        """`run`: (address, method, params) of a call to start as soon as a node serving
+        that address is listed (`olane console --run`)."""
         super().__init__()
+        self.pending_run = run
         self.session = session or ConsoleSession(embedded=embedded)
         self.settings_path = settings_path
         self.settings = Settings.load(settings_path)
@@ -109,7 +126,7 @@ class OlaneConsole(App):
                 yield Static("No calls yet. Pick a method, press F5: each call opens a tab here.",
                              id="no-calls")
                 yield TabbedContent(id="calls")
-        yield Footer(compact=True)
+        yield KeyBar({name: rank for rank, name in enumerate(FOOTER_PRIORITY)}, id="keys")
 
     async def on_mount(self) -> None:
         # held, not queried: App.query_one searches the active screen, which may be a dialog
@@ -144,16 +161,38 @@ class OlaneConsole(App):
         self.post_message(SessionChanged(kind, what))
 
     @on(SessionChanged)
-    def _on_session_changed(self, event: SessionChanged) -> None:
+    async def _on_session_changed(self, event: SessionChanged) -> None:
         if event.kind in ("targets", "target"):
             self.node_tree.rebuild(self.session.targets)
             method_panel = self.method_panel
-            if method_panel.target is None and isinstance(event.what, Target) and event.what.embedded:
+            if (method_panel.target is None and isinstance(event.what, Target) and event.what.embedded
+                    and self.pending_run is None):
                 self._show_first_method(event.what)
+            if self.pending_run is not None:
+                await self._start_pending_run()
         elif event.kind == "error" and event.what is not None:
             e = event.what
             self.notify(f"{e.code} {e.name}: {e.message}", title=e.where, severity="error", timeout=6)
         self._update_subtitle()
+
+    async def _start_pending_run(self) -> None:
+        """Start the --run call on the first connected node serving its address (once);
+        say so when every node is listed and none serves it."""
+        address, name, params = self.pending_run
+        targets = self.session.targets
+        target = next((t for t in targets if t.state == "connected" and t.tool(address)), None)
+        if target is None:
+            if targets and all(t.state != "connecting" for t in targets):
+                self.pending_run = None
+                self.notify(f"no node here serves {address}: {name} was not run", title="--run",
+                            severity="error", timeout=10)
+            return
+        self.pending_run = None
+        method = target.tool(address).methods.get(name) or MethodInfo(name, typed_by_hand=True)
+        if not method.typed_by_hand:  # the form shows what runs, so y and F5 repeat it
+            await self.method_panel.show(target, address, method, params)
+            self.node_tree.reveal(MethodRef(target, address, method))
+        self.start_call(target, address, method, dict(params))
 
     def _show_first_method(self, target: Target) -> None:
         tree = self.node_tree
@@ -187,9 +226,29 @@ class OlaneConsole(App):
 
     def _label_tab(self, pane_id: str, record: StreamRecord, state: State) -> None:
         try:
-            self.call_tabs.get_tab(pane_id).label = f"{STATE_GLYPHS[state]} {record.title}"
+            self.call_tabs.get_tab(pane_id).label = self._tab_label(record, state)
         except Exception:
             pass
+
+    def _tab_label(self, record: StreamRecord, state: State) -> str:
+        """State, method, call number and which node: `▶ stream_items #3 · embedded`."""
+        target = next((t for t in self.session.targets if t.multiaddr == record.target), None)
+        node = target.nickname if target is not None else record.target.rsplit("/", 1)[-1][-4:]
+        return f"{STATE_GLYPHS[state]} {record.title} · {node}"
+
+    def _show_active_tab(self) -> None:
+        """Scroll the tab bar so the active tab is in view (once the bar is laid out)."""
+        def scroll() -> None:
+            tabs = self.call_tabs
+            try:
+                bar = tabs.query_one(Tabs)
+                tab = bar.active_tab
+                if tab is not None:
+                    bar.query_one("#tabs-scroll").scroll_to_center(tab, force=True, animate=False)
+            except Exception:
+                pass
+
+        self.call_after_refresh(scroll)
 
     @property
     def current_view(self) -> CallView | None:
@@ -237,22 +296,34 @@ class OlaneConsole(App):
         """Open a tab for the call and start it on the trio side."""
         streaming = method.streaming or method.typed_by_hand if streaming is None else streaming
         record = self.session.new_call(target, address, method.name, params, streaming)
+        # sent at once: opening the stream takes round trips that overlap the tab's layout
+        # (sending after the tab's first paint measured worse: the request then meets the
+        # paints that follow it)
         self.bridge.submit(self.session.run_call, record)
         self._open_tab(record)
         return record
 
     def _open_tab(self, record: StreamRecord) -> None:
+        """A tab for the record, made the active one once it exists."""
         pane_id = f"call-{record.number}"
         view = CallView(record)
         self.views[pane_id] = view
         tabs = self.call_tabs
         tabs.display = True
         self.no_calls.display = False
-        tabs.add_pane(TabPane(f"{STATE_GLYPHS[record.state]} {record.title}", view, id=pane_id))
-        tabs.active = pane_id
+        added = tabs.add_pane(TabPane(self._tab_label(record, record.state), view, id=pane_id))
         self._update_subtitle()
-        if record.streaming:  # keys now act on the stream: x cancels, arrows walk the chunks
-            self.call_after_refresh(lambda: view.log.focus() if view.log is not None else None)
+
+        async def activate() -> None:  # the newest tab is the active one, once it exists
+            await added
+            if pane_id not in self.views:  # closed already
+                return
+            tabs.active = pane_id
+            self._show_active_tab()
+            if record.streaming:  # keys now act on the stream: x cancels, arrows walk the chunks
+                self.call_after_refresh(lambda: view.log.focus() if view.log is not None else None)
+
+        self.call_next(activate)
 
     # -- actions -------------------------------------------------------------------------
 
@@ -275,6 +346,8 @@ class OlaneConsole(App):
             return record is not None and not record.state.ended
         if action in self._CALL_ACTIONS:
             return self.current_view is not None
+        if action in ("next_tab", "previous_tab"):
+            return len(self.views) > 1
         if action in self._NODE_ACTIONS:
             return self.focused is self.node_tree
         if action == "toggle_raw":
@@ -288,6 +361,7 @@ class OlaneConsole(App):
     @on(TabbedContent.TabActivated)
     def _tab_changed(self) -> None:
         self.refresh_bindings()
+        self._show_active_tab()
 
     def action_focus_tree(self) -> None:
         self.node_tree.focus()
@@ -321,6 +395,21 @@ class OlaneConsole(App):
         if not self.views:
             tabs.display = False
             self.no_calls.display = True
+
+    def action_next_tab(self, step: int = 1) -> None:
+        """The next call tab (wrapping); its tab is scrolled into view."""
+        panes = list(self.views)
+        if not panes:
+            return
+        tabs = self.call_tabs
+        at = panes.index(tabs.active) if tabs.active in panes else 0
+        tabs.active = panes[(at + step) % len(panes)]
+        view = self.views[tabs.active]
+        if view.log is not None and self.focused is not None and isinstance(self.focused, ChunkLog):
+            self.call_after_refresh(view.log.focus)  # keys keep acting on the stream in view
+
+    def action_previous_tab(self) -> None:
+        self.action_next_tab(-1)
 
     def action_follow(self) -> None:
         view = self.current_view
@@ -379,9 +468,46 @@ class OlaneConsole(App):
             record = StreamRecord(title="", target=method.target.multiaddr, address=method.address,
                                   method=method.method.name, params=params or {},
                                   streaming=method.method.streaming)
-        command = cli_command(record)
-        self.copy_to_clipboard(command)
-        self.notify(command, title="copied")
+        command = cli_command(record, olane_program())
+        self.copy_to_clipboard(command)  # OSC 52: terminals that allow it (tmux only passes it on if told)
+        where = ["clipboard (OSC 52)"]
+        if os.environ.get("TMUX") and _tmux_buffer(command):
+            where.append("tmux buffer")
+        path = data_dir() / "copied-command.txt"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(command + "\n")
+            where.append(str(path))
+        except OSError as exc:
+            self.notify(f"could not write {path}: {exc}", severity="warning")
+        project = project_folder()
+        run_from = f"\nrun it from {project}" if project is not None else ""
+        self.notify(f"{command}{run_from}\ncopied to: {', '.join(where)}", title="copied", timeout=10)
+
+    def jump_places(self) -> list[Place]:
+        """Every node, tool and method the tree lists, for the jump-to list."""
+        places: list[Place] = []
+        for target in self.session.targets:
+            places.append(Place(f"{target.label}  {target.multiaddr}", "node", target))
+        for target in self.session.targets:
+            for tool in target.tools:
+                places.append(Place(f"{tool.address}  on {target.nickname}", "tool", (target, tool)))
+                for method in tool.methods.values():
+                    places.append(Place(f"{tool.address} {method.name}  on {target.nickname}", "method",
+                                        MethodRef(target, tool.address, method)))
+        return places
+
+    def action_jump(self) -> None:
+        def chosen(place: Place | None) -> None:
+            if place is None:
+                return
+            tree = self.node_tree
+            if tree.reveal(place.data):
+                tree.focus()
+            else:
+                self.notify("no longer in the tree", severity="warning")
+
+        self.push_screen(JumpScreen(self.jump_places), chosen)
 
     def action_add_target(self) -> None:
         def added(result: tuple[str, str | None] | None) -> None:
@@ -440,6 +566,23 @@ class OlaneConsole(App):
         except OSError as exc:
             self.notify(f"could not save settings: {exc}", severity="error")
 
+    def action_quit(self) -> None:
+        """Quit; with calls running, ask once first (q again or y quits) unless the
+        settings say not to."""
+        running = sum(1 for r in self.session.calls if not r.state.ended)
+        if not running or not self.settings.confirm_quit or isinstance(self.screen, QuitScreen):
+            self.exit()
+            return
+
+        def answered(answer: str | None) -> None:
+            if answer == "always":
+                self.settings.confirm_quit = False
+                self._save_settings()
+            if answer:
+                self.exit()
+
+        self.push_screen(QuitScreen(running, str(self.settings_path or config_path())), answered)
+
     def action_help(self) -> None:
         keys = [(b.key.replace("question_mark", "?"), b.description) for b in self.BINDINGS]
         keys += [("ctrl+p", "Command palette"), ("↑ ↓ Enter (in a stream)", "move over chunks, show one whole"),
@@ -452,6 +595,17 @@ class OlaneConsole(App):
             if b.action != "quit":
                 yield SystemCommand(b.description, f"{b.description} ({b.key})",
                                     partial(self.run_action, b.action))
+
+
+def _tmux_buffer(text: str) -> bool:
+    """Inside tmux: put `text` in its paste buffer (prefix ]), and with -w on the outer
+    terminal's clipboard where tmux may set it. False when tmux refused."""
+    try:
+        done = subprocess.run(["tmux", "load-buffer", "-w", "-"], input=text.encode(), timeout=2,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0
 
 
 def export_jsonl(record: StreamRecord, folder: Path) -> Path:
@@ -480,12 +634,20 @@ def _export_default(value):
     return str(value)
 
 
-def run_console(multiaddrs: list[str], embedded: bool = True, seed: str | None = None,
-                max_chunks: int = DEFAULT_MAX_CHUNKS, caller_seed: str | None = None,
-                caller_key: bytes | None = None) -> int:
-    """`seed`: the embedded node's identity; `caller_seed` / `caller_key`: the
-    identity the nodes the console calls see."""
+def build_console(multiaddrs: list[str], embedded: bool = True, seed: str | None = None,
+                  max_chunks: int = DEFAULT_MAX_CHUNKS,
+                  run: tuple[str, str, dict[str, Any]] | None = None, caller_seed: str | None = None,
+                  caller_key: bytes | None = None) -> OlaneConsole:
+    """The console `olane console` opens (not started). `seed`: the embedded node's
+    identity; `caller_seed` / `caller_key`: the identity the nodes the console calls see."""
     session = ConsoleSession(embedded=embedded, seed=seed, max_chunks=max_chunks,
                              caller_seed=caller_seed, caller_key=caller_key)
-    OlaneConsole(multiaddrs, session=session).run()
+    return OlaneConsole(multiaddrs, session=session, run=run)
+
+
+def run_console(multiaddrs: list[str], embedded: bool = True, seed: str | None = None,
+                max_chunks: int = DEFAULT_MAX_CHUNKS, run: tuple[str, str, dict[str, Any]] | None = None,
+                caller_seed: str | None = None, caller_key: bytes | None = None) -> int:
+    build_console(multiaddrs, embedded=embedded, seed=seed, max_chunks=max_chunks, run=run,
+                  caller_seed=caller_seed, caller_key=caller_key).run()
     return 0

@@ -416,8 +416,12 @@ def call(multiaddr, method, address, params, timeout, idle_timeout, codec, seed,
 
 @main.command()
 @_with_target_options
-def stream(multiaddr, method, address, params, timeout, idle_timeout, codec, seed, key_file, direct) -> None:
+@click.option("--timing", is_flag=True,
+              help="on stderr at the end: time to the first chunk, from the request frame written (as the console counts it)")
+def stream(multiaddr, method, address, params, timeout, idle_timeout, codec, seed, key_file, direct, timing) -> None:
     """Stream METHOD: one JSON line per chunk, then {"final": ..., "chunks": N}."""
+    import time
+
     values = _params(params)
     identity = _identity(seed, key_file)
 
@@ -426,15 +430,22 @@ def stream(multiaddr, method, address, params, timeout, idle_timeout, codec, see
         call = client.use_streaming(target, method, values, via=via, timeout=timeout, protocol=protocol,
                                     first_frame_timeout=idle_timeout, idle_timeout=idle_timeout)
         count = 0
+        first = None
         out = sys.stdout
         async for response in call.responses():
             if response.last:
                 break
             count += 1
+            if first is None:
+                first = time.monotonic()
             seq = response.sequence if response.sequence is not None else count
             out.write(_dumps({"seq": seq, "data": response.data}) + "\n")
         out.write(_dumps({"final": call.final, "chunks": count}) + "\n")
         out.flush()
+        if timing and call.started_at is not None:
+            whole = (time.monotonic() - call.started_at) * 1000
+            lead = f"first chunk {(first - call.started_at) * 1000:.1f} ms" if first is not None else "no chunk"
+            click.echo(f"{lead} after the request was written; {count} chunks in {whole:.1f} ms", err=True)
 
     _run_client(multiaddr, address, codec, identity, go, timeout, direct)
 
@@ -677,18 +688,39 @@ def bench_console(ctx: click.Context) -> None:
 @click.option("--node-seed", default=None, help="text seed for the embedded node's identity (stable peer id)")
 @click.option("--max-chunks", type=click.IntRange(min=1), default=100_000, show_default=True,
               help="chunks each stream pane holds (older ones drop out; counters cover all)")
-def console(multiaddrs=(), no_embedded=False, seed=None, key_file=None, node_seed=None, max_chunks=100_000) -> None:
+@click.option("--run", "run", default=None, metavar="'ADDRESS METHOD'",
+              help="open with this call running in its tab, e.g. --run 'o://demo stream_items'")
+@click.option("--params", default=None, help="parameters of the --run call, as a JSON object")
+def console(multiaddrs=(), no_embedded=False, seed=None, key_file=None, node_seed=None, max_chunks=100_000,
+            run=None, params=None) -> None:
     """Open the console: on an embedded node serving the tool library, or connected to MULTIADDRS."""
     caller_seed, caller_key = _identity(seed, key_file)
     if node_seed is not None and node_seed == seed:
         _fail_usage("--node-seed", "the embedded node and the caller need different identities")
+    call = _run_option(run, params)
     try:
         from .app import run_console
     except ImportError as exc:  # pragma: no cover
         click.echo(f"the console is not available: {exc}", err=True)
         sys.exit(EXIT_ERROR)
     sys.exit(run_console(list(multiaddrs), embedded=not no_embedded and not multiaddrs, seed=node_seed,
-                         max_chunks=max_chunks, caller_seed=caller_seed, caller_key=caller_key))
+                         max_chunks=max_chunks, run=call, caller_seed=caller_seed, caller_key=caller_key))
+
+
+def _run_option(run: str | None, params: str | None) -> tuple[str, str, dict] | None:
+    """--run 'ADDRESS METHOD' [--params JSON] -> (o://address, method, params)."""
+    if run is None:
+        if params is not None:
+            raise click.BadParameter("goes with --run", param_hint="--params")
+        return None
+    parts = run.split()
+    if len(parts) != 2:
+        raise click.BadParameter("give the tool's address and the method, e.g. 'o://demo stream_items'",
+                                 param_hint="--run")
+    address, method = parts
+    if not address.startswith("o://"):
+        address = "o://" + address.lstrip("/")
+    return address, method, _params(params) if params is not None else {}
 
 
 @main.command()

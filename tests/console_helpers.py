@@ -27,9 +27,13 @@ async def wait_for(pilot, predicate: Callable[[], Any], timeout: float = 15.0, w
 
 @asynccontextmanager
 async def running_console(*, timeout: float = 60.0, size=SIZE, wait_connected: bool = True, **kwargs):
-    """The console app with its embedded node (or the given targets), connected."""
-    kwargs.setdefault("session", ConsoleSession(embedded=kwargs.pop("embedded", True), seed=kwargs.pop("seed", None)))
-    app = OlaneConsole(**kwargs)
+    """The console app with its embedded node (or the given targets), connected; or the
+    given `app`, as built elsewhere (e.g. by build_console)."""
+    app = kwargs.pop("app", None)
+    if app is None:
+        kwargs.setdefault("session", ConsoleSession(embedded=kwargs.pop("embedded", True),
+                                                    seed=kwargs.pop("seed", None)))
+        app = OlaneConsole(**kwargs)
     async with asyncio.timeout(timeout):
         async with app.run_test(size=size) as pilot:
             if wait_connected:

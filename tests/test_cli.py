@@ -3,6 +3,7 @@ real libp2p on 127.0.0.1, exit codes and output formats as documented."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 
@@ -272,3 +273,10 @@ def test_bad_identity_options_exit_2_with_one_line(tmp_path, demo_node):
         assert len(out.stderr.splitlines()) == 1 and out.stderr.startswith("error: --key: ")
     out = subprocess.run([OLANE, "node", "--key", str(bad)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and out.stderr.startswith("error: --key: ")
+
+
+def test_stream_timing_reports_time_to_first_chunk_on_stderr(demo_node):
+    out = olane("stream", demo_node, "stream_items", "--params", '{"count": 2, "delayMs": 0}', "--timing")
+    assert out.returncode == 0, out.stderr
+    assert len(out.stdout.splitlines()) == 3  # stdout stays data
+    assert re.fullmatch(r"first chunk \d+\.\d ms after the request was written; 2 chunks in \d+\.\d ms\n", out.stderr)

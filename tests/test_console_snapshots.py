@@ -107,3 +107,16 @@ def test_failed_stream(snap_compare):
         await pilot.pause(0.3)
 
     assert snap_compare(snapshot_app(), terminal_size=SIZE, run_before=run_before)
+
+
+def test_main_screen_at_100x30(snap_compare):
+    """Narrow: the footer keeps its most useful keys whole, the tab names its node, the
+    chunk log's data column gets the width left over."""
+    async def run_before(pilot) -> None:
+        await connected(pilot)
+        clock = FixedClock()
+        record = open_record(pilot.app, "stream_items", {"count": 500, "delayMs": 10}, clock)
+        fill(record, clock, list(range(1, 31)))
+        await pilot.pause(0.3)
+
+    assert snap_compare(snapshot_app(), terminal_size=(100, 30), run_before=run_before)

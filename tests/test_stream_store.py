@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from console.core import params as P
-from console.core.stream_store import DUPLICATE, GAP, REORDERED, State, StreamRecord
+from console.core.stream_store import BADKEY, DUPLICATE, GAP, NOKEY, REORDERED, State, StreamRecord
 
 
 class Clock:
@@ -63,10 +63,40 @@ def test_ordering_by_a_json_path_rechecks_held_chunks():
     r = record()
     for n in [1, 3, 2]:
         r.add_chunk({"data": {"n": n}}, None, 1)
-    assert r.lint() == []  # no _sequence: nothing to judge
+    assert [c.flags for c in r.chunks()] == [NOKEY] * 3  # no _sequence: not judged, and said so
+    assert r.lint()[:2] == ["ordering not judged: no chunk has a whole number at _sequence",
+                            "3 chunk(s) without _sequence"]
     r.set_sequence_path("data.n")
     assert [c.flags for c in r.chunks()] == [0, GAP, REORDERED]
     assert r.check.reordered == 1
+
+
+def test_ordering_by_a_path_flags_chunks_where_it_is_missing_or_not_a_whole_number():
+    r = record()
+    for data in [{"n": 1}, {"n": 2}, {}, {"n": "3"}, {"n": 2.5}, {"n": None}, {"n": 3.0}, {"n": True},
+                 {"n": {"x": 1}}]:
+        r.add_chunk(data, None, 1)
+    r.set_sequence_path("n")
+    assert [c.flags for c in r.chunks()] == [0, 0, NOKEY, BADKEY, BADKEY, NOKEY, 0, BADKEY, BADKEY]
+    c = r.check
+    assert (c.judged, c.no_key, c.bad_key) == (3, 2, 4)
+    assert r.lint() == ["2 chunk(s) without n", "4 chunk(s) where n is not a whole number"]
+    r.set_sequence_path("nope")  # a path no chunk carries: nothing passes as "in order"
+    assert all(c.flags == NOKEY for c in r.chunks())
+    assert r.lint() == ["ordering not judged: no chunk has a whole number at nope", "9 chunk(s) without nope"]
+    r.add_chunk({"n": 4}, None, 1)  # later chunks are judged by the path too
+    assert r.chunk(9).flags == NOKEY and r.check.no_key == 10
+
+
+def test_time_to_first_chunk_counts_from_the_request_write():
+    clock = Clock()
+    r = record(clock=clock)  # asked for at t=100
+    clock.t += 0.7  # dial, stream negotiation, the screen opening a tab ...
+    r.mark_running(sent_at=clock.t)  # ... then the request frame is written
+    clock.t += 0.003
+    r.add_chunk({}, 1, 1)
+    assert r.first_chunk_at == pytest.approx(0.003) and r.chunk(0).at == pytest.approx(0.003)
+    assert r.opened_after == pytest.approx(0.7)
 
 
 def test_ring_keeps_the_newest_chunks_and_counts_all():

@@ -1,5 +1,6 @@
 """Console settings: one JSON file in the user's config directory (or the path in
-$OLANE_CONSOLE_CONFIG): saved targets and the chosen theme."""
+$OLANE_CONSOLE_CONFIG): saved targets, the chosen theme, and whether quitting with
+streams running asks first (`confirm_quit`)."""
 from __future__ import annotations
 
 import json
@@ -33,6 +34,7 @@ class SavedTarget:
 class Settings:
     theme: str = "olane-dark"
     targets: list[SavedTarget] = field(default_factory=list)
+    confirm_quit: bool = True  # ask before quitting while calls are running
 
     @classmethod
     def load(cls, path: Path | None = None) -> "Settings":
@@ -45,7 +47,8 @@ class Settings:
             return cls()
         targets = [SavedTarget(str(t["multiaddr"]), t.get("address") or None)
                    for t in raw.get("targets") or [] if isinstance(t, dict) and t.get("multiaddr")]
-        return cls(theme=str(raw.get("theme") or cls.theme), targets=targets)
+        return cls(theme=str(raw.get("theme") or cls.theme), targets=targets,
+                   confirm_quit=raw.get("confirm_quit", True) is not False)
 
     def save(self, path: Path | None = None) -> Path:
         path = path or config_path()

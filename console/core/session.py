@@ -6,8 +6,11 @@ screen reads this state and is told of changes through `listeners`."""
 from __future__ import annotations
 
 import shlex
+import shutil
+import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import trio
@@ -69,6 +72,15 @@ class Target:
         short = f"{peer[:8]}…{peer[-4:]}" if len(peer) > 14 else peer
         return f"embedded node {short}" if self.embedded else f"node {short}"
 
+    @property
+    def nickname(self) -> str:
+        """A few characters that tell the node apart (tabs): `embedded`, else the end of
+        its peer id as the tree shows it (`…Zp7J`)."""
+        if self.embedded:
+            return "embedded"
+        peer = self.peer_id or self.multiaddr.rsplit("/p2p/", 1)[-1]
+        return f"…{peer[-4:]}" if len(peer) > 14 else peer
+
     def tool(self, address: str) -> ToolInfo | None:
         return next((t for t in self.tools if t.address == address), None)
 
@@ -82,12 +94,33 @@ class ErrorEntry:
     message: str
 
 
-def cli_command(record: StreamRecord) -> str:
-    """The headless command that repeats a call."""
+def olane_program(executable: str | None = None) -> list[str]:
+    """How to run the `olane` that is running now, as pasted into a shell: `./run olane`
+    (from the project folder) when it is a clone's own .venv, else its full path."""
+    exe = Path(executable or sys.executable)
+    venv = exe.parent.parent
+    project = venv.parent
+    if venv.name == ".venv" and (project / "run").is_file() and (project / "pyproject.toml").is_file():
+        return ["./run", "olane"]
+    beside = exe.with_name("olane")
+    if beside.is_file():
+        return [str(beside)]
+    found = shutil.which("olane")
+    return [found] if found else [str(exe), "-m", "console.cli"]
+
+
+def project_folder(executable: str | None = None) -> Path | None:
+    """The clone whose .venv runs this console, if it is one."""
+    venv = Path(executable or sys.executable).parent.parent
+    return venv.parent if olane_program(executable)[:1] == ["./run"] else None
+
+
+def cli_command(record: StreamRecord, program: list[str] | None = None) -> str:
+    """The headless command that repeats a call (`program`: how to run olane)."""
     import json
 
     verb = "stream" if record.streaming else "call"
-    parts = ["olane", verb, record.target, record.method, "--address", record.address]
+    parts = [*(program or ["olane"]), verb, record.target, record.method, "--address", record.address]
     if record.params:
         parts += ["--params", json.dumps(record.params, ensure_ascii=False, separators=(",", ":"))]
     return shlex.join(parts)
@@ -279,7 +312,9 @@ class ConsoleSession:
         try:
             with scope:
                 await call.start()
-                record.mark_running()
+                # times count from the request write (as `olane stream` counts them), not from
+                # the dial and stream negotiation before it, which wait on the screen's work
+                record.mark_running(call.started_at)
                 async for response in call.responses():
                     if response.last:
                         record.finish(response.data, response.sequence, response.chunks)

@@ -25,8 +25,11 @@ GAP = 1  # sequences were skipped right before this chunk
 REORDERED = 2  # arrived after a higher sequence (filled a gap)
 DUPLICATE = 4  # a sequence already seen
 AFTER_FINAL = 8  # a frame for this call after its final frame
+NOKEY = 16  # the ordering key (`_sequence`, or the chosen JSON path) is missing: not judged
+BADKEY = 32  # the ordering key is there but not a whole number: not judged
 
-FLAG_NAMES = {GAP: "gap", REORDERED: "reordered", DUPLICATE: "duplicate", AFTER_FINAL: "after final"}
+FLAG_NAMES = {GAP: "gap", REORDERED: "reordered", DUPLICATE: "duplicate", AFTER_FINAL: "after final",
+              NOKEY: "no key", BADKEY: "key not an integer"}
 
 
 class State(str, Enum):
@@ -86,9 +89,14 @@ def value_at_path(data: Any, path: str) -> Any:
 
 
 class SequenceCheck:
-    """Gap / duplicate / reorder detection over integer sequences."""
+    """Gap / duplicate / reorder detection over integer sequences. A chunk whose
+    key is missing (None) or not a whole number cannot be judged: it is flagged
+    NOKEY / BADKEY and counted, never silently passed."""
 
     def __init__(self) -> None:
+        self.judged = 0  # chunks whose key was a whole number
+        self.no_key = 0  # chunks without the key
+        self.bad_key = 0  # chunks whose key was not a whole number
         self.highest: int | None = None
         self.missing: set[int] = set()
         self.gaps = 0  # gap events (a jump over one or more sequences)
@@ -99,10 +107,15 @@ class SequenceCheck:
 
     def check(self, seq: Any) -> int:
         if type(seq) is not int:
+            if seq is None:
+                self.no_key += 1
+                return NOKEY
             if isinstance(seq, float) and seq.is_integer():
                 seq = int(seq)
-            else:
-                return 0
+            else:  # text, bool, an object, a fraction ...
+                self.bad_key += 1
+                return BADKEY
+        self.judged += 1
         highest = self.highest
         if highest is None or seq == highest + 1:
             self.highest = seq
@@ -160,7 +173,8 @@ class StreamRecord:
         self.max_chunks = max_chunks
         self.stall_after = stall_after
         self.clock = clock
-        self.started = clock()
+        self.started = clock()  # when the call was asked for; mark_running moves it to the request write
+        self.opened_after: float | None = None  # seconds from asking to the request frame written
         self.state = State.STARTING
         self.ended_at: float | None = None
         self.first_chunk_at: float | None = None
@@ -193,9 +207,15 @@ class StreamRecord:
 
     # -- writing (trio side) ---------------------------------------------------
 
-    def mark_running(self) -> None:
+    def mark_running(self, sent_at: float | None = None) -> None:
+        """The request is on its way. `sent_at` (on `clock`'s scale) is when its frame
+        was written: times in the record (each chunk's, time to first chunk) count from
+        there, not from the dial, stream negotiation and screen work before it."""
         if self.state is State.STARTING:
             self.state = State.RUNNING
+            if sent_at is not None and self.count == 0:
+                self.opened_after = sent_at - self.started
+                self.started = self.last_activity = sent_at
             self.version += 1
 
     def add_chunk(self, data: Any, sequence: Any, size: int, now: float | None = None) -> None:
@@ -206,7 +226,7 @@ class StreamRecord:
         if self.first_chunk_at is None:
             self.first_chunk_at = at
         key = sequence if self.sequence_path is None else value_at_path(data, self.sequence_path)
-        flags = self.check.check(key) if key is not None else 0
+        flags = self.check.check(key)
         if self.state.ended:
             flags |= AFTER_FINAL
             self.frames_after_final += 1
@@ -273,7 +293,7 @@ class StreamRecord:
         for i in range(self.first_held, self.count):
             slot = i % self._capacity
             key = self._key(slot)  # the wire `_sequence` stays as it came
-            flags = (self._flags[slot] & AFTER_FINAL) | (self.check.check(key) if key is not None else 0)
+            flags = (self._flags[slot] & AFTER_FINAL) | self.check.check(key)
             self._flags[slot] = flags
         self.version += 1
 
@@ -351,6 +371,14 @@ class StreamRecord:
         if self.frames_after_final:
             out.append(f"{self.frames_after_final} frame(s) after the final frame")
         c = self.check
+        key = self.sequence_path or "_sequence"
+        if c.no_key or c.bad_key:
+            if not c.judged:
+                out.append(f"ordering not judged: no chunk has a whole number at {key}")
+            if c.no_key:
+                out.append(f"{c.no_key} chunk(s) without {key}")
+            if c.bad_key:
+                out.append(f"{c.bad_key} chunk(s) where {key} is not a whole number")
         if c.still_missing:
             out.append(f"{c.still_missing} sequence(s) missing in {c.gaps} gap(s)")
         if c.reordered:

@@ -1,4 +1,5 @@
-"""Small modal dialogs: confirm a risky call, add a node, pick an ordering path."""
+"""Small modal dialogs: confirm a risky call, add a node, pick an ordering path, quit
+with calls running."""
 from __future__ import annotations
 
 from textual import on
@@ -97,3 +98,32 @@ class PromptScreen(ModalScreen["str | None"]):
     @on(Input.Submitted)
     def _submitted(self, event: Input.Submitted) -> None:
         self.dismiss(event.value.strip())
+
+
+class QuitScreen(ModalScreen["str | None"]):
+    """Quit while calls are running? "quit", "always" (and stop asking), or None."""
+
+    DEFAULT_CSS = DIALOG_CSS.format(name="QuitScreen")
+    BINDINGS = [Binding("escape,n", "dismiss(None)", "Stay"), Binding("y,q", "dismiss('quit')", "Quit"),
+                Binding("a", "dismiss('always')", "Quit, never ask")]
+
+    def __init__(self, running: int, where: str) -> None:
+        super().__init__()
+        self._calls, self._config = running, where
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(f"Quit with {self._calls} call(s) running?", classes="dialog-title")
+            yield Static(f"They are cancelled: each node is told to stop its tool.\n"
+                         f"Not asking any more sets \"confirm_quit\": false in {self._config}.", markup=False)
+            with Horizontal():
+                yield Button("Stay (Esc)", id="stay")
+                yield Button("Quit, never ask (a)", id="always")
+                yield Button("Quit (q)", id="quit", variant="error")
+
+    def on_mount(self) -> None:
+        self.query_one("#stay", Button).focus()
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(None if event.button.id == "stay" else event.button.id)

@@ -17,10 +17,13 @@ takes one typed by hand (`✎ type a method…`).
 **Right:** one tab per call. A streaming call shows every chunk as it arrives:
 receive order `#`, the node's `seq` (`_sequence`), time since start, Δt, size, and a
 flag: `GAP` (sequences skipped), `ORD` (arrived late), `DUP` (seen before), `LATE`
-(after the final frame). The status line has state, chunks/s, bytes/s, time to the
+(after the final frame), `NOKEY` / `BADKEY` (no whole number at `_sequence` or at the
+path `o` orders by: that chunk was not judged, and the findings count them). The status line has state, chunks/s, bytes/s, time to the
 first chunk, and pauses with an *N new* count when you scroll up or move the cursor;
 **End** follows the tail again. Enter on a chunk shows it whole; **/** filters
-the chunks by text in their JSON.
+the chunks by text in their JSON. Each tab names its node (`· embedded`, or the end of
+the peer id); **]** / **[** switch tabs. **g** or **:** jumps to a node, tool or method
+by part of its name.
 
 States: running · completed · failed (code and message) · cancelled · stalled
 (nothing for 5 s).

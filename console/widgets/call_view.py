@@ -11,10 +11,11 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
+from textual.css.query import NoMatches
 from textual.widgets import Sparkline, Static
 
 from console.core.stream_store import State, StreamRecord
-from console.widgets.chunk_log import COLUMNS, ChunkLog
+from console.widgets.chunk_log import ChunkLog
 
 STATE_GLYPHS = {
     State.STARTING: "…", State.RUNNING: "▶", State.COMPLETED: "✔", State.FAILED: "✖",
@@ -87,7 +88,7 @@ class CallView(Vertical):
         if r.streaming:
             yield Static("", classes="call-findings -clean")
             yield Sparkline([], classes="call-spark")
-            yield Static(COLUMNS, classes="call-columns")
+            yield Static("", classes="call-columns")
             yield ChunkLog(r, classes="call-log")
         with VerticalScroll(classes="call-detail" + ("" if r.streaming else " -unary")):
             yield Static("", classes="call-end")
@@ -116,7 +117,11 @@ class CallView(Vertical):
             return  # the clock-driven fields (elapsed, rates) need no more than 4 Hz
         self._status_at = now
         # one-line widgets of fixed height: no layout pass (a reflow per refresh costs ~20 ms)
-        self.query_one(".call-status", Static).update(self._status_text(now), layout=False)
+        try:
+            status = self.query_one(".call-status", Static)
+        except NoMatches:  # being torn down (the app quitting)
+            return
+        status.update(self._status_text(now), layout=False)
         if record.streaming:
             self.query_one(".call-columns", Static).update(self._columns_text(), layout=False)
         if not changed:
@@ -145,16 +150,16 @@ class CallView(Vertical):
         if r.streaming:
             chunks_s, bytes_s = r.rates(now)
             text.append(f"  chunks {r.count:,}")
-            text.append(f"  {chunks_s:,.0f}/s  {human_bytes(bytes_s)}/s  total {human_bytes(r.bytes)}")
-            if r.first_chunk_at is not None:
+            if r.first_chunk_at is not None:  # early in the line: narrow panes still show it
                 text.append(f"  first {r.first_chunk_at * 1000:.1f} ms")
+            text.append(f"  {chunks_s:,.0f}/s  {human_bytes(bytes_s)}/s  total {human_bytes(r.bytes)}")
         text.append(f"  elapsed {r.elapsed(now):.3f} s")
         return text
 
     def _columns_text(self) -> Text:
         r = self.record
-        text = Text(COLUMNS)
         log = self.log
+        text = Text(log.header() if log is not None else "")
         if log is not None and log.filter_text is not None:
             text.append(f"   filter “{log.filter_text}”: {log.matches:,} of {r.held:,}", style="bold")
         if log is not None and not log.following:

@@ -16,22 +16,18 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from console.core.stream_store import AFTER_FINAL, DUPLICATE, GAP, REORDERED, Chunk, StreamRecord
+from console.core.stream_store import AFTER_FINAL, BADKEY, DUPLICATE, GAP, NOKEY, REORDERED, Chunk, StreamRecord
 
-COLUMNS = f"{'#':>8} {'seq':>8} {'+t ms':>10} {'Δt ms':>9} {'bytes':>7}  flag  data"
 PREVIEW_LIMIT = 400  # characters of a chunk's JSON rendered on its line
+FLAG_TEXTS = ((GAP, "GAP"), (REORDERED, "ORD"), (DUPLICATE, "DUP"), (AFTER_FINAL, "LATE"), (NOKEY, "NOKEY"),
+              (BADKEY, "BADKEY"))
 
 
 def flag_text(flags: int) -> str:
-    if flags & GAP:
-        return "GAP "
-    if flags & REORDERED:
-        return "ORD "
-    if flags & DUPLICATE:
-        return "DUP "
-    if flags & AFTER_FINAL:
-        return "LATE"
-    return "    "
+    for bit, text in FLAG_TEXTS:
+        if flags & bit:
+            return text
+    return ""
 
 
 def _json_text(data) -> str:
@@ -51,10 +47,62 @@ def _default(value):
     return str(value)
 
 
-def format_chunk(chunk: Chunk) -> str:
+# the columns before the data: (name, header, narrowest width); the data column gets what is left
+COLUMN_HEADERS = (("index", "#"), ("seq", "seq"), ("at", "+t ms"), ("delta", "Δt ms"), ("size", "bytes"),
+                  ("flag", "flag"))
+DROP_ORDER = ("delta", "size", "at")  # dropped in this order when the data column would be too narrow
+MIN_DATA = 24
+SEQ_LIMIT = 12  # a longer sequence value (e.g. ordering by a timestamp) is cut
+
+
+def _cells(chunk: Chunk) -> dict[str, str]:
     seq = "-" if chunk.sequence is None else str(chunk.sequence)
-    return (f"{chunk.index:>8} {seq[:8]:>8} {chunk.at * 1000:>10.1f} {chunk.delta * 1000:>9.2f} "
-            f"{chunk.size:>7}  {flag_text(chunk.flags)}  {preview(chunk.data)}")
+    return {"index": str(chunk.index), "seq": seq[:SEQ_LIMIT], "at": f"{chunk.at * 1000:.1f}",
+            "delta": f"{chunk.delta * 1000:.2f}", "size": str(chunk.size), "flag": flag_text(chunk.flags)}
+
+
+class Columns:
+    """Column widths fitted to what the chunks hold (never shrinking while a pane
+    lives, so lines do not jitter), the data column taking the width left over."""
+
+    def __init__(self) -> None:
+        self.widths = {name: len(header) for name, header in COLUMN_HEADERS}
+
+    def fit(self, chunk: Chunk) -> None:
+        widths = self.widths
+        for name, text in _cells(chunk).items():
+            if len(text) > widths[name]:
+                widths[name] = len(text)
+
+    def shown(self, width: int) -> list[str]:
+        names = [name for name, _ in COLUMN_HEADERS]
+        for name in DROP_ORDER:
+            if self._data_width(names, width) >= min(MIN_DATA, max(8, width // 3)):
+                break
+            names.remove(name)
+        return names
+
+    def _data_width(self, names: list[str], width: int) -> int:
+        return width - sum(self.widths[n] + 1 for n in names) - 1
+
+    def header(self, width: int) -> str:
+        labels = dict(COLUMN_HEADERS)
+        names = self.shown(width)
+        return " ".join(f"{labels[n]:>{self.widths[n]}}" if n != "flag" else f"{labels[n]:<{self.widths[n]}}"
+                        for n in names) + " data"
+
+    def line(self, chunk: Chunk, width: int) -> str:
+        cells = _cells(chunk)
+        names = self.shown(width)
+        widths = self.widths
+        head = " ".join(f"{cells[n]:>{widths[n]}}" if n != "flag" else f"{cells[n]:<{widths[n]}}" for n in names)
+        return f"{head} {preview(chunk.data)}"
+
+
+def format_chunk(chunk: Chunk, width: int = 200) -> str:
+    columns = Columns()
+    columns.fit(chunk)
+    return columns.line(chunk, width)
 
 
 class ChunkLog(ScrollView, can_focus=True):
@@ -63,14 +111,16 @@ class ChunkLog(ScrollView, can_focus=True):
         "chunk-log--reordered",
         "chunk-log--duplicate",
         "chunk-log--late",
+        "chunk-log--unjudged",
         "chunk-log--cursor",
     }
     DEFAULT_CSS = """
-    ChunkLog { height: 1fr; background: $surface; overflow-x: hidden; }
+    ChunkLog { height: 1fr; background: $surface; overflow-x: hidden; scrollbar-size-vertical: 0; }
     ChunkLog > .chunk-log--gap { color: $stream-gap; text-style: bold; }
     ChunkLog > .chunk-log--reordered { color: $stream-reorder; text-style: bold; }
     ChunkLog > .chunk-log--duplicate { color: $stream-reorder; text-style: italic; }
     ChunkLog > .chunk-log--late { color: $stream-error; }
+    ChunkLog > .chunk-log--unjudged { color: $text-muted; text-style: italic; }
     ChunkLog > .chunk-log--cursor { background: $accent 40%; }
     ChunkLog:focus > .chunk-log--cursor { background: $accent 70%; }
     """
@@ -99,8 +149,9 @@ class ChunkLog(ScrollView, can_focus=True):
         self.cursor: int | None = None  # absolute 0-based receive index
         self._anchor: int | None = None  # absolute index of the top line while paused
         self._seen_when_paused = 0
-        self._synced_count = -1
+        self._synced_version = -1
         self._styles: dict = {}
+        self.columns = Columns()
         self.filter_text: str | None = None  # show only chunks whose JSON contains this
         self._matches: list[int] = []  # absolute indexes of matching chunks (filter on)
         self._scanned = 0  # chunks checked against the filter so far
@@ -127,7 +178,7 @@ class ChunkLog(ScrollView, can_focus=True):
         self._matches = []
         self._scanned = self.record.first_held
         self.cursor = None
-        self._synced_count = -1
+        self._synced_version = -1
         self.resume()
 
     def _scan(self) -> None:
@@ -152,8 +203,8 @@ class ChunkLog(ScrollView, can_focus=True):
     def sync(self) -> None:
         """Catch up with the record (cheap when nothing changed)."""
         record = self.record
-        if record.count != self._synced_count:
-            self._synced_count = record.count
+        if record.version != self._synced_version:  # new chunks, or flags re-judged (o)
+            self._synced_version = record.version
             if self.filter_text is not None:
                 self._scan()
             self.virtual_size = Size(self.scrollable_content_region.width, self._line_count())
@@ -199,7 +250,7 @@ class ChunkLog(ScrollView, can_focus=True):
         self.following = True
         self._anchor = None
         self.cursor = None
-        self._synced_count = -1
+        self._synced_version = -1
         self.sync()
 
     # -- rendering ---------------------------------------------------------------
@@ -214,9 +265,20 @@ class ChunkLog(ScrollView, can_focus=True):
             REORDERED: base + component("chunk-log--reordered"),
             DUPLICATE: base + component("chunk-log--duplicate"),
             "late": base + component("chunk-log--late"),
+            "unjudged": base + component("chunk-log--unjudged"),
             "cursor": component("chunk-log--cursor"),
         }
+        top = int(self.scroll_y)
+        for y in range(self.size.height):  # widths fitted to the chunks in view
+            index = self._index_at(top + y)
+            chunk = self.record.chunk(index) if index is not None else None
+            if chunk is not None:
+                self.columns.fit(chunk)
         return super().render_lines(crop)
+
+    def header(self) -> str:
+        """The column titles, aligned with the lines."""
+        return self.columns.header(self.size.width or 80)
 
     def render_line(self, y: int) -> Strip:
         index = self._index_at(int(self.scroll_y) + y)
@@ -234,12 +296,14 @@ class ChunkLog(ScrollView, can_focus=True):
             style = styles[REORDERED]
         elif flags & DUPLICATE:
             style = styles[DUPLICATE]
-        else:
+        elif flags & AFTER_FINAL:
             style = styles["late"]
+        else:  # NOKEY / BADKEY: not judged
+            style = styles["unjudged"]
         if index == self.cursor:
             style = style + styles["cursor"]
         scroll_x = int(self.scroll_x)
-        text = format_chunk(chunk)[scroll_x:scroll_x + width]
+        text = self.columns.line(chunk, width)[scroll_x:scroll_x + width]
         return Strip([Segment(text.ljust(width), style)], width)
 
     # -- navigation ----------------------------------------------------------------

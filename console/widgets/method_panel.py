@@ -82,6 +82,7 @@ class MethodPanel(Vertical):
         self.remove_class("-empty")
         risk_style = RISK_STYLE.get(method.risk, "")
         title = (f"[b]{escape(address)}[/b] [b $accent]{escape(method.name or '(type a method)')}[/]"
+                 + f" [dim]on[/] {escape(target.label)}"
                  + ("  [$secondary]⇶ streams[/]" if method.streaming else "  [$secondary]⇥ answers once[/]")
                  + f"  [{risk_style}]risk {escape(method.risk)}[/]"
                  + ("  [$error]asks before running[/]" if method.requires_approval else ""))
@@ -109,8 +110,9 @@ class MethodPanel(Vertical):
             for param in method.parameters:
                 widgets.append(self._field(param, gen, values))
         await form.mount_all(widgets)
-        self.query_one("#raw", Button).label = "Form" if self.raw_mode else "Raw JSON"
-        self.query_one("#raw", Button).display = not method.typed_by_hand
+        for button in self.query("#raw").results(Button):  # not there yet when shown while starting up
+            button.label = "Form" if self.raw_mode else "Raw JSON"
+            button.display = not method.typed_by_hand
 
     def _field(self, param: dict[str, Any], gen: int, values: dict[str, Any] | None) -> Vertical:
         name = param["name"]

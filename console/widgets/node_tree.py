@@ -100,6 +100,21 @@ class NodeTree(Tree):
             return ("tool", data[0].multiaddr, data[1].address)
         return None
 
+    def reveal(self, data) -> bool:
+        """Move the cursor to the entry for `data` (a Target, a (target, tool) pair or a
+        MethodRef), opening what it sits in; False when it is not in the tree."""
+        key = self._key(data)
+        for node in self._walk():
+            if node.data is not None and self._key(node.data) == key:
+                parent = node.parent
+                while parent is not None and parent is not self.root:
+                    parent.expand()
+                    parent = parent.parent
+                _ = self.last_line  # lays the lines out again, so the node has its line
+                self.move_cursor(node)
+                return True
+        return False
+
     def selected_target(self) -> Target | None:
         node = self.cursor_node
         while node is not None:
