@@ -5,6 +5,7 @@ virtual size and follows the tail. Scrolling up (or moving the cursor up)
 pauses following; the header then says how many chunks are new below."""
 from __future__ import annotations
 
+import re
 from bisect import bisect_left
 
 import orjson
@@ -16,7 +17,8 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from console.core.stream_store import AFTER_FINAL, DUPLICATE, GAP, REORDERED, Chunk, StreamRecord
+from console.core.stream_store import AFTER_FINAL, DUPLICATE, GAP, REORDERED, Chunk, StreamRecord, value_at_path
+from console.core.views.cells import cell_text, json_default
 
 COLUMNS = f"{'#':>8} {'seq':>8} {'+t ms':>10} {'Δt ms':>9} {'bytes':>7}  flag  data"
 PREVIEW_LIMIT = 400  # characters of a chunk's JSON rendered on its line
@@ -45,16 +47,42 @@ def preview(data) -> str:
     return _json_text(data)[:PREVIEW_LIMIT]
 
 
-def _default(value):
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return f"<{len(value)} bytes>"
-    return str(value)
+_default = json_default  # bytes: their text when UTF-8, else <N bytes>
+
+# JSON tokens of a preview, for colour: a string (a key when a colon follows), a number, a literal
+_TOKENS = re.compile(r'("(?:[^"\\]|\\.)*")(\s*:)?|(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)|(true|false|null)')
+FIELD_WIDTH = 24  # widest a fields-view column is drawn
+
+
+def format_prefix(chunk: Chunk) -> str:
+    seq = "-" if chunk.sequence is None else str(chunk.sequence)
+    return (f"{chunk.index:>8} {seq[:8]:>8} {chunk.at * 1000:>10.1f} {chunk.delta * 1000:>9.2f} "
+            f"{chunk.size:>7}  {flag_text(chunk.flags)}  ")
 
 
 def format_chunk(chunk: Chunk) -> str:
-    seq = "-" if chunk.sequence is None else str(chunk.sequence)
-    return (f"{chunk.index:>8} {seq[:8]:>8} {chunk.at * 1000:>10.1f} {chunk.delta * 1000:>9.2f} "
-            f"{chunk.size:>7}  {flag_text(chunk.flags)}  {preview(chunk.data)}")
+    return format_prefix(chunk) + preview(chunk.data)
+
+
+def json_segments(text: str, style, styles: dict) -> list[Segment]:
+    """A JSON preview cut into coloured segments (keys, strings, numbers, literals)."""
+    out: list[Segment] = []
+    at = 0
+    for m in _TOKENS.finditer(text):
+        if m.start() > at:
+            out.append(Segment(text[at:m.start()], style))
+        if m.group(1) is not None:
+            out.append(Segment(m.group(1), style + (styles["key"] if m.group(2) else styles["string"])))
+            if m.group(2):
+                out.append(Segment(m.group(2), style))
+        elif m.group(3) is not None:
+            out.append(Segment(m.group(3), style + styles["number"]))
+        else:
+            out.append(Segment(m.group(4), style + styles["literal"]))
+        at = m.end()
+    if at < len(text):
+        out.append(Segment(text[at:], style))
+    return out
 
 
 class ChunkLog(ScrollView, can_focus=True):
@@ -64,6 +92,10 @@ class ChunkLog(ScrollView, can_focus=True):
         "chunk-log--duplicate",
         "chunk-log--late",
         "chunk-log--cursor",
+        "chunk-log--key",
+        "chunk-log--string",
+        "chunk-log--number",
+        "chunk-log--literal",
     }
     DEFAULT_CSS = """
     ChunkLog { height: 1fr; background: $surface; overflow-x: hidden; }
@@ -73,6 +105,10 @@ class ChunkLog(ScrollView, can_focus=True):
     ChunkLog > .chunk-log--late { color: $stream-error; }
     ChunkLog > .chunk-log--cursor { background: $accent 40%; }
     ChunkLog:focus > .chunk-log--cursor { background: $accent 70%; }
+    ChunkLog > .chunk-log--key { color: $text-primary; }
+    ChunkLog > .chunk-log--string { color: $text-success; }
+    ChunkLog > .chunk-log--number { color: $text-accent; }
+    ChunkLog > .chunk-log--literal { color: $text-warning; }
     """
     BINDINGS = [
         Binding("up", "cursor(-1)", "Up", show=False),
@@ -92,6 +128,14 @@ class ChunkLog(ScrollView, can_focus=True):
             self.log = log
             self.chunk = chunk
 
+    class Chosen(Message):
+        """Enter on a chunk: show it whole."""
+
+        def __init__(self, log: "ChunkLog", chunk: Chunk) -> None:
+            super().__init__()
+            self.log = log
+            self.chunk = chunk
+
     def __init__(self, record: StreamRecord, **kwargs) -> None:
         super().__init__(**kwargs)
         self.record = record
@@ -104,6 +148,32 @@ class ChunkLog(ScrollView, can_focus=True):
         self.filter_text: str | None = None  # show only chunks whose JSON contains this
         self._matches: list[int] = []  # absolute indexes of matching chunks (filter on)
         self._scanned = 0  # chunks checked against the filter so far
+        self.fields: list[str] | None = None  # the fields view: these JSON paths as columns
+        self._field_widths: list[int] = []
+
+    def set_fields(self, paths: list[str] | None) -> None:
+        """Show the values at these JSON paths as columns instead of the JSON preview."""
+        self.fields = list(paths) if paths else None
+        self._field_widths = [min(FIELD_WIDTH, max(4, len(p))) for p in self.fields or []]
+        self.refresh()
+
+    def columns_header(self) -> str:
+        """The header line above the log: fixed columns, then data or the chosen fields."""
+        if not self.fields:
+            return COLUMNS
+        head = COLUMNS[:-len("data")]
+        return head + "  ".join(p[:w].ljust(w) for p, w in zip(self.fields, self._field_widths))
+
+    def _field_text(self, data) -> str:
+        parts = []
+        widths = self._field_widths
+        for i, path in enumerate(self.fields or []):
+            text = cell_text(value_at_path(data, path))
+            w = widths[i]
+            if len(text) > w and w < FIELD_WIDTH:
+                widths[i] = w = min(FIELD_WIDTH, len(text))
+            parts.append(text[:w - 1] + "…" if len(text) > w else text.ljust(w))
+        return "  ".join(parts)
 
     # -- lines <-> chunks (all chunks held, or only those matching the filter) ------------
 
@@ -215,6 +285,10 @@ class ChunkLog(ScrollView, can_focus=True):
             DUPLICATE: base + component("chunk-log--duplicate"),
             "late": base + component("chunk-log--late"),
             "cursor": component("chunk-log--cursor"),
+            "key": component("chunk-log--key"),
+            "string": component("chunk-log--string"),
+            "number": component("chunk-log--number"),
+            "literal": component("chunk-log--literal"),
         }
         return super().render_lines(crop)
 
@@ -239,8 +313,14 @@ class ChunkLog(ScrollView, can_focus=True):
         if index == self.cursor:
             style = style + styles["cursor"]
         scroll_x = int(self.scroll_x)
-        text = format_chunk(chunk)[scroll_x:scroll_x + width]
-        return Strip([Segment(text.ljust(width), style)], width)
+        prefix = format_prefix(chunk)
+        if self.fields:
+            segments = [Segment(prefix + self._field_text(chunk.data), style)]
+        else:
+            body = preview(chunk.data)[:max(0, scroll_x + width - len(prefix))]
+            segments = [Segment(prefix, style), *json_segments(body, style, styles)]
+        strip = Strip(segments).crop(scroll_x, scroll_x + width)
+        return strip.extend_cell_length(width, style)
 
     # -- navigation ----------------------------------------------------------------
 
@@ -295,6 +375,9 @@ class ChunkLog(ScrollView, can_focus=True):
 
     def action_select(self) -> None:
         self.action_cursor(0)
+        chunk = self.record.chunk(self.cursor) if self.cursor is not None else None
+        if chunk is not None:
+            self.post_message(self.Chosen(self, chunk))
 
     def _on_click(self, event: events.Click) -> None:
         index = self._index_at(int(self.scroll_y) + event.y)
