@@ -10,6 +10,7 @@ from bisect import bisect_left
 
 import orjson
 from rich.segment import Segment
+from rich.style import Style
 from textual import events
 from textual.binding import Binding
 from textual.geometry import Size
@@ -285,10 +286,11 @@ class ChunkLog(ScrollView, can_focus=True):
             DUPLICATE: base + component("chunk-log--duplicate"),
             "late": base + component("chunk-log--late"),
             "cursor": component("chunk-log--cursor"),
-            "key": component("chunk-log--key"),
-            "string": component("chunk-log--string"),
-            "number": component("chunk-log--number"),
-            "literal": component("chunk-log--literal"),
+            # JSON colours: the foreground only, so a flag's or the cursor's background stays
+            "key": Style(color=component("chunk-log--key").color),
+            "string": Style(color=component("chunk-log--string").color),
+            "number": Style(color=component("chunk-log--number").color),
+            "literal": Style(color=component("chunk-log--literal").color),
         }
         return super().render_lines(crop)
 
@@ -318,7 +320,10 @@ class ChunkLog(ScrollView, can_focus=True):
             segments = [Segment(prefix + self._field_text(chunk.data), style)]
         else:
             body = preview(chunk.data)[:max(0, scroll_x + width - len(prefix))]
-            segments = [Segment(prefix, style), *json_segments(body, style, styles)]
+            if flags:  # a flagged line keeps its flag's colour throughout
+                segments = [Segment(prefix + body, style)]
+            else:
+                segments = [Segment(prefix, style), *json_segments(body, style, styles)]
         strip = Strip(segments).crop(scroll_x, scroll_x + width)
         return strip.extend_cell_length(width, style)
 

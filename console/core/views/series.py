@@ -115,7 +115,7 @@ class ChartModel:
                     s.xs_index.append(float(index))
                     s.ys.append(value)
         self._scanned = stop
-        if any(s.kept > self.max_points for s in self.series):
+        while any(s.kept > self.max_points for s in self.series):
             self._thin()
         self.version += 1
         return True

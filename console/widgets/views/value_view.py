@@ -10,6 +10,7 @@ from textual.widgets import Static
 
 from console.core.views import ValueSource
 from console.core.views.rows import TableModel
+from console.core.views.cells import compact
 from console.core.views.values import records_of
 from console.widgets.views.table_view import TableView
 from console.widgets.views.value_tree import ValueTree
@@ -38,13 +39,23 @@ class ValueView(Vertical):
     def compose(self) -> ComposeResult:
         if self.table_view is not None:
             m = self.table_view.model
-            yield Static(f"{self.title}: {m.row_count:,} records × {len(m.columns)} columns  "
-                         "(← → column, S sorts, Enter shows a record)", classes="value-caption", markup=False)
+            yield Static(f"{self.title}: {m.row_count:,} records × {len(m.columns)} columns{self._beside()}  "
+                         "(← → column, S sorts, Enter shows a record, v tree)", classes="value-caption", markup=False)
             yield self.table_view
         else:
             yield Static(f"{self.title}  (← → fold, Enter opens, c copies the value under the cursor)",
                          classes="value-caption", markup=False)
             yield self.value_tree
+
+    def _beside(self) -> str:
+        """The scalars next to the records (`total: 3`, `database: sample.db`)."""
+        if not isinstance(self.value, dict):
+            return ""
+        parts = [f"{k}: {compact(v)}" for k, v in self.value.items() if not isinstance(v, (dict, list))]
+        return (" · " + " · ".join(parts)) if parts else ""
+
+    def caption(self) -> str:
+        return str(self.query_one(".value-caption", Static).render())
 
     def on_mount(self) -> None:
         if self.table_view is not None:
