@@ -149,6 +149,8 @@ class ChunkLog(ScrollView, can_focus=True):
         self.filter_text: str | None = None  # show only chunks whose JSON contains this
         self._matches: list[int] = []  # absolute indexes of matching chunks (filter on)
         self._scanned = 0  # chunks checked against the filter so far
+        self._json_theme: str | None = None
+        self._json_cache: dict = {}
         self.fields: list[str] | None = None  # the fields view: these JSON paths as columns
         self._field_widths: list[int] = []
 
@@ -286,13 +288,19 @@ class ChunkLog(ScrollView, can_focus=True):
             DUPLICATE: base + component("chunk-log--duplicate"),
             "late": base + component("chunk-log--late"),
             "cursor": component("chunk-log--cursor"),
-            # JSON colours: the foreground only, so a flag's or the cursor's background stays
-            "key": Style(color=component("chunk-log--key").color),
-            "string": Style(color=component("chunk-log--string").color),
-            "number": Style(color=component("chunk-log--number").color),
-            "literal": Style(color=component("chunk-log--literal").color),
+            **self._json_styles(component),
         }
         return super().render_lines(crop)
+
+    def _json_styles(self, component) -> dict:
+        """JSON colours, the foreground only (so a flag's or the cursor's background stays);
+        looked up once per theme, not per frame."""
+        theme = self.app.theme
+        if self._json_theme != theme:
+            self._json_theme = theme
+            self._json_cache = {name: Style(color=component(f"chunk-log--{name}").color)
+                                for name in ("key", "string", "number", "literal")}
+        return self._json_cache
 
     def render_line(self, y: int) -> Strip:
         index = self._index_at(int(self.scroll_y) + y)

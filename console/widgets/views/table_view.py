@@ -65,6 +65,7 @@ class TableView(ScrollView, can_focus=True):
         self.column = 0
         self._version = -1
         self._styles: dict = {}
+        self._styles_key: tuple | None = None
 
     # -- sync -----------------------------------------------------------------------------
 
@@ -111,16 +112,22 @@ class TableView(ScrollView, can_focus=True):
     # -- drawing -----------------------------------------------------------------------------
 
     def render_lines(self, crop):
+        key = (self.app.theme, self.has_focus)
+        if self._styles_key != key:  # component styles cost ~0.1-0.7 ms each: once per theme and focus
+            self._styles_key = key
+            self._styles = self._compute_styles()
+        return super().render_lines(crop)
+
+    def _compute_styles(self) -> dict:
         base = self.rich_style
         component = self.get_component_rich_style
-        self._styles = {
+        return {
             "base": base,
             "header": base + component("table-view--header"),
             "header-cursor": base + component("table-view--header") + component("table-view--header-cursor"),
             "cursor": base + component("table-view--cursor"),
             "gutter": base + component("table-view--gutter"),
         }
-        return super().render_lines(crop)
 
     def render_line(self, y: int) -> Strip:
         width = self.size.width
