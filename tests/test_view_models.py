@@ -35,7 +35,7 @@ def test_sqlite_batches_become_one_row_per_record_under_their_columns():
     assert model.record(2999)["id"] == 3000
     assert model.chunk_of(2999) == 6  # 0-based: the sixth batch, after the columns chunk
     assert model.numeric(0) and not model.numeric(1) and model.numeric(2)
-    assert model.widths[1] == len("shipped")
+    assert model.widths == [4, 8, 7]  # the widest value or the name with room for a sort arrow
     assert carries_rows(record.data_at(0)) and carries_rows(record.data_at(1))
 
 
@@ -181,6 +181,7 @@ def test_suggested_paths_from_the_first_chunk():
 
 def test_bytes_show_as_text_when_utf8_else_as_a_hex_dump():
     assert describe_bytes("héllo\nworld".encode()) == ("text", "héllo\nworld")
+    assert describe_bytes(bytes(range(8)))[0] == "hex"  # valid UTF-8, but control characters
     kind, dump = describe_bytes(bytes([0, 255, 16, 65]))
     assert kind == "hex" and dump.startswith("00000000  00 ff 10 41") and dump.endswith("...A")
     assert summary(b"abc") == "<3 bytes, UTF-8 text>"

@@ -132,6 +132,8 @@ class CallView(Vertical):
         if record.streaming:
             self.views.sync(now)
         views = self.views.signature()
+        if views[0] != (self._views_seen[0] if self._views_seen else None):
+            self.app.refresh_bindings()  # the footer's keys depend on the view (p: paths)
         changed = record.version != self._version or state is not self._state or views != self._views_seen
         self._views_seen = views
         if not changed and (state.ended or now - self._status_at < 0.25):

@@ -158,6 +158,11 @@ class ChunkLog(ScrollView, can_focus=True):
         """Show the values at these JSON paths as columns instead of the JSON preview."""
         self.fields = list(paths) if paths else None
         self._field_widths = [min(FIELD_WIDTH, max(4, len(p))) for p in self.fields or []]
+        record = self.record  # fitted to the first and the newest chunks (and widened as wider ones are drawn)
+        sample = list(range(record.first_held, min(record.count, record.first_held + 50)))
+        sample += range(max(record.first_held + 50, record.count - 50), record.count)
+        for index in sample:
+            self._field_text(record.data_at(index))
         self.refresh()
 
     def columns_header(self) -> str:

@@ -12,14 +12,16 @@ import orjson
 CELL_LIMIT = 200  # characters of one cell's text kept (the full record is one key away)
 
 _BASE64 = re.compile(rb"^[A-Za-z0-9+/]*={0,2}$")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # not text (tab, newline, CR are)
 
 
 def bytes_text(value: bytes | bytearray | memoryview) -> str | None:
-    """The bytes as text when they are valid UTF-8, else None."""
+    """The bytes as text when they are valid UTF-8 without control characters, else None."""
     try:
-        return bytes(value).decode("utf-8")
+        text = bytes(value).decode("utf-8")
     except UnicodeDecodeError:
         return None
+    return None if _CONTROL.search(text) else text
 
 
 def base64_bytes(text: str) -> bytes | None:

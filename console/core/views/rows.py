@@ -100,7 +100,7 @@ class TableModel:
             index = len(self.columns)
             self._column_of[name] = index
             self.columns.append(name)
-            self.widths.append(min(MAX_WIDTH, max(1, len(name))))
+            self.widths.append(min(MAX_WIDTH, len(name) + 2))  # room for the sort arrow
             self._numeric.append(0)
             self._other.append(0)
         return index

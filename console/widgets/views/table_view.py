@@ -137,7 +137,7 @@ class TableView(ScrollView, can_focus=True):
         model = self.model
         gutter = self._gutter()
         if y == 0:
-            segments = [Segment(" " * gutter, styles["header"])]
+            segments = [Segment("#".rjust(gutter - GAP) + " " * GAP, styles["header"])]
             for col, name in enumerate(model.columns):
                 w = model.widths[col]
                 label = name

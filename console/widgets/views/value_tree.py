@@ -135,6 +135,8 @@ class ValueTree(Tree[Item]):
     def _text_lines(node: TreeNode[Item], text: str, what: str) -> None:
         node.add_leaf(Text(f"({what})", style="dim italic"), data=Item(None, text, node.data.path))
         lines = text.split("\n")
+        if len(lines) > 1 and lines[-1] == "":
+            lines.pop()  # the newline that ends the last line opens no line of its own
         for line in lines[:TEXT_LINES]:
             node.add_leaf(Text(line, style="green", no_wrap=True), data=Item(None, text, node.data.path))
         if len(lines) > TEXT_LINES:
