@@ -43,7 +43,7 @@ def test_every_recorded_frame_decodes_and_its_prefix_reencodes():
         payload = rec["payload"].encode("utf-8")
         assert len(payload) == rec["length"]
         assert encode_varint(len(payload)).hex() == rec["prefix_hex"], rec["case"]
-        message, used = codec.decode(payload)  # includes the JSON5 frame of case I
+        message, used = codec.decode(payload, json5=True)  # includes the JSON5 frame of case I
         assert used == "json" and isinstance(message, dict)
         # and the whole frame splits back into exactly that payload
         assert FrameDecoder().feed(bytes.fromhex(rec["prefix_hex"]) + payload) == [payload]
@@ -73,8 +73,8 @@ async def _exchange(client: Node, peer_ma: str, protocol: str, requests: list[by
     frames came, then pipeline a ping to prove nothing else was sent for those ids."""
     from libp2p.custom_types import TProtocol
 
-    peer = await client.connect(peer_ma)
-    stream = await client.host.new_stream(client._peers[peer], [TProtocol(protocol)])
+    peer = await client.peers.peer_at(peer_ma)
+    stream = await client.host.new_stream(peer, [TProtocol(protocol)])
     for raw in requests:
         await stream.write(raw)
     decoder = FrameDecoder()

@@ -21,10 +21,10 @@ bench starts `o://demo stream_items {count, delayMs: 0}` through
 - RSS of this process (sampled every 50 ms by a thread): before, peak, after.
 
 Then the same with two concurrent streams of half the count each (the second
-tab visible). Before those, the views part (console/bench_views.py): the table view
+tab visible). Before those, the views part (benchmarks/views.py): the table view
 under `o://sqlite query` of 1M rows in 500-row batches and the chart view under a
-flat-out stream (rows/s, stall, RSS; `--rows N`, `--no-views`, `--views-only`). Targets (issue 4) are printed with PASS/MISS; they never change
-the exit code, which is 0 when every stream completed with every chunk in
+flat-out stream (rows/s, stall, RSS; `--rows N`, `--no-views`, `--views-only`).
+Targets (issues 4 and 11) are printed with PASS/MISS; they never change the exit code, which is 0 when every stream completed with every chunk in
 order, 1 otherwise.
 """
 from __future__ import annotations
@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from node_runtime.bench import Report, Row, ServedNode, _is_interrupt, _narrate, _percentile
+from .common import Report, Row, ServedNode, is_interrupt, narrate, percentile
 
 DEMO_ADDRESS = "o://demo"
 METHOD = "stream_items"
@@ -64,10 +64,10 @@ MB = 1_000_000
 
 class DemoNode(ServedNode):
     """`olane node --tools demo` on 127.0.0.1 in its own process; stopped on exit.
-    node_runtime.bench.ServedNode serves its bench tool only, so only the start differs."""
+    benchmarks.common.ServedNode serves its bench tool only, so only the start differs."""
 
-    # sqlite too: the table-view run queries it (console/bench_views.py)
-    command = ("-m", "node_runtime.cli", "node", "--tools", "demo,sqlite", "--listen", "/ip4/127.0.0.1/tcp/0")
+    # sqlite too: the table-view run queries it (benchmarks/views.py)
+    command = ("-m", "console.cli", "node", "--tools", "demo,sqlite", "--listen", "/ip4/127.0.0.1/tcp/0")
     name = "demo node"
 
 
@@ -346,7 +346,7 @@ async def _drive_app(args, multiaddr: str, settings: Path, node_proc, phases: li
         keys.start()
         try:
             for run in notes.get("view_runs", []):
-                from console.bench_views import run_view
+                from benchmarks.views import run_view
 
                 print(f"{run.name}: streaming", file=sys.__stderr__, flush=True)
                 await run_view(app, target, run, rss)
@@ -384,7 +384,7 @@ async def _drive_app(args, multiaddr: str, settings: Path, node_proc, phases: li
 
 
 def _ms(values: list[float], p: float) -> float:
-    return _percentile(values, p) * 1000
+    return percentile(values, p) * 1000
 
 
 def _report_phase(phase: Phase, probes: Probes, report: Report, failures: list[str], baseline_rss: int,
@@ -431,8 +431,8 @@ def _report_phase(phase: Phase, probes: Probes, report: Report, failures: list[s
     shown_rate = ((moving[-1][1] - moving[0][1]) / (moving[-1][0] - moving[0][0])
                   if len(moving) > 1 and moving[-1][0] > moving[0][0] else 0.0)
     behind = [max(0, f[2] - f[1]) for f in moving]
-    behind_p50 = _percentile(behind, 50) if behind else float("nan")
-    behind_p99 = _percentile(behind, 99) if behind else float("nan")
+    behind_p50 = percentile(behind, 50) if behind else float("nan")
+    behind_p99 = percentile(behind, 99) if behind else float("nan")
     tick_ms = [d for _, d in ticks]
     shown_last = ("last chunk shown" if phase.shown_end >= watched.count
                   else f"last shown #{phase.shown_end:,} of {watched.count:,}")
@@ -545,7 +545,7 @@ def main(argv: list[str] | None = None) -> int:
     rss = RssSampler()
     notes: dict[str, Any] = {}
     if not args.no_views:
-        from console.bench_views import view_runs
+        from benchmarks.views import view_runs
 
         notes["view_runs"] = view_runs(args.rows, args.chunks // 2)
     report = Report()
@@ -554,10 +554,10 @@ def main(argv: list[str] | None = None) -> int:
     rss.start()
     try:
         with DemoNode() as node:
-            _narrate(f"demo node pid {node.pid} at {node.multiaddr}")
+            narrate(f"demo node pid {node.pid} at {node.multiaddr}")
             asyncio.run(_drive(args, node.multiaddr, node.pid, phases, probes, rss, notes))
     except BaseException as exc:
-        if _is_interrupt(exc):
+        if is_interrupt(exc):
             print("\ninterrupted", flush=True)
             return 130
         if not isinstance(exc, Exception):
@@ -567,11 +567,11 @@ def main(argv: list[str] | None = None) -> int:
         rss.stop()
 
     if notes.get("view_runs"):
-        from console.bench_views import report_view
+        from benchmarks.views import report_view
 
         for run in notes["view_runs"]:
             print(f"\n{run.name}: {run.address} {run.method}, the tab visible in the {run.view} view", flush=True)
-            report_view(run, probes, report, failures, Row, _percentile)
+            report_view(run, probes, report, failures, Row, percentile)
     baseline = notes.get("rss_start", phases[0].rss_before if phases else 0)
     for phase in phases:
         if not phase.end:
