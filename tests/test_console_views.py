@@ -40,7 +40,7 @@ async def test_a_query_opens_in_the_table_view_with_its_rows_and_sorts_by_total(
         model = table.model
         assert model.columns == ["id", "status", "total"] and model.row_count == 3000
         header = visible_text(table)[0].split()
-        assert header == ["id", "status", "total"]
+        assert header == ["#", "id", "status", "total"]  # "#": the row as it arrived
         assert "3,000 rows × 3 columns" in str(view.query_one(".call-columns").render())
         # sort by total: move to the column, S (ascending), S again (descending)
         await pilot.press("right", "right", "S")
