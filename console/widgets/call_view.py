@@ -59,6 +59,7 @@ class CallView(Vertical):
     CallView .call-detail { height: auto; max-height: 45%; border-top: solid $panel; padding: 0 1; }
     CallView .call-detail.-unary { height: 1fr; max-height: 100%; }
     CallView .call-detail.-unary.-valued { height: auto; max-height: 30%; }
+    CallView .call-detail.-beside-view { max-height: 8; }
     CallView .call-end.-failed { color: $stream-error; text-style: bold; }
     CallView .call-end.-completed { color: $success; }
     CallView .call-end.-cancelled { color: $warning; }
@@ -134,6 +135,8 @@ class CallView(Vertical):
         views = self.views.signature()
         if views[0] != (self._views_seen[0] if self._views_seen else None):
             self.app.refresh_bindings()  # the footer's keys depend on the view (p: paths)
+            if record.streaming:  # the table and the chart keep most of the pane
+                self.query_one(".call-detail").set_class(views[0] in ("table", "chart"), "-beside-view")
         changed = record.version != self._version or state is not self._state or views != self._views_seen
         self._views_seen = views
         if not changed and (state.ended or now - self._status_at < 0.25):

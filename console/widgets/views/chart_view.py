@@ -30,6 +30,15 @@ def figure(value: float | None) -> str:
     return f"{value:,.2f}" if magnitude >= 10 else f"{value:.3g}"
 
 
+def short(value: float) -> str:
+    """An axis label in at most 8 characters: 10.4M, 950k, 0.25."""
+    magnitude = abs(value)
+    for limit, unit in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e4, "k")):
+        if magnitude >= limit:
+            return f"{value / limit:.3g}{unit}"
+    return figure(value)[:8]
+
+
 class ChartView(Widget, can_focus=True):
     DEFAULT_CSS = """
     ChartView { height: 1fr; background: $surface; padding: 0 1; }
@@ -104,6 +113,12 @@ class ChartView(Widget, can_focus=True):
         if rows <= 0:
             return
         values = self.model.buckets(s, plot, self.by_time)
+        carried = None  # a column with no point of its own shows the value before it (a step)
+        for i, v in enumerate(values):
+            if v is None:
+                values[i] = carried
+            else:
+                carried = v
         low = s.low if s.count else 0.0
         high = s.high if s.count else 1.0
         if high <= low:
@@ -111,7 +126,7 @@ class ChartView(Widget, can_focus=True):
         levels = rows * 8
         heights = [None if v is None else max(1, round((v - low) / (high - low) * levels)) for v in values]
         for r in range(rows):  # top row first
-            axis = figure(high) if r == 0 else figure(low) if r == rows - 1 else ""
+            axis = short(high) if r == 0 else short(low) if r == rows - 1 else ""
             out.append(axis[:AXIS - 1].rjust(AXIS - 1) + "┤", style="dim")
             floor = (rows - 1 - r) * 8
             line = []
