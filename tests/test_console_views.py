@@ -101,6 +101,10 @@ async def test_files_read_of_a_text_file_shows_its_text():
         assert "data: <72 bytes, UTF-8 text>" in lines
         for expected in text.splitlines():
             assert expected in lines
+        tree = app.screen.query_one(ValueTree)
+        tree.cursor_line = lines.index("data: <72 bytes, UTF-8 text>")
+        await pilot.press("c")  # copy the value under the cursor: the text itself
+        assert app.clipboard == text
 
 
 async def test_a_unary_list_of_records_shows_as_a_table_and_v_shows_its_tree():

@@ -204,3 +204,14 @@ def test_settings_remember_views_and_paths_per_method(tmp_path):
     assert again.views == {key: "chart"}
     assert again.charts == {key: ["cpu.percent"]}
     assert again.fields == {"o://demo stream_items": ["id", "progress"]}
+
+
+def test_view_models_import_neither_textual_nor_rich():
+    import subprocess
+    import sys
+
+    code = ("import sys; import console.core.views, console.core.views.rows, console.core.views.series, "
+            "console.core.views.paths, console.core.views.values, console.core.views.cells; "
+            "bad = [m for m in ('textual', 'rich') if m in sys.modules]; assert not bad, bad")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
