@@ -547,7 +547,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_views:
         from benchmarks.views import view_runs
 
-        notes["view_runs"] = view_runs(args.rows, args.chunks // 2)
+        notes["view_runs"] = view_runs(args.rows, args.chunks // 5)
     report = Report()
     failures: list[str] = []
     started = time.monotonic()
