@@ -69,6 +69,7 @@ def test_fields_view_of_metrics(snap_compare):
         views = pilot.app.current_view.views
         views.show("fields", remember=False)
         views.set_paths(["sample", "cpu.percent", "memory.percent", "cpu.load1", "timestamp"])
+        views.focus_target.focus()  # as `v` leaves it (the footer shows the focused view's keys)
         await pilot.pause(0.3)
 
     assert snap_compare(snapshot_app(), terminal_size=SIZE, run_before=run_before)
@@ -82,7 +83,9 @@ def test_chart_view_of_cpu_and_memory(snap_compare):
         record.address = "o://metrics"
         fill_metrics(record, clock)
         await pilot.pause(0.2)
-        pilot.app.current_view.views.show("chart", remember=False)
+        views = pilot.app.current_view.views
+        views.show("chart", remember=False)
+        views.focus_target.focus()
         await pilot.pause(0.5)
 
     assert snap_compare(snapshot_app(), terminal_size=SIZE, run_before=run_before)
