@@ -169,6 +169,13 @@ def report_view(run: ViewRun, probes, report, failures: list[str], Row, percenti
                    f"UI event-loop stall ({len(lag):,} samples)   p50 {p50:6.2f}  p99 {p99:6.2f}  max {worst:7.2f} ms;"
                    f" refresh tick p99 {t99:.1f} ms",
                    f"p99 < {TARGET_STALL_P99_MS:g} ms", p99 < TARGET_STALL_P99_MS))
+    collections = probes.between(probes.gc, run.start, run.end)
+    full = [d for _, gen, d in collections if gen == 2]
+    report.add(Row("views", f"{key}_gc",
+                   {"full_collections": len(full), "full_total_ms": round(sum(full) * 1000, 1),
+                    "full_max_ms": round(max(full, default=0) * 1000, 1)},
+                   f"garbage collector: {len(full)} full passes ({sum(full) * 1000:,.0f} ms, max "
+                   f"{max(full, default=0) * 1000:.0f} ms) over the chunks held"))
     growth = (run.rss_peak - run.rss_before) / MB
     report.add(Row("views", f"{key}_rss",
                    {"rss_before_mb": round(run.rss_before / MB, 1), "rss_peak_mb": round(run.rss_peak / MB, 1),
