@@ -9,6 +9,7 @@ The views' models read the call's StreamRecord; only the visible view is synced,
 the pane's fixed-rate refresh."""
 from __future__ import annotations
 
+import gc
 from typing import Any, Callable
 
 from textual.widget import Widget
@@ -28,6 +29,7 @@ STREAM_VIEWS = ("log", "fields", "table", "chart")
 UNARY_VIEWS = ("table", "tree")
 DETECT_CHUNKS = 3  # chunks looked at to decide whether a stream carries rows
 DEFAULT_FIELDS = 5  # suggested paths a fields view starts with
+FREEZE_EVERY_ROWS = 50_000  # rows taken in between moving what is held out of the collector's way
 
 
 class StreamViews:
@@ -46,6 +48,7 @@ class StreamViews:
         self.chart: ChartView | None = None
         self.value: ValueView | None = None
         self._detected = False
+        self._frozen_rows = 0
         if record.streaming:
             self.table = TableView(TableModel(record), classes="call-table")
             self.chart = ChartView(ChartModel(record, self._remembered(settings, "charts"), times=record.time_at),
@@ -167,6 +170,13 @@ class StreamViews:
                 self._detected = True
         if self.name == "table":
             self.table.sync()
+            rows = self.table.model.total
+            if rows - self._frozen_rows >= FREEZE_EVERY_ROWS:
+                # held rows live as long as the record: keep them out of full collections, which
+                # otherwise stall the screen 100-600 ms each over a million rows (as app.py does
+                # for what exists at start). Objects still die by reference count.
+                self._frozen_rows = rows
+                gc.freeze()
         elif self.name == "chart":
             self.chart.sync(now)
 
