@@ -92,6 +92,12 @@ class DemoNode(ServedNode):
     name = "demo node"
 
 
+class DemoAndSqliteNode(DemoNode):
+    """The demo and sqlite tools: the console bench's table-view run queries sqlite."""
+
+    command = ("-m", "console.cli", "node", "--tools", "demo,sqlite", "--listen", "/ip4/127.0.0.1/tcp/0")
+
+
 @dataclass
 class Row:
     """One measured figure: printed as a table line and kept for --json."""

@@ -21,8 +21,10 @@ bench starts `o://demo stream_items {count, delayMs: 0}` through
 - RSS of this process (sampled every 50 ms by a thread): before, peak, after.
 
 Then the same with two concurrent streams of half the count each (the second
-tab visible). Targets (issue 4) are printed with PASS/MISS; they never change
-the exit code, which is 0 when every stream completed with every chunk in
+tab visible). Before those, the views part (benchmarks/views.py): the table view
+under `o://sqlite query` of 1M rows in 500-row batches and the chart view under a
+flat-out stream (rows/s, stall, RSS; `--rows N`, `--no-views`, `--views-only`).
+Targets (issues 4 and 11) are printed with PASS/MISS; they never change the exit code, which is 0 when every stream completed with every chunk in
 order, 1 otherwise.
 """
 from __future__ import annotations
@@ -41,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .common import DemoNode, Report, Row, is_interrupt, narrate, percentile
+from .common import DemoAndSqliteNode, Report, Row, is_interrupt, narrate, percentile
 
 DEMO_ADDRESS = "o://demo"
 METHOD = "stream_items"
@@ -335,6 +337,13 @@ async def _drive_app(args, multiaddr: str, settings: Path, node_proc, phases: li
         keys = KeySender(app._driver, probes)
         keys.start()
         try:
+            for run in notes.get("view_runs", []):
+                from benchmarks.views import run_view
+
+                print(f"{run.name}: streaming", file=sys.__stderr__, flush=True)
+                await run_view(app, target, run, rss)
+                await app.action_close_tab()  # its rows go with it before the next part
+                await pilot.pause(0.2)
             for phase in phases:
                 # Textual holds sys.stderr while the app runs: narrate to the real one
                 print(f"{phase.name}: streaming {' + '.join(f'{c:,}' for c in phase.counts)} chunks",
@@ -487,7 +496,13 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--profile", metavar="PATH",
                         help="cProfile each part into PATH.<part> (slows everything down; for finding hot spots)")
     parser.add_argument("--json", action="store_true", help="also print a machine-readable summary (last line)")
+    parser.add_argument("--rows", type=int, default=None, metavar="N",
+                        help="rows of the table-view run (default 1,000,000; 100,000 with --quick)")
+    parser.add_argument("--no-views", action="store_true", help="skip the table-view and chart-view runs")
+    parser.add_argument("--views-only", action="store_true", help="only the table-view and chart-view runs")
     args = parser.parse_args(argv)
+    if args.rows is None:
+        args.rows = 100_000 if args.quick else 1_000_000
     if args.chunks is None:
         args.chunks = 100_000 if args.quick else 1_000_000
     if args.chunks < 2:
@@ -514,19 +529,23 @@ def main(argv: list[str] | None = None) -> int:
           f"demo node in its own process on 127.0.0.1; console {SIZE[0]}x{SIZE[1]}, frames rendered to ANSI "
           f"and discarded; records hold {args.max_chunks:,} chunks; load average {os.getloadavg()[0]:.2f}; "
           f"MB = 10^6 bytes", flush=True)
-    phases = [Phase(f"single stream of {args.chunks:,}", [args.chunks])]
-    if not args.no_concurrent:
+    phases = [] if args.views_only else [Phase(f"single stream of {args.chunks:,}", [args.chunks])]
+    if not args.no_concurrent and not args.views_only:
         half = args.chunks // 2
         phases.append(Phase(f"two concurrent streams of {half:,}", [half, half]))
     probes = Probes()
     rss = RssSampler()
     notes: dict[str, Any] = {}
+    if not args.no_views:
+        from benchmarks.views import view_runs
+
+        notes["view_runs"] = view_runs(args.rows, args.chunks // 5)
     report = Report()
     failures: list[str] = []
     started = time.monotonic()
     rss.start()
     try:
-        with DemoNode() as node:
+        with DemoAndSqliteNode() as node:
             narrate(f"demo node pid {node.pid} at {node.multiaddr}")
             asyncio.run(_drive(args, node.multiaddr, node.pid, phases, probes, rss, notes))
     except BaseException as exc:
@@ -539,7 +558,13 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         rss.stop()
 
-    baseline = notes.get("rss_start", phases[0].rss_before)
+    if notes.get("view_runs"):
+        from benchmarks.views import report_view
+
+        for run in notes["view_runs"]:
+            print(f"\n{run.name}: {run.address} {run.method}, the tab visible in the {run.view} view", flush=True)
+            report_view(run, probes, report, failures, Row, percentile)
+    baseline = notes.get("rss_start", phases[0].rss_before if phases else 0)
     for phase in phases:
         if not phase.end:
             failures.append(f"{phase.name}: did not run to the end")

@@ -71,6 +71,9 @@ class OlaneConsole(App):
         Binding("end,f", "follow", "Follow", id="follow"),
         Binding("o", "order_by", "Order by", id="order-by"),
         Binding("slash", "filter_chunks", "Filter", id="filter"),
+        Binding("v", "cycle_view", "View", id="view"),
+        Binding("p", "pick_paths", "Paths", id="paths"),
+        Binding("z", "maximize_pane", "Maximize", id="maximize"),
         Binding("s", "export", "Export", id="export"),
         Binding("y", "copy_cli", "Copy CLI", id="copy-cli"),
         Binding("ctrl+w", "close_tab", "Close", id="close-tab"),
@@ -306,7 +309,7 @@ class OlaneConsole(App):
     def _open_tab(self, record: StreamRecord) -> None:
         """A tab for the record, made the active one once it exists."""
         pane_id = f"call-{record.number}"
-        view = CallView(record)
+        view = CallView(record, settings=self.settings, save=self._save_settings)
         self.views[pane_id] = view
         tabs = self.call_tabs
         tabs.display = True
@@ -321,7 +324,7 @@ class OlaneConsole(App):
             tabs.active = pane_id
             self._show_active_tab()
             if record.streaming:  # keys now act on the stream: x cancels, arrows walk the chunks
-                self.call_after_refresh(lambda: view.log.focus() if view.log is not None else None)
+                self.call_after_refresh(lambda: view.views.focus_target.focus() if view.views.focus_target else None)
 
         self.call_next(activate)
 
@@ -335,7 +338,7 @@ class OlaneConsole(App):
         return super().deliver_screenshot(filename, str(folder), time_format)
 
     # which keys apply now: the footer shows those (the palette lists every action)
-    _CALL_ACTIONS = {"follow", "order_by", "filter_chunks", "export", "copy_cli", "close_tab"}
+    _CALL_ACTIONS = {"follow", "order_by", "filter_chunks", "export", "copy_cli", "close_tab", "cycle_view"}
     _NODE_ACTIONS = {"remove_target", "rediscover"}
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -348,6 +351,9 @@ class OlaneConsole(App):
             return self.current_view is not None
         if action in ("next_tab", "previous_tab"):
             return len(self.views) > 1
+        if action == "pick_paths":
+            view = self.current_view
+            return view is not None and view.views.name in ("fields", "chart")
         if action in self._NODE_ACTIONS:
             return self.focused is self.node_tree
         if action == "toggle_raw":
@@ -410,6 +416,50 @@ class OlaneConsole(App):
 
     def action_previous_tab(self) -> None:
         self.action_next_tab(-1)
+    def action_cycle_view(self) -> None:
+        view = self.current_view
+        if view is not None:
+            name = view.cycle_view()
+            self.notify(f"{name} view (remembered for {view.record.method})", timeout=2)
+            self.refresh_bindings()
+
+    def action_pick_paths(self) -> None:
+        from console.screens.paths import PathsScreen
+
+        view = self.current_view
+        if view is None or view.views.name not in ("fields", "chart"):
+            self.notify("switch to the fields or chart view first (v)", severity="warning")
+            return
+        views = view.views
+        chart = views.name == "chart"
+        suggested = views.suggested_chart() if chart else views.suggested_fields()
+        if chart:
+            from console.core.views.paths import numeric_paths
+
+            suggested = list(dict.fromkeys(suggested + numeric_paths(views.first_data())))
+
+        def chosen(paths: list[str] | None) -> None:
+            if paths is not None:
+                views.set_paths(paths)
+                view.invalidate()
+
+        self.push_screen(PathsScreen("Chart these numeric paths" if chart else "Show these paths as columns",
+                                     suggested, views.current_paths()), chosen)
+
+    def action_maximize_pane(self) -> None:
+        """Fill the screen with the focused pane (the call tabs, the tree, the form); again restores."""
+        screen = self.screen
+        if screen.maximized is not None:
+            screen.minimize()
+            return
+        focused = self.focused
+        if focused is None:
+            return
+        view = self.current_view
+        if view is not None and view in focused.ancestors_with_self:
+            screen.maximize(self.call_tabs, container=False)
+        elif not screen.maximize(focused):
+            self.notify("this pane cannot be maximized", severity="warning")
 
     def action_follow(self) -> None:
         view = self.current_view

@@ -14,20 +14,25 @@ def bench_console(*args: str, timeout: float = 180) -> subprocess.CompletedProce
 
 
 def test_quick_run_prints_every_figure_and_completes():
-    out = bench_console("--quick", "--chunks", "20000", "--json")
+    out = bench_console("--quick", "--chunks", "20000", "--rows", "5000", "--json", timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
     text = out.stdout
     for part in ("single stream of 20,000", "two concurrent streams of 10,000"):
         assert part in text, text
     for figure in ("chunks into the console", "screen (visible stream): newest shown", "screen trails the record",
-                   "UI event-loop stall", "garbage collector:", "key latency", "console RSS MB"):
+                   "key latency"):
         assert text.count(figure) == 2, (figure, text)
+    for figure in ("UI event-loop stall", "console RSS MB", "garbage collector:"):  # and the two view runs
+        assert text.count(figure) == 4, (figure, text)
+    assert "rows into the table view" in text and "chunks into the chart view" in text
     assert "summary:" in text
     summary = json.loads(text.splitlines()[-1])
     assert summary["failures"] == []
     rows = {r["name"]: r for r in summary["rows"]}
     assert rows["single_chunks_per_s"]["chunks"] == 20_000 and rows["two_chunks_per_s"]["chunks"] == 20_000
     assert rows["single_screen"]["newest_shown"] == 20_000  # the last chunk reached the screen
+    assert rows["table_rows_per_s"]["rows"] == 5_000 and rows["table_rows_per_s"]["newest_row_drawn"] == 5_000
+    assert rows["chart_chunks_per_s"]["charted"] == 4_000  # a fifth of --chunks, every value charted
     assert all(r["verdict"] in ("PASS", "MISS") for r in rows.values() if r["target"])
 
 

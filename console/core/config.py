@@ -1,6 +1,8 @@
 """Console settings: one JSON file in the user's config directory (or the path in
-$OLANE_CONSOLE_CONFIG): saved targets, the chosen theme, and whether quitting with
-streams running asks first (`confirm_quit`)."""
+$OLANE_CONSOLE_CONFIG): saved targets, the chosen theme, whether quitting with
+streams running asks first (`confirm_quit`), and per method (keyed
+`"<address> <method>"`) the view a stream opens in and the paths of its fields and
+chart views."""
 from __future__ import annotations
 
 import json
@@ -35,6 +37,9 @@ class Settings:
     theme: str = "olane-dark"
     targets: list[SavedTarget] = field(default_factory=list)
     confirm_quit: bool = True  # ask before quitting while calls are running
+    views: dict[str, str] = field(default_factory=dict)  # method key -> log / fields / table / chart
+    fields: dict[str, list[str]] = field(default_factory=dict)  # method key -> JSON paths shown as columns
+    charts: dict[str, list[str]] = field(default_factory=dict)  # method key -> JSON paths charted
 
     @classmethod
     def load(cls, path: Path | None = None) -> "Settings":
@@ -48,7 +53,9 @@ class Settings:
         targets = [SavedTarget(str(t["multiaddr"]), t.get("address") or None)
                    for t in raw.get("targets") or [] if isinstance(t, dict) and t.get("multiaddr")]
         return cls(theme=str(raw.get("theme") or cls.theme), targets=targets,
-                   confirm_quit=raw.get("confirm_quit", True) is not False)
+                   confirm_quit=raw.get("confirm_quit", True) is not False,
+                   views=_str_map(raw.get("views")), fields=_paths_map(raw.get("fields")),
+                   charts=_paths_map(raw.get("charts")))
 
     def save(self, path: Path | None = None) -> Path:
         path = path or config_path()
@@ -58,9 +65,34 @@ class Settings:
         tmp.replace(path)  # never leave a half-written file
         return path
 
+    def remember_view(self, key: str, view: str) -> bool:
+        """Remember the view a method's streams open in; True when that changed something."""
+        if self.views.get(key) == view:
+            return False
+        self.views[key] = view
+        return True
+
     def remember_target(self, multiaddr: str, address: str | None) -> None:
         if not any(t.multiaddr == multiaddr and t.address == address for t in self.targets):
             self.targets.append(SavedTarget(multiaddr, address))
 
     def forget_target(self, multiaddr: str) -> None:
         self.targets = [t for t in self.targets if t.multiaddr != multiaddr]
+
+
+def method_key(address: str, method: str) -> str:
+    """How settings name a method: `"o://sqlite query"`."""
+    return f"{address} {method}"
+
+
+def _str_map(raw) -> dict[str, str]:
+    if not isinstance(raw, dict):
+        return {}
+    return {str(k): str(v) for k, v in raw.items() if isinstance(v, str)}
+
+
+def _paths_map(raw) -> dict[str, list[str]]:
+    if not isinstance(raw, dict):
+        return {}
+    return {str(k): [str(p) for p in v if isinstance(p, str) and p]
+            for k, v in raw.items() if isinstance(v, list)}

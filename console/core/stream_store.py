@@ -326,6 +326,19 @@ class StreamRecord:
         return Chunk(index + 1, self._key(slot), self._ats[slot], self._dts[slot], self._sizes[slot],
                      self._datas[slot], self._flags[slot])
 
+    def data_at(self, index: int) -> Any:
+        """A chunk's data by 0-based receive index (no Chunk built: for views that read
+        many); None when dropped or not yet received."""
+        if index < self.first_held or index >= self.count:
+            return None
+        return self._datas[index % self._capacity]
+
+    def time_at(self, index: int) -> float | None:
+        """A chunk's arrival, seconds since the start, by 0-based receive index."""
+        if index < self.first_held or index >= self.count:
+            return None
+        return self._ats[index % self._capacity]
+
     def chunks(self, start: int = 0, stop: int | None = None) -> Iterator[Chunk]:
         stop = self.count if stop is None else min(stop, self.count)
         for i in range(max(start, self.first_held), stop):

@@ -15,7 +15,10 @@ from textual.css.query import NoMatches
 from textual.widgets import Sparkline, Static
 
 from console.core.stream_store import State, StreamRecord
+from console.core.views.cells import json_default
 from console.widgets.chunk_log import ChunkLog
+from console.widgets.views.stream_views import StreamViews
+from console.widgets.views.table_view import TableView
 
 STATE_GLYPHS = {
     State.STARTING: "…", State.RUNNING: "▶", State.COMPLETED: "✔", State.FAILED: "✖",
@@ -43,10 +46,7 @@ def pretty(value) -> str:
     return text
 
 
-def _default(value):
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return f"<{len(value)} bytes>"
-    return str(value)
+_default = json_default  # bytes: their text when UTF-8, else <N bytes>
 
 
 class CallView(Vertical):
@@ -59,14 +59,18 @@ class CallView(Vertical):
     CallView .call-columns { height: 1; padding: 0 0; color: $text-muted; text-style: bold; }
     CallView .call-detail { height: auto; max-height: 45%; border-top: solid $panel; padding: 0 1; }
     CallView .call-detail.-unary { height: 1fr; max-height: 100%; }
+    CallView .call-detail.-unary.-valued { height: auto; max-height: 30%; }
+    CallView .call-detail.-beside-view { max-height: 8; }
     CallView .call-end.-failed { color: $stream-error; text-style: bold; }
     CallView .call-end.-completed { color: $success; }
     CallView .call-end.-cancelled { color: $warning; }
     """
 
-    def __init__(self, record: StreamRecord, **kwargs) -> None:
+    def __init__(self, record: StreamRecord, *, settings=None, save=None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.record = record
+        self._log = ChunkLog(record, classes="call-log") if record.streaming else None
+        self.views = StreamViews(record, self._log, settings, save)  # v cycles them
         self.selected = None  # the chunk shown in the detail area
         self._version = -1
         self._state: State | None = None
@@ -74,9 +78,12 @@ class CallView(Vertical):
         self._status_at = 0.0
         self._mounted = False
         self._texts: dict[Static, str] = {}
+        self._views_seen: tuple = ()
 
     def on_mount(self) -> None:
         self._mounted = True
+        if self.record.streaming and self.views.name != "log":
+            self.views.show(self.views.name, remember=False)
         self.sync()
 
     def on_unmount(self) -> None:
@@ -89,17 +96,29 @@ class CallView(Vertical):
             yield Static("", classes="call-findings -clean")
             yield Sparkline([], classes="call-spark")
             yield Static("", classes="call-columns")
-            yield ChunkLog(r, classes="call-log")
+            yield self._log
+            yield from self.views.stream_widgets()
         with VerticalScroll(classes="call-detail" + ("" if r.streaming else " -unary")):
             yield Static("", classes="call-end")
             yield Static("", classes="call-detail-body", markup=False)
 
     @property
     def log(self) -> ChunkLog | None:
-        try:
-            return self.query_one(ChunkLog)
-        except Exception:
-            return None
+        return self._log
+
+    def cycle_view(self) -> str:
+        """The next view (remembered for this method); returns its name."""
+        name = self.views.cycle()
+        if not self.record.streaming and self.views.value is not None:
+            self.views.value.remove()
+            self.views.value = None
+            self._sync_end()
+        self.invalidate()
+        self.sync()
+        target = self.views.focus_target
+        if target is not None:
+            self.call_after_refresh(target.focus)
+        return name
 
     def invalidate(self) -> None:
         """Redraw at the next sync even if the record did not change (e.g. a new filter)."""
@@ -112,7 +131,15 @@ class CallView(Vertical):
         record = self.record
         now = record.clock() if now is None else now
         state = record.effective_state(now)
-        changed = record.version != self._version or state is not self._state
+        if record.streaming:
+            self.views.sync(now)
+        views = self.views.signature()
+        if views[0] != (self._views_seen[0] if self._views_seen else None):
+            self.app.refresh_bindings()  # the footer's keys depend on the view (p: paths)
+            if record.streaming:  # the table and the chart keep most of the pane
+                self.query_one(".call-detail").set_class(views[0] in ("table", "chart"), "-beside-view")
+        changed = record.version != self._version or state is not self._state or views != self._views_seen
+        self._views_seen = views
         if not changed and (state.ended or now - self._status_at < 0.25):
             return  # the clock-driven fields (elapsed, rates) need no more than 4 Hz
         self._status_at = now
@@ -130,7 +157,8 @@ class CallView(Vertical):
         self._state = state
         log = self.log
         if log is not None:
-            log.sync()
+            if log.display:
+                log.sync()
             self._sync_findings()
         second = int(record.elapsed(now))
         if record.streaming and (second != self._spark_second or state.ended):
@@ -158,8 +186,11 @@ class CallView(Vertical):
 
     def _columns_text(self) -> Text:
         r = self.record
+        header = self.views.header()
+        if header is not None:
+            return Text(header, style="bold")
         log = self.log
-        text = Text(log.header() if log is not None else "")
+        text = Text(log.columns_header() if log is not None else "")
         if log is not None and log.filter_text is not None:
             text.append(f"   filter “{log.filter_text}”: {log.matches:,} of {r.held:,}", style="bold")
         if log is not None and not log.following:
@@ -212,12 +243,37 @@ class CallView(Vertical):
             flags = f"  flags: {', '.join(c.flag_names)}" if c.flags else ""
             self._update(body, f"chunk #{c.index}  seq {c.sequence}  +{c.at * 1000:.1f} ms  "
                         f"{c.size} bytes{flags}\n{pretty(c.data)}")
+        elif state is State.COMPLETED and not r.streaming:
+            self._show_unary(r.final)
+            self._update(body, "")
         elif state is State.COMPLETED:
-            self._update(body, ("final data:\n" if r.streaming else "") + pretty(r.final))
+            self._update(body, "final data:\n" + pretty(r.final))
         elif state is State.FAILED and r.error is not None and r.error.details is not None:
             self._update(body, "details:\n" + pretty(r.error.details))
         else:
             self._update(body, "")
+
+    def _show_unary(self, value) -> None:
+        """A unary result as a table of records or a folding tree (v switches)."""
+        if self.views.value is not None:
+            return
+        self.query_one(".call-detail").add_class("-valued")
+        self.mount(self.views.unary_value(value))
+
+    @on(ChunkLog.Chosen)
+    def _chunk_chosen(self, event: ChunkLog.Chosen) -> None:
+        from console.screens.value import ValueScreen
+
+        c = event.chunk
+        self.app.push_screen(ValueScreen(c.data, f"{self.record.title} › chunk #{c.index} ({c.size:,} bytes)"))
+
+    @on(TableView.RowChosen)
+    def _row_chosen(self, event: TableView.RowChosen) -> None:
+        from console.screens.value import ValueScreen
+
+        event.stop()
+        source = f" from chunk #{event.chunk + 1}" if event.chunk is not None else ""
+        self.app.push_screen(ValueScreen(event.record, f"{self.record.title} › row {event.row + 1}{source}"))
 
     @on(ChunkLog.Selected)
     def _chunk_selected(self, event: ChunkLog.Selected) -> None:

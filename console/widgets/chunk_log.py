@@ -5,10 +5,12 @@ virtual size and follows the tail. Scrolling up (or moving the cursor up)
 pauses following; the header then says how many chunks are new below."""
 from __future__ import annotations
 
+import re
 from bisect import bisect_left
 
 import orjson
 from rich.segment import Segment
+from rich.style import Style
 from textual import events
 from textual.binding import Binding
 from textual.geometry import Size
@@ -16,7 +18,9 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from console.core.stream_store import AFTER_FINAL, BADKEY, DUPLICATE, GAP, NOKEY, REORDERED, Chunk, StreamRecord
+from console.core.stream_store import (AFTER_FINAL, BADKEY, DUPLICATE, GAP, NOKEY, REORDERED, Chunk, StreamRecord,
+                                         value_at_path)
+from console.core.views.cells import cell_text, json_default
 
 PREVIEW_LIMIT = 400  # characters of a chunk's JSON rendered on its line
 FLAG_TEXTS = ((GAP, "GAP"), (REORDERED, "ORD"), (DUPLICATE, "DUP"), (AFTER_FINAL, "LATE"), (NOKEY, "NOKEY"),
@@ -41,10 +45,11 @@ def preview(data) -> str:
     return _json_text(data)[:PREVIEW_LIMIT]
 
 
-def _default(value):
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return f"<{len(value)} bytes>"
-    return str(value)
+_default = json_default  # bytes: their text when UTF-8, else <N bytes>
+
+# JSON tokens of a preview, for colour: a string (a key when a colon follows), a number, a literal
+_TOKENS = re.compile(r'("(?:[^"\\]|\\.)*")(\s*:)?|(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)|(true|false|null)')
+FIELD_WIDTH = 24  # widest a fields-view column is drawn
 
 
 # the columns before the data: (name, header, narrowest width); the data column gets what is left
@@ -91,18 +96,43 @@ class Columns:
         return " ".join(f"{labels[n]:>{self.widths[n]}}" if n != "flag" else f"{labels[n]:<{self.widths[n]}}"
                         for n in names) + " data"
 
-    def line(self, chunk: Chunk, width: int) -> str:
+    def prefix(self, chunk: Chunk, width: int) -> str:
+        """The cells before the data, with the space that follows them."""
         cells = _cells(chunk)
         names = self.shown(width)
         widths = self.widths
         head = " ".join(f"{cells[n]:>{widths[n]}}" if n != "flag" else f"{cells[n]:<{widths[n]}}" for n in names)
-        return f"{head} {preview(chunk.data)}"
+        return head + " "
+
+    def line(self, chunk: Chunk, width: int) -> str:
+        return self.prefix(chunk, width) + preview(chunk.data)
 
 
 def format_chunk(chunk: Chunk, width: int = 200) -> str:
     columns = Columns()
     columns.fit(chunk)
     return columns.line(chunk, width)
+
+
+def json_segments(text: str, style, styles: dict) -> list[Segment]:
+    """A JSON preview cut into coloured segments (keys, strings, numbers, literals)."""
+    out: list[Segment] = []
+    at = 0
+    for m in _TOKENS.finditer(text):
+        if m.start() > at:
+            out.append(Segment(text[at:m.start()], style))
+        if m.group(1) is not None:
+            out.append(Segment(m.group(1), style + (styles["key"] if m.group(2) else styles["string"])))
+            if m.group(2):
+                out.append(Segment(m.group(2), style))
+        elif m.group(3) is not None:
+            out.append(Segment(m.group(3), style + styles["number"]))
+        else:
+            out.append(Segment(m.group(4), style + styles["literal"]))
+        at = m.end()
+    if at < len(text):
+        out.append(Segment(text[at:], style))
+    return out
 
 
 class ChunkLog(ScrollView, can_focus=True):
@@ -113,6 +143,10 @@ class ChunkLog(ScrollView, can_focus=True):
         "chunk-log--late",
         "chunk-log--unjudged",
         "chunk-log--cursor",
+        "chunk-log--key",
+        "chunk-log--string",
+        "chunk-log--number",
+        "chunk-log--literal",
     }
     DEFAULT_CSS = """
     ChunkLog { height: 1fr; background: $surface; overflow-x: hidden; scrollbar-size-vertical: 0; }
@@ -123,6 +157,10 @@ class ChunkLog(ScrollView, can_focus=True):
     ChunkLog > .chunk-log--unjudged { color: $text-muted; text-style: italic; }
     ChunkLog > .chunk-log--cursor { background: $accent 40%; }
     ChunkLog:focus > .chunk-log--cursor { background: $accent 70%; }
+    ChunkLog > .chunk-log--key { color: $text-primary; }
+    ChunkLog > .chunk-log--string { color: $text-success; }
+    ChunkLog > .chunk-log--number { color: $text-accent; }
+    ChunkLog > .chunk-log--literal { color: $text-warning; }
     """
     BINDINGS = [
         Binding("up", "cursor(-1)", "Up", show=False),
@@ -142,6 +180,14 @@ class ChunkLog(ScrollView, can_focus=True):
             self.log = log
             self.chunk = chunk
 
+    class Chosen(Message):
+        """Enter on a chunk: show it whole."""
+
+        def __init__(self, log: "ChunkLog", chunk: Chunk) -> None:
+            super().__init__()
+            self.log = log
+            self.chunk = chunk
+
     def __init__(self, record: StreamRecord, **kwargs) -> None:
         super().__init__(**kwargs)
         self.record = record
@@ -155,6 +201,39 @@ class ChunkLog(ScrollView, can_focus=True):
         self.filter_text: str | None = None  # show only chunks whose JSON contains this
         self._matches: list[int] = []  # absolute indexes of matching chunks (filter on)
         self._scanned = 0  # chunks checked against the filter so far
+        self._json_theme: str | None = None
+        self._json_cache: dict = {}
+        self.fields: list[str] | None = None  # the fields view: these JSON paths as columns
+        self._field_widths: list[int] = []
+
+    def set_fields(self, paths: list[str] | None) -> None:
+        """Show the values at these JSON paths as columns instead of the JSON preview."""
+        self.fields = list(paths) if paths else None
+        self._field_widths = [min(FIELD_WIDTH, max(4, len(p))) for p in self.fields or []]
+        record = self.record  # fitted to the first and the newest chunks (and widened as wider ones are drawn)
+        sample = list(range(record.first_held, min(record.count, record.first_held + 50)))
+        sample += range(max(record.first_held + 50, record.count - 50), record.count)
+        for index in sample:
+            self._field_text(record.data_at(index))
+        self.refresh()
+
+    def columns_header(self) -> str:
+        """The header line above the log: the fitted columns, then data or the chosen fields."""
+        head = self.header()
+        if not self.fields:
+            return head
+        return head[:-len("data")] + "  ".join(p[:w].ljust(w) for p, w in zip(self.fields, self._field_widths))
+
+    def _field_text(self, data) -> str:
+        parts = []
+        widths = self._field_widths
+        for i, path in enumerate(self.fields or []):
+            text = cell_text(value_at_path(data, path))
+            w = widths[i]
+            if len(text) > w and w < FIELD_WIDTH:
+                widths[i] = w = min(FIELD_WIDTH, len(text))
+            parts.append(text[:w - 1] + "…" if len(text) > w else text.ljust(w))
+        return "  ".join(parts)
 
     # -- lines <-> chunks (all chunks held, or only those matching the filter) ------------
 
@@ -267,6 +346,7 @@ class ChunkLog(ScrollView, can_focus=True):
             "late": base + component("chunk-log--late"),
             "unjudged": base + component("chunk-log--unjudged"),
             "cursor": component("chunk-log--cursor"),
+            **self._json_styles(component),
         }
         top = int(self.scroll_y)
         for y in range(self.size.height):  # widths fitted to the chunks in view
@@ -279,6 +359,16 @@ class ChunkLog(ScrollView, can_focus=True):
     def header(self) -> str:
         """The column titles, aligned with the lines."""
         return self.columns.header(self.size.width or 80)
+
+    def _json_styles(self, component) -> dict:
+        """JSON colours, the foreground only (so a flag's or the cursor's background stays);
+        looked up once per theme, not per frame."""
+        theme = self.app.theme
+        if self._json_theme != theme:
+            self._json_theme = theme
+            self._json_cache = {name: Style(color=component(f"chunk-log--{name}").color)
+                                for name in ("key", "string", "number", "literal")}
+        return self._json_cache
 
     def render_line(self, y: int) -> Strip:
         index = self._index_at(int(self.scroll_y) + y)
@@ -303,8 +393,17 @@ class ChunkLog(ScrollView, can_focus=True):
         if index == self.cursor:
             style = style + styles["cursor"]
         scroll_x = int(self.scroll_x)
-        text = self.columns.line(chunk, width)[scroll_x:scroll_x + width]
-        return Strip([Segment(text.ljust(width), style)], width)
+        prefix = self.columns.prefix(chunk, width)
+        if self.fields:
+            segments = [Segment(prefix + self._field_text(chunk.data), style)]
+        else:
+            body = preview(chunk.data)[:max(0, scroll_x + width - len(prefix))]
+            if flags:  # a flagged line keeps its flag's colour throughout
+                segments = [Segment(prefix + body, style)]
+            else:
+                segments = [Segment(prefix, style), *json_segments(body, style, styles)]
+        strip = Strip(segments).crop(scroll_x, scroll_x + width)
+        return strip.extend_cell_length(width, style)
 
     # -- navigation ----------------------------------------------------------------
 
@@ -359,6 +458,9 @@ class ChunkLog(ScrollView, can_focus=True):
 
     def action_select(self) -> None:
         self.action_cursor(0)
+        chunk = self.record.chunk(self.cursor) if self.cursor is not None else None
+        if chunk is not None:
+            self.post_message(self.Chosen(self, chunk))
 
     def _on_click(self, event: events.Click) -> None:
         index = self._index_at(int(self.scroll_y) + event.y)

@@ -1,0 +1,170 @@
+"""Views of a stream, as an operator uses them: the real console on its embedded node
+(real libp2p on 127.0.0.1), driven by Pilot, every wait under a deadline."""
+from __future__ import annotations
+
+import json
+
+from console.core.config import Settings
+from console.screens.value import ValueScreen
+from console.widgets.views.chart_view import ChartView
+from console.widgets.views.table_view import TableView
+from console.widgets.views.value_tree import ValueTree
+from console_helpers import embedded_target, running_console, select_method, set_field, wait_for
+
+
+def visible_text(widget) -> list[str]:
+    return [strip.text for strip in widget.render_lines(widget.region.reset_offset)]
+
+
+async def run_call(app, pilot, address: str, method: str, params: dict):
+    target = embedded_target(app)
+    record = app.start_call(target, address, target.tool(address).methods[method], params)
+    await wait_for(pilot, lambda: record.state.ended, timeout=30, what=f"{method} to end")
+    await pilot.pause(0.3)
+    return record
+
+
+async def test_a_query_opens_in_the_table_view_with_its_rows_and_sorts_by_total():
+    async with running_console() as (app, pilot):
+        panel = await select_method(app, pilot, "o://sqlite", "query")
+        await set_field(pilot, panel, "sql", "SELECT id, status, total FROM orders LIMIT 3000")
+        await pilot.press("f5")
+        record = app.session.calls[-1]
+        await wait_for(pilot, lambda: record.state.ended, timeout=30, what="the query to end")
+        await pilot.pause(0.3)
+        assert record.count == 7  # {columns}, then 6 batches of 500
+        view = app.current_view
+        assert view.views.name == "table"  # the chunks carry rows: the table, unasked
+        table = app.query_one(TableView)
+        assert table.display and app.focused is table
+        model = table.model
+        assert model.columns == ["id", "status", "total"] and model.row_count == 3000
+        header = visible_text(table)[0].split()
+        assert header == ["#", "id", "status", "total"]  # "#": the row as it arrived
+        assert "3,000 rows × 3 columns" in str(view.query_one(".call-columns").render())
+        # sort by total: move to the column, S (ascending), S again (descending)
+        await pilot.press("right", "right", "S")
+        totals = [model.record(i)["total"] for i in range(3000)]
+        assert totals == sorted(totals)
+        await pilot.press("S")
+        totals = [model.record(i)["total"] for i in range(3000)]
+        assert totals == sorted(totals, reverse=True)
+        first = visible_text(table)[1].split()
+        assert float(first[-1]) == totals[0]  # the top line shows the largest total
+        # Enter shows the row whole
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ValueScreen), what="the row")
+        tree = app.screen.query_one(ValueTree)
+        assert f"total: {totals[0]}" in tree.text_lines()
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not isinstance(app.screen, ValueScreen), what="the row to close")
+
+
+async def test_metrics_watch_charts_cpu_without_typing_a_path():
+    async with running_console() as (app, pilot):
+        target = embedded_target(app)
+        record = app.start_call(target, "o://metrics", target.tool("o://metrics").methods["watch"],
+                                {"intervalMs": 100, "count": 0})
+        await wait_for(pilot, lambda: record.count >= 3, timeout=20, what="three samples")
+        view = app.current_view
+        assert view.views.name == "log"
+        while view.views.name != "chart":
+            await pilot.press("v")
+        chart = app.query_one(ChartView)
+        assert chart.display
+        assert chart.model.paths == ["cpu.percent", "memory.percent"]
+        await wait_for(pilot, lambda: chart.model.series[0].count >= 3, what="cpu values charted")
+        cpu = chart.model.series[0]
+        assert 0.0 <= cpu.low <= cpu.last <= cpu.high <= 100.0
+        await wait_for(pilot, lambda: "cpu.percent" in chart.render().plain, what="the chart drawn")
+        text = chart.render().plain
+        assert "last" in text and "min" in text and "max" in text
+        assert any(block in text for block in "▁▂▃▄▅▆▇█")
+        await pilot.press("x")  # cancel the endless stream
+        await wait_for(pilot, lambda: record.state.ended, what="the cancel")
+        # the choice is remembered for o://metrics watch
+        assert Settings.load().views["o://metrics watch"] == "chart"
+
+
+async def test_files_read_of_a_text_file_shows_its_text():
+    async with running_console() as (app, pilot):
+        record = await run_call(app, pilot, "o://files", "read", {"path": "notes/haiku.txt"})
+        data = record.data_at(0)["data"]
+        text = data.decode() if isinstance(data, bytes) else data
+        view = app.current_view
+        assert view.views.name == "log"
+        line = "".join(visible_text(view.log))
+        assert "chunks cross the network" in line and "bytes>" not in line
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ValueScreen), what="the chunk whole")
+        lines = app.screen.query_one(ValueTree).text_lines()
+        assert "data: <72 bytes, UTF-8 text>" in lines
+        for expected in text.splitlines():
+            assert expected in lines
+        tree = app.screen.query_one(ValueTree)
+        tree.cursor_line = lines.index("data: <72 bytes, UTF-8 text>")
+        await pilot.press("c")  # copy the value under the cursor: the text itself
+        assert app.clipboard == text
+
+
+async def test_a_unary_list_of_records_shows_as_a_table_and_v_shows_its_tree():
+    async with running_console() as (app, pilot):
+        await run_call(app, pilot, "o://sqlite", "tables", {})
+        view = app.current_view
+        shown = view.views.value
+        assert shown.table_view is not None
+        names = {shown.table_view.model.record(i)["name"] for i in range(shown.table_view.model.row_count)}
+        assert {"orders", "customers", "products"} <= names
+        assert "readOnly: true" in shown.caption()
+        await pilot.press("v")
+        await wait_for(pilot, lambda: view.views.value is not None and view.views.value.value_tree is not None,
+                       what="the tree")
+        await pilot.pause(0.2)
+        lines = view.views.value.value_tree.text_lines()
+        assert "readOnly: true" in lines and any(line.startswith("tables: [") for line in lines)
+
+
+async def test_fields_view_shows_the_chosen_paths_as_columns_remembered_per_method():
+    async with running_console() as (app, pilot):
+        await run_call(app, pilot, "o://demo", "stream_items", {"count": 5, "delayMs": 0})
+        view = app.current_view
+        await pilot.press("v")
+        assert view.views.name == "fields"
+        log = view.log
+        assert log.fields == ["id", "name", "data", "timestamp", "progress"]  # the first chunk's keys
+        await pilot.press("p")
+        await pilot.pause(0.2)
+        screen = app.screen
+        from textual.widgets import Input, SelectionList
+
+        selection = screen.query_one(SelectionList)
+        selection.deselect_all()
+        selection.select("name")
+        screen.query_one(Input).value = "progress"
+        screen.action_done()
+        await pilot.pause(0.3)
+        assert log.fields == ["name", "progress"]
+        header = str(view.query_one(".call-columns").render())
+        assert "name" in header and "progress" in header and "data" not in header.split("flag")[1]
+        lines = visible_text(log)
+        assert "Item 5" in lines[-1] or any("Item 5" in line for line in lines)
+        saved = Settings.load()
+        assert saved.fields["o://demo stream_items"] == ["name", "progress"]
+        assert saved.views["o://demo stream_items"] == "fields"
+        # a new call of the same method opens in the same view with the same columns
+        await run_call(app, pilot, "o://demo", "stream_items", {"count": 3, "delayMs": 0})
+        again = app.current_view
+        assert again is not view and again.views.name == "fields" and again.log.fields == ["name", "progress"]
+
+
+async def test_maximize_fills_the_screen_with_the_pane_and_restores_it():
+    async with running_console() as (app, pilot):
+        await run_call(app, pilot, "o://demo", "stream_items", {"count": 3, "delayMs": 0})
+        width = app.call_tabs.size.width
+        await pilot.press("z")
+        await pilot.pause(0.2)
+        assert app.screen.maximized is app.call_tabs
+        assert app.call_tabs.size.width > width
+        await pilot.press("z")
+        await pilot.pause(0.2)
+        assert app.screen.maximized is None and app.call_tabs.size.width == width
