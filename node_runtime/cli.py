@@ -108,23 +108,52 @@ def call(multiaddr, method, address, params, timeout, codec) -> None:
 
 @main.command()
 @_with_target_options
-def stream(multiaddr, method, address, params, timeout, codec) -> None:
+@click.option("--record", "record_path", type=click.Path(dir_okay=False), default=None,
+              help="also write the call to FILE as a recording (docs/recordings.md)")
+def stream(multiaddr, method, address, params, timeout, codec, record_path) -> None:
     """Stream METHOD: one JSON line per chunk, then {"final": ..., "chunks": N}."""
-    async def go(client, target):
-        call = client.use_streaming(target, method, _params(params), via=multiaddr,
-                                    first_frame_timeout=timeout, idle_timeout=timeout)
-        count = 0
-        out = sys.stdout
-        async for response in call.responses():
-            if response.last:
-                break
-            count += 1
-            seq = response.sequence if response.sequence is not None else count
-            out.write(_dumps({"seq": seq, "data": response.data}) + "\n")
-        out.write(_dumps({"final": call.final, "chunks": count}) + "\n")
-        out.flush()
+    from console.commands.recordings import finish_recorder, record_failure, stream_call
+    from console.core.recording import CallRecorder
 
-    _run_client(multiaddr, address, codec, go)
+    values = _params(params)
+    recorder = None
+    if record_path:
+        recorder = CallRecorder(record_path, target=multiaddr, address=address, method=method, params=values,
+                                codec=None if codec == "auto" else codec)
+
+    async def go(client, target):
+        await stream_call(client, target, method, values, via=multiaddr, timeout=timeout, recorder=recorder)
+
+    try:
+        _run_client(multiaddr, address, codec, go,
+                    on_error=(lambda exc: record_failure(recorder, exc)) if recorder else None)
+    finally:
+        if recorder is not None:
+            finish_recorder(recorder)
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--speed", type=float, default=1.0, show_default=True, help="replay this many times faster")
+@click.option("--instant", is_flag=True, help="print everything at once")
+def replay(file, speed, instant) -> None:
+    """Print what `olane stream` printed for a recorded call, at its pace; exit with its exit code."""
+    from console.commands.recordings import replay as run_replay
+
+    sys.exit(run_replay(file, speed=speed, instant=instant))
+
+
+@main.command()
+@click.argument("a", type=click.Path(exists=True, dir_okay=False))
+@click.argument("b", type=click.Path(exists=True, dir_okay=False))
+@click.option("--ignore", multiple=True, metavar="PATH", help="a dotted JSON path to leave out (repeatable; * matches any key)")
+@click.option("--key", default=None, metavar="PATH", help="match chunks by this JSON path in their data (default: _sequence)")
+@click.option("--json", "as_json", is_flag=True, help="print the differences as one JSON document")
+def diff(a, b, ignore, key, as_json) -> None:
+    """Compare two recordings chunk by chunk; exit 0 when data and end agree, 1 otherwise."""
+    from console.commands.recordings import diff_files
+
+    sys.exit(diff_files(a, b, ignore=ignore, key=key, as_json=as_json))
 
 
 def _params(text: str) -> dict:
@@ -137,7 +166,7 @@ def _params(text: str) -> dict:
     return value
 
 
-def _run_client(multiaddr: str, address: str | None, codec: str, body) -> None:
+def _run_client(multiaddr: str, address: str | None, codec: str, body, on_error=None) -> None:
     import trio
 
     from .errors import ErrorCode, OlaneError
@@ -163,6 +192,8 @@ def _run_client(multiaddr: str, address: str | None, codec: str, body) -> None:
                     target = candidates[0]
                 await body(client, target)
             except OlaneError as exc:
+                if on_error is not None:
+                    on_error(exc)
                 click.echo(f"error {exc.code} {exc.name}: {exc.message}", err=True)
                 code = EXIT_UNREACHABLE if exc.code == ErrorCode.FAILED_TO_DIAL_TARGET else EXIT_ERROR
 

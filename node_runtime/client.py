@@ -59,7 +59,8 @@ class StreamingCall:
         self.chunks = 0
         self.done = False
         self.cancelled = False  # ended by the caller before the final frame
-        self.started_at: float | None = None
+        self.started_at: float | None = None  # time.monotonic() when the request was written
+        self.wire_codec: str | None = None
         self._stream = None
         self._release = None
         self._decoder = FrameDecoder(limits.max_frame_bytes)
@@ -75,6 +76,7 @@ class StreamingCall:
         node = self.node
         peer_id = await node._resolve_peer(self.address, self.via)
         codec = self.codec or await node._codec_for(peer_id, self.address, self.protocol)
+        self.wire_codec = codec  # the codec actually used (recordings name it)
         self._release = node._take_stream_slot(peer_id)
         try:
             self._stream = await node._open_stream(peer_id, self.address, self.protocol)
