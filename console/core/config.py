@@ -27,12 +27,15 @@ def config_path() -> Path:
 class SavedTarget:
     multiaddr: str
     address: str | None = None
+    name: str | None = None  # an alias shown instead of the peer id; `--target NAME` on the CLI
 
 
 @dataclass
 class Settings:
     theme: str = "olane-dark"
     targets: list[SavedTarget] = field(default_factory=list)
+    record_calls: bool = False  # keep a recording of every call in the data dir
+    record_cap_mb: int = 200  # recordings kept there, oldest pruned first
 
     @classmethod
     def load(cls, path: Path | None = None) -> "Settings":
@@ -43,9 +46,12 @@ class Settings:
             return cls()
         if not isinstance(raw, dict):
             return cls()
-        targets = [SavedTarget(str(t["multiaddr"]), t.get("address") or None)
+        targets = [SavedTarget(str(t["multiaddr"]), t.get("address") or None, t.get("name") or None)
                    for t in raw.get("targets") or [] if isinstance(t, dict) and t.get("multiaddr")]
-        return cls(theme=str(raw.get("theme") or cls.theme), targets=targets)
+        cap = raw.get("record_cap_mb")
+        return cls(theme=str(raw.get("theme") or cls.theme), targets=targets,
+                   record_calls=bool(raw.get("record_calls", False)),
+                   record_cap_mb=cap if isinstance(cap, int) and cap > 0 else cls.record_cap_mb)
 
     def save(self, path: Path | None = None) -> Path:
         path = path or config_path()
@@ -55,9 +61,26 @@ class Settings:
         tmp.replace(path)  # never leave a half-written file
         return path
 
-    def remember_target(self, multiaddr: str, address: str | None) -> None:
-        if not any(t.multiaddr == multiaddr and t.address == address for t in self.targets):
-            self.targets.append(SavedTarget(multiaddr, address))
+    def remember_target(self, multiaddr: str, address: str | None, name: str | None = None) -> None:
+        existing = next((t for t in self.targets if t.multiaddr == multiaddr and t.address == address), None)
+        if existing is None:
+            self.targets.append(SavedTarget(multiaddr, address, name or None))
+        elif name:
+            existing.name = name
+        if name:  # a name means one node
+            for t in self.targets:
+                if t.name == name and t.multiaddr != multiaddr:
+                    t.name = None
+
+    def resolve_target(self, text: str) -> tuple[str, str | None]:
+        """A target's name -> (multiaddr, address); anything else is taken as a multiaddr."""
+        for t in self.targets:
+            if t.name and t.name == text:
+                return t.multiaddr, t.address
+        return text, None
+
+    def name_of(self, multiaddr: str) -> str | None:
+        return next((t.name for t in self.targets if t.multiaddr == multiaddr and t.name), None)
 
     def forget_target(self, multiaddr: str) -> None:
         self.targets = [t for t in self.targets if t.multiaddr != multiaddr]

@@ -161,6 +161,11 @@ class StreamRecord:
         self.stall_after = stall_after
         self.clock = clock
         self.started = clock()
+        self.started_wall = time.time()
+        self.request_at: float | None = None  # seconds after `started` when the request was written
+        self.codec: str | None = None  # the frames' codec on the wire, once known
+        self.replay_of: Any = None  # the recording's path, for a replayed call
+        self.recording_path: Any = None  # where this call was last written as a recording
         self.state = State.STARTING
         self.ended_at: float | None = None
         self.first_chunk_at: float | None = None
