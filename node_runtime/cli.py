@@ -99,6 +99,7 @@ def _with_target_options(fn):
 @_with_target_options
 def call(multiaddr, method, address, params, timeout, codec) -> None:
     """Call METHOD once; print the result's data as one JSON document."""
+    multiaddr, address = _named(multiaddr, address)
     async def go(client, target):
         result = await client.use(target, method, _params(params), via=multiaddr, timeout=timeout)
         click.echo(_dumps(result))
@@ -114,6 +115,8 @@ def stream(multiaddr, method, address, params, timeout, codec, record_path) -> N
     """Stream METHOD: one JSON line per chunk, then {"final": ..., "chunks": N}."""
     from console.commands.recordings import finish_recorder, record_failure, stream_call
     from console.core.recording import CallRecorder
+
+    multiaddr, address = _named(multiaddr, address)
 
     values = _params(params)
     recorder = None
@@ -154,6 +157,83 @@ def diff(a, b, ignore, key, as_json) -> None:
     from console.commands.recordings import diff_files
 
     sys.exit(diff_files(a, b, ignore=ignore, key=key, as_json=as_json))
+
+
+def _named(target: str, address: str | None) -> tuple[str, str | None]:
+    """MULTIADDR may be a target named in the console (`olane targets`)."""
+    if "/" in target:
+        return target, address
+    from console.commands.collections import resolve_target
+
+    multiaddr, named_address = resolve_target(target)
+    return multiaddr, address or named_address
+
+
+@main.command("run")
+@click.argument("name")
+@click.option("--target", default=None, help="a named target or a multiaddr (default: the one saved with the call)")
+@click.option("--params", default=None, help="JSON object merged over the saved parameters")
+@click.option("--timeout", type=float, default=120.0, show_default=True)
+@click.option("--codec", type=click.Choice(["auto", "json", "msgpack"]), default="auto", show_default=True)
+@click.option("--record", "record_path", type=click.Path(dir_okay=False), default=None,
+              help="(streams) also write the call to FILE as a recording")
+@click.pass_context
+def run_saved(ctx, name, target, params, timeout, codec, record_path) -> None:
+    """Run a saved call (GROUP/NAME, from the console's saved calls) as `olane stream` / `olane call` would."""
+    from console.commands.collections import RunError, resolve_saved
+
+    try:
+        r = resolve_saved(name, target, params)
+    except RunError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(EXIT_UNREACHABLE)
+    click.echo(f"{r.name}: {'stream' if r.stream else 'call'} {r.multiaddr} {r.address or ''} {r.method}", err=True)
+    args = dict(multiaddr=r.multiaddr, method=r.method, address=r.address, params=_dumps(r.params),
+                timeout=timeout, codec=codec)
+    if r.stream:
+        ctx.invoke(stream, record_path=record_path, **args)
+    else:
+        ctx.invoke(call, **args)
+
+
+@main.command("saved")
+def saved_calls() -> None:
+    """List the saved calls (the console saves them with ctrl+s)."""
+    from console.commands.collections import list_saved
+    from console.core.collections import collections_dir
+
+    calls, problems = list_saved()
+    for c in calls:
+        click.echo(f"{c.name}\t{c.target or '-'}\t{c.address or '-'}\t{c.method}\t{_dumps(c.params)}")
+    for p in problems:
+        click.echo(f"unreadable: {p}", err=True)
+    if not calls:
+        click.echo(f"no saved calls in {collections_dir()}", err=True)
+
+
+@main.command("targets")
+@click.argument("name", required=False)
+@click.argument("multiaddr", required=False)
+@click.option("--address", default=None, help="o:// address of the node's tool")
+@click.option("--remove", is_flag=True, help="forget the name")
+def targets(name, multiaddr, address, remove) -> None:
+    """List named targets; `olane targets NAME MULTIADDR` names one (the console shows the name)."""
+    from console.core.config import Settings
+
+    settings = Settings.load()
+    if name and remove:
+        for t in settings.targets:
+            if t.name == name:
+                t.name = None
+        settings.save()
+    elif name and multiaddr:
+        settings.remember_target(multiaddr, address, name)
+        settings.save()
+    elif name:
+        raise click.UsageError("give NAME and MULTIADDR to name a target, or --remove")
+    for t in settings.targets:
+        if t.name:
+            click.echo(f"{t.name}\t{t.multiaddr}" + (f"\t{t.address}" if t.address else ""))
 
 
 def _params(text: str) -> dict:
@@ -237,7 +317,9 @@ def bench_console(ctx: click.Context) -> None:
 @click.option("--seed", default=None, help="text seed for the embedded node's identity (stable peer id)")
 @click.option("--max-chunks", type=click.IntRange(min=1), default=100_000, show_default=True,
               help="chunks each stream pane holds (older ones drop out; counters cover all)")
-def console(multiaddrs=(), no_embedded=False, seed=None, max_chunks=100_000) -> None:
+@click.option("--open", "open_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="open a recording as a tab that replays it (repeatable)")
+def console(multiaddrs=(), no_embedded=False, seed=None, max_chunks=100_000, open_files=()) -> None:
     """Open the console: on an embedded node serving the tool library, or connected to MULTIADDRS."""
     try:
         from console.app import run_console
@@ -245,7 +327,7 @@ def console(multiaddrs=(), no_embedded=False, seed=None, max_chunks=100_000) -> 
         click.echo(f"the console is not available: {exc}", err=True)
         sys.exit(EXIT_ERROR)
     sys.exit(run_console(list(multiaddrs), embedded=not no_embedded and not multiaddrs, seed=seed,
-                         max_chunks=max_chunks))
+                         max_chunks=max_chunks, open_files=open_files))
 
 
 @main.command()
@@ -256,6 +338,12 @@ def locate() -> None:
     click.echo(f"config   {config_path()}")
     click.echo(f"data     {data_dir()}")
     click.echo(f"exports  {data_dir() / 'exports'}")
+    from console.core.collections import collections_dir
+    from console.core.history import FILE_NAME
+
+    click.echo(f"history  {data_dir() / FILE_NAME}")
+    click.echo(f"recordings {data_dir() / 'recordings'}")
+    click.echo(f"saved    {collections_dir()}")
 
 
 if __name__ == "__main__":
