@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING, Any, AsyncIterator
 import trio
 
 from . import codec as codecs
+from .codec import JSON, MSGPACK
 from .addresses import Address
 from .errors import ErrorCode, OlaneError
 from .framing import FrameDecoder, frame
 from .messages import Response, new_id, parse_response, route_request
-from .server import STREAM_ENDED
-from .stream_io import close_quietly, reset_quietly, write_shielded
+from .stream_io import STREAM_ENDED, close_quietly, reset_quietly, write_shielded
 
 if TYPE_CHECKING:
     from .node import Node
@@ -74,12 +74,13 @@ class StreamingCall:
         if self._stream is not None:
             return
         node = self.node
-        peer_id = await node._resolve_peer(self.address, self.via)
-        codec = self.codec or await node._codec_for(peer_id, self.address, self.protocol)
+        peers = node.peers
+        peer_id = await peers.resolve(self.address, self.via)
+        codec = self.codec or await self._negotiate_codec(peer_id)
         self.wire_codec = codec  # the codec actually used (recordings name it)
-        self._release = node._take_stream_slot(peer_id)
+        self._release = peers.take_stream_slot(peer_id)
         try:
-            self._stream = await node._open_stream(peer_id, self.address, self.protocol)
+            self._stream = await peers.open_stream(peer_id, self.address, self.protocol)
             envelope = route_request(
                 self.address.value, self.method, self.params, request_id=self.id,
                 connection_id=node.connection_id, caller_address=node.address.value, streaming=self.streaming,
@@ -91,6 +92,24 @@ class StreamingCall:
             if isinstance(exc, OlaneError) or not isinstance(exc, Exception):
                 raise
             raise OlaneError(ErrorCode.SEND_FAILED, f"could not send the request: {exc}") from None
+
+    async def _negotiate_codec(self, peer) -> str:
+        """msgpack toward a peer whose `identify` lists it, JSON toward anyone else
+        (PROTOCOL.md section 9); asked once per peer and protocol."""
+        node = self.node
+        if node.codec != "auto":
+            return node.codec
+
+        async def probe() -> str:
+            try:
+                info = await StreamingCall(node, self.address, "identify", {}, via=peer.to_string(),
+                                           first_frame_timeout=10, idle_timeout=10, codec=JSON,
+                                           streaming=False, protocol=self.protocol).result()
+            except OlaneError:
+                return JSON
+            return MSGPACK if isinstance(info, dict) and MSGPACK in (info.get("codecs") or ()) else JSON
+
+        return await node.peers.codec_for(peer, self.protocol or self.address.protocol, probe)
 
     async def aclose(self) -> None:
         """End the call. If the final frame has not come, reset the stream (cancel)."""

@@ -16,7 +16,8 @@ CODECS = (JSON, MSGPACK)
 
 
 
-def _json_default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
+    """bytes as base64 text (how JSON frames carry them); sets and tuples as lists."""
     if isinstance(value, (bytes, bytearray, memoryview)):
         import base64
 
@@ -26,7 +27,7 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-_json_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_json_default)
+_json_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=json_default)
 
 
 def detect(payload: bytes) -> str:
@@ -45,7 +46,7 @@ def encode(message: Any, codec: str = JSON) -> bytes:
     if codec == MSGPACK:
         return msgpack.packb(message, use_bin_type=True, default=_msgpack_default)
     try:  # orjson: ~5x faster than the standard library on the per-chunk path
-        return orjson.dumps(message, default=_json_default, option=_ORJSON_OPTS)
+        return orjson.dumps(message, default=json_default, option=_ORJSON_OPTS)
     except (orjson.JSONEncodeError, TypeError):  # e.g. integers beyond 64 bits
         return _json_encoder.encode(message).encode("utf-8")
 

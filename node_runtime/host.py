@@ -12,17 +12,38 @@ for _name in ("libp2p", "multiaddr", "async_service"):
     logging.getLogger(_name).setLevel(logging.CRITICAL)
 
 
-def key_pair_from_seed(seed: str | None = None):
-    """Ed25519 key pair; with a text seed, the private key seed is sha256(utf8(seed))."""
+def key_pair_from_seed(seed: str | None = None, key: bytes | None = None):
+    """Ed25519 key pair: from `key` (the 32-byte private key seed) when given;
+    else from a text seed (private key seed = sha256(utf8(seed))); else random."""
     from libp2p.crypto.ed25519 import create_new_key_pair
 
+    if key is not None:
+        if len(key) != 32:
+            raise ValueError(f"an Ed25519 private key seed is 32 bytes, not {len(key)}")
+        return create_new_key_pair(bytes(key))
     return create_new_key_pair(hashlib.sha256(seed.encode("utf-8")).digest() if seed is not None else None)
 
 
-def peer_id_for_seed(seed: str) -> str:
+def peer_id_for_seed(seed: str | None = None, key: bytes | None = None) -> str:
+    """The peer id a node started with this text seed (or 32-byte key) has."""
     from libp2p.peer.id import ID
 
-    return ID.from_pubkey(key_pair_from_seed(seed).public_key).to_string()
+    return ID.from_pubkey(key_pair_from_seed(seed, key).public_key).to_string()
+
+
+def read_key_file(path: str) -> bytes:
+    """A key file: the 32-byte Ed25519 private key seed, raw or as 64 hex digits."""
+    with open(path, "rb") as f:
+        data = f.read()
+    text = data.strip()
+    if len(text) == 64:
+        try:
+            return bytes.fromhex(text.decode("ascii"))
+        except ValueError:
+            pass
+    if len(data) == 32:
+        return data
+    raise ValueError(f"{path}: a key file holds 32 raw bytes or 64 hex digits")
 
 
 def new_olane_host(key_pair, dial_timeout: float = 10.0):

@@ -4,6 +4,7 @@ matched by id), exactly one terminal frame per request."""
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -12,7 +13,7 @@ from . import codec as codecs
 from .errors import ErrorCode, OlaneError
 from .framing import FrameDecoder, FrameTooLarge, frame
 from .messages import IncomingRequest, chunk_frame, error_frame, final_frame, parse_request, unreadable_frame_error
-from .stream_io import FrameWriter, StreamGone, close_quietly, reset_quietly
+from .stream_io import STREAM_ENDED, FrameWriter, StreamGone, close_quietly, reset_quietly
 from .limits import STOP_GRACE
 from .tools import Request, StreamEnd
 
@@ -20,15 +21,6 @@ if TYPE_CHECKING:
     from .node import Node
 
 log = logging.getLogger("olane.server")
-
-try:  # py-libp2p's end-of-stream exceptions
-    from libp2p.network.stream.exceptions import StreamError as _Libp2pStreamError
-    from libp2p.stream_muxer.exceptions import MuxedStreamError as _MuxedStreamError
-
-    STREAM_ENDED: tuple[type[BaseException], ...] = (_Libp2pStreamError, _MuxedStreamError, EOFError)
-except Exception:  # pragma: no cover
-    STREAM_ENDED = (EOFError,)
-
 
 class StreamSession:
     """All requests that arrive on one stream."""
@@ -39,27 +31,23 @@ class StreamSession:
         self.protocol = protocol
         self.limits = node.limits
         self.writer = FrameWriter(stream, self.limits.write_buffer_bytes, self.limits.write_timeout)
-        try:
-            self.peer_id = stream.muxed_conn.peer_id.to_string()
-        except Exception:
-            self.peer_id = None
+        self.peer_id = node.peers.peer_of(stream)
 
     async def serve(self) -> None:
         metrics = self.node.metrics
         metrics.streams_opened()
-        self.node._sessions.add(self)
         reset = False
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self.writer.run)
-                async with trio.open_nursery() as requests:
-                    reset = await self._read_requests(requests)
-                    if reset:
-                        requests.cancel_scope.cancel()
-                # every request has sent its terminal frame (or was cancelled)
-                self.writer.close()
+            with self.node.streams.serving(self):
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self.writer.run)
+                    async with trio.open_nursery() as requests:
+                        reset = await self._read_requests(requests)
+                        if reset:
+                            requests.cancel_scope.cancel()
+                    # every request has sent its terminal frame (or was cancelled)
+                    self.writer.close()
         finally:
-            self.node._sessions.discard(self)
             metrics.streams_closed()
             # bounded: a peer that reads nothing must not hold a stopping node
             timeout = STOP_GRACE if self.node.stopping else 2.0
@@ -126,7 +114,10 @@ class StreamSession:
             return
         try:
             try:
-                tool = node.tool_for(req, self.protocol)
+                tool = node.router.local(req, self.protocol)
+                if tool is None:  # an address not served here: relay it onward
+                    await node.router.forward(req, partial(self._reply, codec=codec))
+                    return
                 spec = tool.resolve(req.method)
                 kwargs = spec.bind(req.params)
                 request = Request(
@@ -173,6 +164,10 @@ class StreamSession:
             pass  # the caller is gone: nobody to answer
         finally:
             metrics.end(req)
+
+    async def _reply(self, message: dict, codec: str) -> None:
+        """Send one frame of an answer (for the router relaying another node's)."""
+        await self.writer.send(frame(codecs.encode(message, codec)))
 
     async def _terminal(self, message: dict, codec: str) -> None:
         try:

@@ -18,6 +18,14 @@ import trio
 
 from .errors import ErrorCode, OlaneError
 
+try:  # py-libp2p's end-of-stream exceptions
+    from libp2p.network.stream.exceptions import StreamError as _Libp2pStreamError
+    from libp2p.stream_muxer.exceptions import MuxedStreamError as _MuxedStreamError
+
+    STREAM_ENDED: tuple[type[BaseException], ...] = (_Libp2pStreamError, _MuxedStreamError, EOFError)
+except Exception:  # pragma: no cover
+    STREAM_ENDED = (EOFError,)
+
 # py-libp2p has no event for "window opened", so we poll: quickly at first, then
 # backing off, so a consumer paused for minutes costs next to no CPU.
 WINDOW_POLL_FIRST = 0.001

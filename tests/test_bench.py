@@ -35,5 +35,5 @@ def test_unknown_section_is_a_usage_error():
 
 
 def test_bench_module_does_not_import_textual():
-    code = "import sys, node_runtime.bench; assert 'textual' not in sys.modules"
+    code = "import sys, benchmarks.runtime; assert 'textual' not in sys.modules"
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0

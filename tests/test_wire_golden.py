@@ -73,8 +73,8 @@ async def _exchange(client: Node, peer_ma: str, protocol: str, requests: list[by
     frames came, then pipeline a ping to prove nothing else was sent for those ids."""
     from libp2p.custom_types import TProtocol
 
-    peer = await client.connect(peer_ma)
-    stream = await client.host.new_stream(client._peers[peer], [TProtocol(protocol)])
+    peer = await client.peers.peer_at(peer_ma)
+    stream = await client.host.new_stream(peer, [TProtocol(protocol)])
     for raw in requests:
         await stream.write(raw)
     decoder = FrameDecoder()

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from node_runtime.bench import Report, Row, ServedNode, _is_interrupt, _narrate, _percentile
+from .common import Report, Row, ServedNode, is_interrupt, narrate, percentile
 
 DEMO_ADDRESS = "o://demo"
 METHOD = "stream_items"
@@ -62,9 +62,9 @@ MB = 1_000_000
 
 class DemoNode(ServedNode):
     """`olane node --tools demo` on 127.0.0.1 in its own process; stopped on exit.
-    node_runtime.bench.ServedNode serves its bench tool only, so only the start differs."""
+    benchmarks.common.ServedNode serves its bench tool only, so only the start differs."""
 
-    command = ("-m", "node_runtime.cli", "node", "--tools", "demo", "--listen", "/ip4/127.0.0.1/tcp/0")
+    command = ("-m", "console.cli", "node", "--tools", "demo", "--listen", "/ip4/127.0.0.1/tcp/0")
     name = "demo node"
 
 
@@ -374,7 +374,7 @@ async def _drive_app(args, multiaddr: str, settings: Path, node_proc, phases: li
 
 
 def _ms(values: list[float], p: float) -> float:
-    return _percentile(values, p) * 1000
+    return percentile(values, p) * 1000
 
 
 def _report_phase(phase: Phase, probes: Probes, report: Report, failures: list[str], baseline_rss: int,
@@ -421,8 +421,8 @@ def _report_phase(phase: Phase, probes: Probes, report: Report, failures: list[s
     shown_rate = ((moving[-1][1] - moving[0][1]) / (moving[-1][0] - moving[0][0])
                   if len(moving) > 1 and moving[-1][0] > moving[0][0] else 0.0)
     behind = [max(0, f[2] - f[1]) for f in moving]
-    behind_p50 = _percentile(behind, 50) if behind else float("nan")
-    behind_p99 = _percentile(behind, 99) if behind else float("nan")
+    behind_p50 = percentile(behind, 50) if behind else float("nan")
+    behind_p99 = percentile(behind, 99) if behind else float("nan")
     tick_ms = [d for _, d in ticks]
     shown_last = ("last chunk shown" if phase.shown_end >= watched.count
                   else f"last shown #{phase.shown_end:,} of {watched.count:,}")
@@ -534,10 +534,10 @@ def main(argv: list[str] | None = None) -> int:
     rss.start()
     try:
         with DemoNode() as node:
-            _narrate(f"demo node pid {node.pid} at {node.multiaddr}")
+            narrate(f"demo node pid {node.pid} at {node.multiaddr}")
             asyncio.run(_drive(args, node.multiaddr, node.pid, phases, probes, rss, notes))
     except BaseException as exc:
-        if _is_interrupt(exc):
+        if is_interrupt(exc):
             print("\ninterrupted", flush=True)
             return 130
         if not isinstance(exc, Exception):

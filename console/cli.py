@@ -10,14 +10,16 @@ from typing import Any
 
 import click
 
-from .codec import _json_default
+from node_runtime.codec import json_default
+
 
 EXIT_ERROR = 1
 EXIT_UNREACHABLE = 2
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=_json_default)
+    return json.dumps(value, ensure_ascii=False, default=json_default)
+
 
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
@@ -43,7 +45,7 @@ def node(address, listen, seed, tool_names, files_root, sqlite_db, allow_writes)
     """Serve tools; print `listening <multiaddr>` once ready; stop on SIGINT/SIGTERM."""
     import trio
 
-    from .node import Node
+    from node_runtime import Node
 
     tools = _build_tools(tool_names, address, files_root, sqlite_db, allow_writes)
 
@@ -249,8 +251,7 @@ def _params(text: str) -> dict:
 def _run_client(multiaddr: str, address: str | None, codec: str, body, on_error=None) -> None:
     import trio
 
-    from .errors import ErrorCode, OlaneError
-    from .node import Client
+    from node_runtime import Client, ErrorCode, OlaneError
 
     code = 0
 
@@ -293,7 +294,7 @@ def _run_client(multiaddr: str, address: str | None, codec: str, body, on_error=
 @click.pass_context
 def bench(ctx: click.Context) -> None:
     """Benchmark the runtime (run `olane bench --help` for its options)."""
-    from .bench import main as bench_main
+    from benchmarks.runtime import main as bench_main
 
     sys.exit(bench_main(ctx.args))
 
@@ -304,7 +305,7 @@ def bench(ctx: click.Context) -> None:
 def bench_console(ctx: click.Context) -> None:
     """Benchmark the console under a node streaming flat out (`olane bench-console --help`)."""
     try:
-        from console.bench import main as bench_console_main  # lazy: node_runtime works without textual
+        from benchmarks.console import main as bench_console_main  # lazy: other commands never load textual
     except ImportError as exc:  # pragma: no cover
         click.echo(f"the console is not available: {exc}", err=True)
         sys.exit(EXIT_ERROR)
@@ -322,7 +323,7 @@ def bench_console(ctx: click.Context) -> None:
 def console(multiaddrs=(), no_embedded=False, seed=None, max_chunks=100_000, open_files=()) -> None:
     """Open the console: on an embedded node serving the tool library, or connected to MULTIADDRS."""
     try:
-        from console.app import run_console
+        from .app import run_console
     except ImportError as exc:  # pragma: no cover
         click.echo(f"the console is not available: {exc}", err=True)
         sys.exit(EXIT_ERROR)
@@ -333,7 +334,7 @@ def console(multiaddrs=(), no_embedded=False, seed=None, max_chunks=100_000, ope
 @main.command()
 def locate() -> None:
     """Print where the console keeps its settings, data and exports."""
-    from console.core.config import config_path, data_dir
+    from .core.config import config_path, data_dir
 
     click.echo(f"config   {config_path()}")
     click.echo(f"data     {data_dir()}")

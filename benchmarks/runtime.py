@@ -1,6 +1,6 @@
 """`olane bench`: how fast the runtime streams, measured in one run.
 
-The serving node runs in its own process (`python -m node_runtime.bench serve`,
+The serving node runs in its own process (`python -m benchmarks.runtime serve`,
 hidden), so its RSS is its own and it has a core of its own; this process is
 the client. Sections:
 
@@ -23,18 +23,16 @@ import argparse
 import json
 import os
 import platform
-import queue
 import statistics
 import signal
-import subprocess
 import sys
-import tempfile
-import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
-from .tools import Request, Tool, tool_method
+from node_runtime import Request, Tool, tool_method
+
+from .common import Report, Row, ServedNode, is_interrupt, narrate, percentile
 
 BENCH_ADDRESS = "o://bench"
 RAW_PROTOCOL = "/olane-bench/raw/1.0.0"
@@ -102,7 +100,7 @@ def _serve() -> int:
     import trio
     from libp2p.custom_types import TProtocol
 
-    from .node import Node
+    from node_runtime import Node
 
     parent = os.getppid()
 
@@ -128,94 +126,7 @@ def _serve() -> int:
     return 0
 
 
-class ServedNode:
-    """A bench node in its own process; always stopped on exit (SIGTERM, then kill)."""
-
-    #: what the process runs (after the Python interpreter), and what errors call it
-    command: tuple[str, ...] = ("-m", "node_runtime.bench", "serve")
-    name = "bench node"
-
-    def __init__(self, startup_timeout: float = 30.0) -> None:
-        self.startup_timeout = startup_timeout
-        self.proc: subprocess.Popen | None = None
-        self.multiaddr = ""
-        self._stderr = tempfile.TemporaryFile()
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def __enter__(self) -> "ServedNode":
-        self.proc = subprocess.Popen(
-            [sys.executable, *self.command],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._stderr, text=True,
-        )
-        lines: queue.Queue[str | None] = queue.Queue()
-
-        def read_stdout() -> None:  # keep draining so the node never blocks on its stdout
-            for line in self.proc.stdout:
-                lines.put(line)
-            lines.put(None)
-
-        threading.Thread(target=read_stdout, daemon=True).start()
-        deadline = time.monotonic() + self.startup_timeout
-        try:
-            while True:
-                line = lines.get(timeout=max(0.01, deadline - time.monotonic()))
-                if line is None:
-                    raise RuntimeError(f"{self.name} exited before listening: {self._error_text()}")
-                if line.startswith("listening "):
-                    self.multiaddr = line.split(" ", 1)[1].strip()
-                    return self
-        except queue.Empty:
-            why = self._error_text()
-            self.stop()
-            raise RuntimeError(f"{self.name} printed no 'listening' line within {self.startup_timeout:g} s: "
-                               f"{why}") from None
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        proc = self.proc
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-        self._stderr.close()
-
-    def _error_text(self) -> str:
-        try:
-            self._stderr.seek(0)
-            return self._stderr.read().decode("utf-8", "replace")[-2000:] or "(no stderr)"
-        except Exception:
-            return "(stderr unavailable)"
-
-
 # --- measuring ---------------------------------------------------------------------
-
-
-@dataclass
-class Row:
-    """One measured figure: printed as a table line and kept for --json."""
-
-    section: str
-    name: str
-    figures: dict[str, Any]
-    text: str
-    target: str = ""
-    passed: bool | None = None  # None: no target
-
-    @property
-    def verdict(self) -> str:
-        return "" if self.passed is None else ("PASS" if self.passed else "MISS")
 
 
 @dataclass
@@ -239,37 +150,11 @@ class Plan:
                    slow_chunks=100_000, slow_every=5_000, slow_pause=0.05, slow_long_pause=6.0, warmup=2_000, repeats=1)
 
 
-@dataclass
-class Report:
-    rows: list[Row] = field(default_factory=list)
-    failures: list[str] = field(default_factory=list)
-
-    def add(self, row: Row) -> Row:
-        self.rows.append(row)
-        line = f"  {row.text}"
-        if row.target:
-            line = f"{line:<98} {row.target:<20} {row.verdict}"
-        print(line.rstrip(), flush=True)
-        return row
-
-
-def _percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    k = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
-    return ordered[k]
-
-
-def _narrate(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
-
-
 async def _raw_transfer(client, peer_id, count: int, size: int) -> tuple[float, int]:
     """Ask the node's raw handler for `count` messages of `size` bytes; (seconds, bytes read)."""
     from libp2p.custom_types import TProtocol
 
-    from .server import STREAM_ENDED
+    from node_runtime.stream_io import STREAM_ENDED
 
     stream = await client.host.new_stream(peer_id, [TProtocol(RAW_PROTOCOL)])
     expected = count * size
@@ -294,8 +179,8 @@ async def _raw_transfer(client, peer_id, count: int, size: int) -> tuple[float, 
 
 
 async def _section_baseline(node: ServedNode, plan: Plan, report: Report) -> None:
-    from .host import parse_peer_multiaddr
-    from .node import Client
+    from node_runtime.host import parse_peer_multiaddr
+    from node_runtime import Client
 
     async with Client(codec="json") as client:
         await client.connect(node.multiaddr)
@@ -344,7 +229,7 @@ async def _stream_all(client, multiaddr: str, method: str, count: int, size: int
 
 
 async def _section_throughput(node: ServedNode, plan: Plan, report: Report) -> None:
-    from .node import Client
+    from node_runtime import Client
 
     for codec in CODECS:
         async with Client(codec=codec) as client:
@@ -385,7 +270,7 @@ async def _section_throughput(node: ServedNode, plan: Plan, report: Report) -> N
 
 
 async def _section_latency(node: ServedNode, plan: Plan, report: Report) -> None:
-    from .node import Client
+    from node_runtime import Client
 
     for codec in CODECS:
         async with Client(codec=codec) as client:
@@ -401,8 +286,8 @@ async def _section_latency(node: ServedNode, plan: Plan, report: Report) -> None
                 await client.use(BENCH_ADDRESS, "ping", via=node.multiaddr)
                 unary.append(time.perf_counter() - started)
             for kind, values in (("streaming first chunk", streaming), ("unary answer", unary)):
-                p50 = _percentile(values, 50) * 1000
-                p99 = _percentile(values, 99) * 1000
+                p50 = percentile(values, 50) * 1000
+                p99 = percentile(values, 99) * 1000
                 report.add(Row("latency", f"{codec}_{kind.split()[0]}",
                                {"codec": codec, "kind": kind.split()[0], "calls": len(values),
                                 "p50_ms": round(p50, 3), "p99_ms": round(p99, 3)},
@@ -414,7 +299,7 @@ async def _section_slow(node: ServedNode, codec: str, plan: Plan, report: Report
     import psutil
     import trio
 
-    from .node import Client
+    from node_runtime import Client
 
     served = psutil.Process(node.pid)
     me = psutil.Process()
@@ -515,14 +400,6 @@ def _median_note(plan: Plan) -> str:
     return f"; median of {plan.repeats} runs" if plan.repeats > 1 else ""
 
 
-def _is_interrupt(exc: BaseException) -> bool:
-    if isinstance(exc, KeyboardInterrupt):
-        return True
-    if isinstance(exc, BaseExceptionGroup):
-        return exc.subgroup(KeyboardInterrupt) is not None
-    return False
-
-
 def _run_sections(sections: list[str], plan: Plan, report: Report) -> None:
     import trio
 
@@ -530,7 +407,7 @@ def _run_sections(sections: list[str], plan: Plan, report: Report) -> None:
         print(f"\n{title}", flush=True)
         try:
             with ServedNode() as node:
-                _narrate(f"bench node pid {node.pid} at {node.multiaddr}")
+                narrate(f"bench node pid {node.pid} at {node.multiaddr}")
                 trio.run(body, node)
         except Exception as exc:
             report.failures.append(f"{title.split(':')[0]}: {type(exc).__name__}: {exc}")
@@ -560,7 +437,7 @@ def _run_sections(sections: list[str], plan: Plan, report: Report) -> None:
         for codec in CODECS:
             try:
                 with ServedNode() as node:
-                    _narrate(f"bench node pid {node.pid} at {node.multiaddr}")
+                    narrate(f"bench node pid {node.pid} at {node.multiaddr}")
                     trio.run(_section_slow, node, codec, plan, report)
             except Exception as exc:
                 report.failures.append(f"slow consumer {codec}: {type(exc).__name__}: {exc}")
@@ -588,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _run_sections(sections, plan, report)
     except BaseException as exc:
-        if not _is_interrupt(exc):
+        if not is_interrupt(exc):
             raise
         print("\ninterrupted", flush=True)
         return 130

@@ -1,0 +1,134 @@
+"""What the benchmarks share: a node in its own process, measured rows and their
+report, percentiles, narration on stderr."""
+from __future__ import annotations
+
+import queue
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class ServedNode:
+    """A bench node in its own process; always stopped on exit (SIGTERM, then kill)."""
+
+    #: what the process runs (after the Python interpreter), and what errors call it
+    command: tuple[str, ...] = ("-m", "benchmarks.runtime", "serve")
+    name = "bench node"
+
+    def __init__(self, startup_timeout: float = 30.0) -> None:
+        self.startup_timeout = startup_timeout
+        self.proc: subprocess.Popen | None = None
+        self.multiaddr = ""
+        self._stderr = tempfile.TemporaryFile()
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def __enter__(self) -> "ServedNode":
+        self.proc = subprocess.Popen(
+            [sys.executable, *self.command],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._stderr, text=True,
+        )
+        lines: queue.Queue[str | None] = queue.Queue()
+
+        def read_stdout() -> None:  # keep draining so the node never blocks on its stdout
+            for line in self.proc.stdout:
+                lines.put(line)
+            lines.put(None)
+
+        threading.Thread(target=read_stdout, daemon=True).start()
+        deadline = time.monotonic() + self.startup_timeout
+        try:
+            while True:
+                line = lines.get(timeout=max(0.01, deadline - time.monotonic()))
+                if line is None:
+                    raise RuntimeError(f"{self.name} exited before listening: {self._error_text()}")
+                if line.startswith("listening "):
+                    self.multiaddr = line.split(" ", 1)[1].strip()
+                    return self
+        except queue.Empty:
+            why = self._error_text()
+            self.stop()
+            raise RuntimeError(f"{self.name} printed no 'listening' line within {self.startup_timeout:g} s: "
+                               f"{why}") from None
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        self._stderr.close()
+
+    def _error_text(self) -> str:
+        try:
+            self._stderr.seek(0)
+            return self._stderr.read().decode("utf-8", "replace")[-2000:] or "(no stderr)"
+        except Exception:
+            return "(stderr unavailable)"
+
+
+@dataclass
+class Row:
+    """One measured figure: printed as a table line and kept for --json."""
+
+    section: str
+    name: str
+    figures: dict[str, Any]
+    text: str
+    target: str = ""
+    passed: bool | None = None  # None: no target
+
+    @property
+    def verdict(self) -> str:
+        return "" if self.passed is None else ("PASS" if self.passed else "MISS")
+
+
+@dataclass
+class Report:
+    rows: list[Row] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    def add(self, row: Row) -> Row:
+        self.rows.append(row)
+        line = f"  {row.text}"
+        if row.target:
+            line = f"{line:<98} {row.target:<20} {row.verdict}"
+        print(line.rstrip(), flush=True)
+        return row
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    k = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
+    return ordered[k]
+
+
+def narrate(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def is_interrupt(exc: BaseException) -> bool:
+    if isinstance(exc, KeyboardInterrupt):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.subgroup(KeyboardInterrupt) is not None
+    return False
