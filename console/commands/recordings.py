@@ -10,7 +10,7 @@ import sys
 import time
 from typing import IO, Any, Callable
 
-from node_runtime.codec import _json_default
+from node_runtime.codec import json_default
 
 from console.core import diff as D
 from console.core.recording import CallRecorder, Recording, RecordingError, read_recording
@@ -20,7 +20,7 @@ EXIT_USAGE = 2
 
 def dumps(value: Any) -> str:
     """The JSON `olane stream` prints (same separators, bytes as base64)."""
-    return json.dumps(value, ensure_ascii=False, default=_json_default)
+    return json.dumps(value, ensure_ascii=False, default=json_default)
 
 
 def chunk_line(seq: Any, count: int, data: Any) -> str:

@@ -408,7 +408,7 @@ def _ranges(keys: list[Any]) -> list[str]:
     return out
 
 
-def _ms(v: float | None) -> str:
+def ms(v: float | None) -> str:
     return "—" if v is None else f"{v:,.1f} ms"
 
 
@@ -456,7 +456,7 @@ def format_text(d: Diff, a: Recording, b: Recording, name_a: str = "A", name_b: 
     lines.append(f"{'timing':<14}{'A':>14}{'B':>14}")
     for label, x, y in (("first chunk", ta.first_chunk, tb.first_chunk), ("Δt p50", ta.dt_p50, tb.dt_p50),
                         ("Δt p99", ta.dt_p99, tb.dt_p99), ("total", ta.total, tb.total)):
-        lines.append(f"{label:<14}{_ms(x):>14}{_ms(y):>14}")
+        lines.append(f"{label:<14}{ms(x):>14}{ms(y):>14}")
     if d.same:
         lines.append("same: data and end agree")
     else:

@@ -343,7 +343,7 @@ def from_stream_record(record: Any, *, source: str = "console", codec: str | Non
     first = True
     for c in record.chunks():
         # the wire `_sequence`, not the key a JSON-path ordering judges by
-        seq = record._seqs[(c.index - 1) % record._capacity]
+        seq = record.wire_sequence(c.index - 1)
         frames.append(Frame((c.at - offset) * 1000, c.index, seq, c.size, c.data,
                             drops=record.first_held if first else 0))
         first = False

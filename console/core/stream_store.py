@@ -311,6 +311,12 @@ class StreamRecord:
         return Chunk(index + 1, self._key(slot), self._ats[slot], self._dts[slot], self._sizes[slot],
                      self._datas[slot], self._flags[slot])
 
+    def wire_sequence(self, index: int) -> Any:
+        """The `_sequence` chunk `index` (0-based) came with, whatever ordering is judged by."""
+        if index < self.first_held or index >= self.count:
+            return None
+        return self._seqs[index % self._capacity]
+
     def chunks(self, start: int = 0, stop: int | None = None) -> Iterator[Chunk]:
         stop = self.count if stop is None else min(stop, self.count)
         for i in range(max(start, self.first_held), stop):

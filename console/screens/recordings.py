@@ -188,7 +188,7 @@ class DiffScreen(ModalScreen["Jump | None"]):
         summary.set_class(r.same, "-same")
         summary.set_class(not r.same, "-differ")
         ta, tb = r.timing_a, r.timing_b
-        ms = D._ms
+        ms = D.ms
         self.query_one(".diff-timing", Static).update(
             f"{'':<12}{'chunks':>10}{'first chunk':>14}{'Δt p50':>12}{'Δt p99':>12}{'total':>14}   end\n"
             f"{'A':<12}{ta.chunks:>10,}{ms(ta.first_chunk):>14}{ms(ta.dt_p50):>12}{ms(ta.dt_p99):>12}"
