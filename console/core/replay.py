@@ -162,8 +162,8 @@ class Replayer:
 
     def status(self) -> str:
         state = "ended" if self._ended else "playing" if self.playing else "paused"
-        text = (f"{state} {self.speed:g}×  {self._virtual / 1000:,.3f} / {self.duration / 1000:,.3f} s  "
-                f"chunk {self._next:,} of {len(self.recording.frames):,}")
+        text = (f"{state} {self.speed:g}× {self._virtual / 1000:,.2f}/{self.duration / 1000:,.2f} s "
+                f"chunk {self._next:,}/{len(self.recording.frames):,}")
         dropped = self.recording.dropped
         if dropped:
             text += f"  ({dropped:,} received but not recorded)"

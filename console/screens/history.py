@@ -15,7 +15,7 @@ from console.core.history import HistoryEntry
 
 CSS = """
 HistoryScreen { align: center middle; }
-HistoryScreen > Vertical { width: 96%; height: 88%; border: thick $accent; background: $surface; }
+HistoryScreen > Vertical { width: 94%; height: 88%; border: thick $accent; background: $surface; }
 HistoryScreen Label { padding: 0 1; text-style: bold; }
 HistoryScreen Input { margin: 0 1; }
 HistoryScreen DataTable { height: 1fr; }
@@ -48,8 +48,8 @@ class HistoryScreen(ModalScreen["tuple[str, HistoryEntry] | None"]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label(f"History ({len(self._all):,} calls, kept across runs) — Enter re-runs · l loads into the "
-                        "form · o opens its recording · / searches · Esc closes")
+            yield Label(f"History: {len(self._all):,} calls, kept across runs · Enter re-runs · l loads into the "
+                        "form · o opens the recording · / search · Esc")
             yield Input(placeholder="search: method, node, params, outcome…", id="search")
             yield DataTable(cursor_type="row")
 

@@ -21,7 +21,7 @@ from console.widgets.call_view import pretty
 
 LIST_CSS = """
 {name} {{ align: center middle; }}
-{name} > Vertical {{ width: 96%; height: 90%; border: thick $accent; background: $surface; }}
+{name} > Vertical {{ width: 94%; height: 90%; border: thick $accent; background: $surface; }}
 {name} Label {{ padding: 0 1; text-style: bold; }}
 {name} .hint {{ padding: 0 1; color: $text-muted; }}
 {name} DataTable {{ height: 1fr; }}

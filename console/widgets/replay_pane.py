@@ -45,8 +45,7 @@ class ReplayPane(Vertical):
     def _bar(self) -> str:
         r = self.replayer
         path = r.recording.path
-        return (f"▷ replay of {path.name if path else 'a recording'} · {r.status()} · "
-                "space pause · +/- speed · [ ] seek · 0 restart")
+        return f"▷ replay of {path.name if path else 'a recording'} · {r.status()} · space pause  +/- speed  [ ] seek"
 
     def tick(self) -> None:
         """Feed the record what is due; show a new record after a seek backwards."""
