@@ -185,6 +185,12 @@ class SessionActions:
             self.open_recording(entry.recording)
             return
         target = self._target_for(entry.target)
+        if target is None and entry.embedded:  # an embedded node of an earlier run: this run's one
+            target = self._target_for(None)
+            if target is not None and target.tool(entry.address) is not None:
+                self.notify("made on an earlier run's embedded node: using this run's", title="history")
+            else:
+                target = None
         if target is None:
             self.notify(f"{entry.name or entry.target} is not in the list of nodes (add it with a)", severity="error")
             return

@@ -146,8 +146,10 @@ async def test_history_survives_a_restart_and_loads_into_the_form():
     entries = History(data_dir() / FILE_NAME).load()
     assert len(entries) == 1 and entries[0].method == "stream_items" and entries[0].outcome == "completed"
     assert entries[0].chunks == 3 and entries[0].params == {"count": 3, "delayMs": 0}
-    # a new console (a new port for the embedded node, the same peer id): the call is there
-    async with running_console(seed="history-node") as (app, pilot):
+    assert entries[0].embedded
+    # a new console (another embedded node: new port, new peer id): the call is there, and loads
+    # into this run's embedded node
+    async with running_console() as (app, pilot):
         await pilot.press("h")
         screen = await wait_for(pilot, lambda: isinstance(app.screen, HistoryScreen) and app.screen)
         assert len(screen._shown) == 1

@@ -39,6 +39,7 @@ class HistoryEntry:
     recording: str | None = None
     peer: str | None = None
     name: str | None = None  # the target's alias, when it has one
+    embedded: bool = False  # made on the console's embedded node (a new address each run unless --seed)
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -56,7 +57,8 @@ class HistoryEntry:
         return cls(**known)
 
     @classmethod
-    def of_record(cls, record: Any, *, recording: str | None = None, name: str | None = None) -> "HistoryEntry":
+    def of_record(cls, record: Any, *, recording: str | None = None, name: str | None = None,
+                  embedded: bool = False) -> "HistoryEntry":
         """The entry for a console call (a StreamRecord that has ended)."""
         when = datetime.fromtimestamp(record.started_wall, timezone.utc).isoformat(timespec="milliseconds")
         error = str(record.error) if record.error is not None else None
@@ -64,7 +66,7 @@ class HistoryEntry:
                    method=record.method, params=dict(record.params), streaming=record.streaming,
                    outcome=record.state.value, error=error, chunks=record.count,
                    durationMs=round(record.elapsed() * 1000, 3), recording=recording, peer=peer_of(record.target),
-                   name=name)
+                   name=name, embedded=embedded)
 
     def matches(self, text: str) -> bool:
         needle = text.lower()

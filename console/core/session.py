@@ -330,8 +330,9 @@ class ConsoleSession:
 
                 prune(path.parent, self.record_cap_bytes, keep=[path])
             if self.history is not None:
+                embedded = any(t.embedded and t.multiaddr == record.target for t in self.targets)
                 self.history.append(HistoryEntry.of_record(record, recording=str(path) if path else None,
-                                                           name=self.names.get(record.target)))
+                                                           name=self.names.get(record.target), embedded=embedded))
 
         try:
             await trio.to_thread.run_sync(write)
