@@ -41,23 +41,44 @@ def main(ctx: click.Context) -> None:
 @click.option("--files-root", type=click.Path(file_okay=False), default=None, help="root folder of the files tool")
 @click.option("--sqlite-db", type=click.Path(dir_okay=False), default=None, help="SQLite database file of the sqlite tool")
 @click.option("--allow-writes", is_flag=True, help="let the sqlite tool run statements that write")
-def node(address, listen, seed, tool_names, files_root, sqlite_db, allow_writes) -> None:
+@click.option("--allow", "allow_ids", default=None, metavar="PEER_ID[,PEER_ID...]",
+              help="admit only these peer ids (others are refused at connection time)")
+@click.option("--allow-file", type=click.Path(dir_okay=False), default=None,
+              help="admit only the peer ids in FILE (one a line, # comments); re-read on SIGHUP")
+def node(address, listen, seed, tool_names, files_root, sqlite_db, allow_writes, allow_ids, allow_file) -> None:
     """Serve tools; print `listening <multiaddr>` once ready; stop on SIGINT/SIGTERM."""
     import trio
 
     from node_runtime import Node
 
     tools = _build_tools(tool_names, address, files_root, sqlite_db, allow_writes)
+    allowed = _allowlist(allow_ids, allow_file)
+    if allowed is None and any(not _is_loopback(ma) for ma in listen):
+        click.echo("warning: listening beyond 127.0.0.1 with no allowlist: anyone who can reach the port may "
+                   "call every method (see --allow / --allow-file)", err=True)
 
     async def serve() -> None:
-        async with Node(tools, seed=seed, listen=listen) as n:
-            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with Node(tools, seed=seed, listen=listen, allow=allowed) as n:
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
                 print(f"listening {n.listen_addrs[0]}", flush=True)
                 for tool in n.tools:
                     click.echo(f"serving {tool.address} ({len(tool.methods)} methods)", err=True)
+                if allowed is not None:
+                    click.echo(f"admitting {len(allowed)} peer id(s) only", err=True)
                 async with trio.open_nursery() as nursery:
                     async def stop_on_signal() -> None:
-                        async for _ in signals:
+                        async for signum in signals:
+                            if signum == signal.SIGHUP:
+                                if allow_file is not None:
+                                    try:
+                                        n.peers.set_allowlist(_allowlist(allow_ids, allow_file))
+                                    except click.BadParameter as exc:
+                                        click.echo(f"SIGHUP: kept the old allowlist: {exc.message}", err=True)
+                                        continue
+                                    closed = await n.peers.close_disallowed()
+                                    click.echo(f"SIGHUP: allowlist re-read ({len(n.peers.allowed)} peer ids, "
+                                               f"{closed} connections closed)", err=True)
+                                continue
                             n.request_stop()
                             return
                     nursery.start_soon(stop_on_signal)
@@ -66,6 +87,35 @@ def node(address, listen, seed, tool_names, files_root, sqlite_db, allow_writes)
         click.echo("stopped", err=True)
 
     trio.run(serve)
+
+
+def _allowlist(allow_ids: str | None, allow_file: str | None) -> "set[str] | None":
+    """The peer ids named by --allow and --allow-file; None when neither is given."""
+    if allow_ids is None and allow_file is None:
+        return None
+    ids = {p.strip() for p in (allow_ids or "").split(",") if p.strip()}
+    if allow_file is not None:
+        try:
+            with open(allow_file, encoding="utf-8") as f:
+                for line in f:
+                    line = line.split("#", 1)[0].strip()
+                    if line:
+                        ids.add(line)
+        except OSError as exc:
+            raise click.BadParameter(f"cannot read {allow_file}: {exc.strerror}", param_hint="--allow-file") from None
+    import multihash
+    from libp2p.peer.id import ID
+
+    for peer in ids:
+        try:
+            multihash.decode(ID.from_base58(peer).to_bytes())
+        except Exception:
+            raise click.BadParameter(f"not a peer id: {peer!r}", param_hint="--allow") from None
+    return ids
+
+
+def _is_loopback(ma: str) -> bool:
+    return ma.startswith(("/ip4/127.", "/ip6/::1/", "/dns4/localhost/", "/dns/localhost/"))
 
 
 def _build_tools(tool_names, address, files_root, sqlite_db, allow_writes):
@@ -86,7 +136,10 @@ _target_options = [
     click.argument("method"),
     click.option("--address", default=None, help="olane address of the tool (default: the one the node serves)"),
     click.option("--params", default="{}", help="parameters as a JSON object"),
-    click.option("--timeout", type=float, default=120.0, show_default=True, help="seconds to wait for the first frame and between frames"),
+    click.option("--timeout", type=float, default=None,
+                 help="seconds for the whole call: dial, answer, every chunk (default: call 120, stream none)"),
+    click.option("--idle-timeout", type=float, default=120.0, show_default=True,
+                 help="seconds to wait for the first frame of the answer and between two of its frames"),
     click.option("--codec", type=click.Choice(["auto", "json", "msgpack"]), default="auto", show_default=True),
 ]
 
@@ -99,21 +152,23 @@ def _with_target_options(fn):
 
 @main.command()
 @_with_target_options
-def call(multiaddr, method, address, params, timeout, codec) -> None:
+def call(multiaddr, method, address, params, timeout, idle_timeout, codec) -> None:
     """Call METHOD once; print the result's data as one JSON document."""
     multiaddr, address = _named(multiaddr, address)
+    timeout = 120.0 if timeout is None else timeout
+
     async def go(client, target):
         result = await client.use(target, method, _params(params), via=multiaddr, timeout=timeout)
         click.echo(_dumps(result))
 
-    _run_client(multiaddr, address, codec, go)
+    _run_client(multiaddr, address, codec, go, timeout)
 
 
 @main.command()
 @_with_target_options
 @click.option("--record", "record_path", type=click.Path(dir_okay=False), default=None,
               help="also write the call to FILE as a recording (docs/recordings.md)")
-def stream(multiaddr, method, address, params, timeout, codec, record_path) -> None:
+def stream(multiaddr, method, address, params, timeout, idle_timeout, codec, record_path) -> None:
     """Stream METHOD: one JSON line per chunk, then {"final": ..., "chunks": N}."""
     from console.commands.recordings import finish_recorder, record_failure, stream_call
     from console.core.recording import CallRecorder
@@ -127,10 +182,11 @@ def stream(multiaddr, method, address, params, timeout, codec, record_path) -> N
                                 codec=None if codec == "auto" else codec)
 
     async def go(client, target):
-        await stream_call(client, target, method, values, via=multiaddr, timeout=timeout, recorder=recorder)
+        await stream_call(client, target, method, values, via=multiaddr, timeout=timeout,
+                          idle_timeout=idle_timeout, recorder=recorder)
 
     try:
-        _run_client(multiaddr, address, codec, go,
+        _run_client(multiaddr, address, codec, go, timeout,
                     on_error=(lambda exc: record_failure(recorder, exc)) if recorder else None)
     finally:
         if recorder is not None:
@@ -175,12 +231,14 @@ def _named(target: str, address: str | None) -> tuple[str, str | None]:
 @click.argument("name")
 @click.option("--target", default=None, help="a named target or a multiaddr (default: the one saved with the call)")
 @click.option("--params", default=None, help="JSON object merged over the saved parameters")
-@click.option("--timeout", type=float, default=120.0, show_default=True)
+@click.option("--timeout", type=float, default=None, help="seconds for the whole call (as olane call/stream)")
+@click.option("--idle-timeout", type=float, default=120.0, show_default=True,
+              help="seconds to wait for the first frame and between two frames")
 @click.option("--codec", type=click.Choice(["auto", "json", "msgpack"]), default="auto", show_default=True)
 @click.option("--record", "record_path", type=click.Path(dir_okay=False), default=None,
               help="(streams) also write the call to FILE as a recording")
 @click.pass_context
-def run_saved(ctx, name, target, params, timeout, codec, record_path) -> None:
+def run_saved(ctx, name, target, params, timeout, idle_timeout, codec, record_path) -> None:
     """Run a saved call (GROUP/NAME, from the console's saved calls) as `olane stream` / `olane call` would."""
     from console.commands.collections import RunError, resolve_saved
 
@@ -191,7 +249,7 @@ def run_saved(ctx, name, target, params, timeout, codec, record_path) -> None:
         sys.exit(EXIT_UNREACHABLE)
     click.echo(f"{r.name}: {'stream' if r.stream else 'call'} {r.multiaddr} {r.address or ''} {r.method}", err=True)
     args = dict(multiaddr=r.multiaddr, method=r.method, address=r.address, params=_dumps(r.params),
-                timeout=timeout, codec=codec)
+                timeout=timeout, idle_timeout=idle_timeout, codec=codec)
     if r.stream:
         ctx.invoke(stream, record_path=record_path, **args)
     else:
@@ -248,7 +306,10 @@ def _params(text: str) -> dict:
     return value
 
 
-def _run_client(multiaddr: str, address: str | None, codec: str, body, on_error=None) -> None:
+def _run_client(multiaddr: str, address: str | None, codec: str, body, timeout: float | None = None,
+                on_error=None) -> None:
+    """Run `body(client, target)`; `timeout` bounds all of it, finding the tool included.
+    `on_error(exc)` hears of the OlaneError that ends the command (a recording notes it)."""
     import trio
 
     from node_runtime import Client, ErrorCode, OlaneError
@@ -259,24 +320,31 @@ def _run_client(multiaddr: str, address: str | None, codec: str, body, on_error=
         nonlocal code
         async with Client(codec=codec) as client:
             try:
-                await client.connect(multiaddr)
-                target = address
-                if target is None:
-                    candidates = await client.tool_addresses(multiaddr)
-                    if len(candidates) != 1:
-                        what = "several tools" if candidates else "no olane tool"
-                        click.echo(f"{multiaddr} serves {what}; pick one with --address:", err=True)
-                        for c in candidates:
-                            click.echo(f"  {c}", err=True)
-                        code = EXIT_UNREACHABLE
-                        return
-                    target = candidates[0]
-                await body(client, target)
+                with trio.move_on_after(float("inf") if timeout is None else timeout) as scope:
+                    await find_and_run(client)
+                if scope.cancelled_caught:
+                    raise OlaneError(ErrorCode.TIMEOUT, f"no complete answer from {multiaddr} within {timeout:g} s")
             except OlaneError as exc:
                 if on_error is not None:
                     on_error(exc)
                 click.echo(f"error {exc.code} {exc.name}: {exc.message}", err=True)
                 code = EXIT_UNREACHABLE if exc.code == ErrorCode.FAILED_TO_DIAL_TARGET else EXIT_ERROR
+
+    async def find_and_run(client) -> None:
+        nonlocal code
+        await client.connect(multiaddr)
+        target = address
+        if target is None:
+            candidates = await client.tool_addresses(multiaddr)
+            if len(candidates) != 1:
+                what = "several tools" if candidates else "no olane tool"
+                click.echo(f"{multiaddr} serves {what}; pick one with --address:", err=True)
+                for c in candidates:
+                    click.echo(f"  {c}", err=True)
+                code = EXIT_UNREACHABLE
+                return
+            target = candidates[0]
+        await body(client, target)
 
     try:
         trio.run(go)

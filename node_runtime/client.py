@@ -25,7 +25,13 @@ class StreamingCall:
     """One call in flight. Iterate it for chunk data (`async for chunk in call`),
     or `responses()` for every frame with its sequence and size. Leaving early
     (break, cancel, deadline, `aclose()`) resets the stream, which stops the
-    tool on the node. After the end, `final` holds the final frame's data."""
+    tool on the node. After the end, `final` holds the final frame's data.
+
+    Deadlines: `timeout` is one absolute deadline for the whole call (dial,
+    codec probe, stream open, every frame); `first_frame_timeout` and
+    `idle_timeout` bound the wait for the first frame of this call and between
+    two of its frames (frames for other ids and partial frames do not count).
+    Each ends the call with 4017 TIMEOUT."""
 
     def __init__(
         self,
@@ -40,6 +46,7 @@ class StreamingCall:
         codec: str | None,
         streaming: bool = True,
         protocol: str | None = None,
+        timeout: float | None = None,
     ) -> None:
         self.node = node
         self.address = Address.parse(address)
@@ -49,6 +56,9 @@ class StreamingCall:
         limits = node.limits
         self.first_frame_timeout = limits.first_frame_timeout if first_frame_timeout is None else first_frame_timeout
         self.idle_timeout = limits.idle_timeout if idle_timeout is None else idle_timeout
+        self.timeout = timeout
+        self._deadline = float("inf")  # absolute, set when the call starts
+        self._frame_deadline = float("inf")  # for the next frame of this call
         self.codec = codec
         self.streaming = streaming
         self.protocol = protocol
@@ -71,8 +81,18 @@ class StreamingCall:
     # -- lifecycle --------------------------------------------------------------
 
     async def start(self) -> None:
-        if self._stream is not None:
+        if self._stream is not None or self.done:
             return
+        if self.timeout is not None:
+            self._deadline = trio.current_time() + self.timeout
+        with trio.move_on_at(self._deadline) as scope:
+            await self._start()
+        if scope.cancelled_caught:
+            await self.aclose()
+            self.error = self._timeout_error("before the request was sent (dialing, opening the stream)")
+            raise self.error
+
+    async def _start(self) -> None:
         node = self.node
         peers = node.peers
         peer_id = await peers.resolve(self.address, self.via)
@@ -86,12 +106,17 @@ class StreamingCall:
                 connection_id=node.connection_id, caller_address=node.address.value, streaming=self.streaming,
             )
             self.started_at = time.monotonic()
+            self._frame_deadline = trio.current_time() + self.first_frame_timeout
             await write_shielded(self._stream, frame(codecs.encode(envelope, codec)), node.limits.write_timeout)
         except BaseException as exc:
             await self.aclose()
             if isinstance(exc, OlaneError) or not isinstance(exc, Exception):
                 raise
             raise OlaneError(ErrorCode.SEND_FAILED, f"could not send the request: {exc}") from None
+
+    def _timeout_error(self, when: str) -> OlaneError:
+        return OlaneError(ErrorCode.TIMEOUT, f"no complete answer from {self.address} within {self.timeout:g} s "
+                                             f"({when})", {"timeout": self.timeout, "method": self.method})
 
     async def _negotiate_codec(self, peer) -> str:
         """msgpack toward a peer whose `identify` lists it, JSON toward anyone else
@@ -101,7 +126,7 @@ class StreamingCall:
             return node.codec
 
         async def probe() -> str:
-            try:
+            try:  # inside start(): the call's own deadline bounds it too
                 info = await StreamingCall(node, self.address, "identify", {}, via=peer.to_string(),
                                            first_frame_timeout=10, idle_timeout=10, codec=JSON,
                                            streaming=False, protocol=self.protocol).result()
@@ -184,15 +209,18 @@ class StreamingCall:
         stream = self._stream
         if stream is None:
             raise OlaneError(ErrorCode.INVALID_STATE, "call is closed")
-        timeout = self.first_frame_timeout if self._frames == 0 else self.idle_timeout
         try:
-            with trio.move_on_after(timeout) as scope:
+            with trio.move_on_at(min(self._frame_deadline, self._deadline)) as scope:
                 data = await stream.read(self.node.limits.read_size)
         except STREAM_ENDED:
             data = b""
         if scope.cancelled_caught:
-            what = "first frame" if self._frames == 0 else "next frame"
-            await self._fail(OlaneError(ErrorCode.TIMEOUT, f"no {what} from {self.address} within {timeout:g} s",
+            if trio.current_time() >= self._deadline:
+                await self._fail(self._timeout_error(f"{self.chunks} chunks arrived"))
+            first = self.chunks == 0
+            timeout = self.first_frame_timeout if first else self.idle_timeout
+            await self._fail(OlaneError(ErrorCode.TIMEOUT, f"no {'first' if first else 'next'} frame from "
+                                                           f"{self.address} within {timeout:g} s",
                                         {"timeout": timeout, "method": self.method}))
         if not data:
             await self._fail(OlaneError(ErrorCode.RECEIVE_FAILED,
@@ -220,7 +248,8 @@ class StreamingCall:
             except OlaneError as exc:
                 await self._fail(OlaneError(ErrorCode.INVALID_RESPONSE, f"unreadable answer: {exc.message}"))
             if response.id != self.id and str(response.id) != self.id:
-                continue  # a frame for another id
+                continue  # a frame for another id: it does not hold off our idle deadline
+            self._frame_deadline = trio.current_time() + self.idle_timeout
             response.size = len(payload)
             if response.last or response.error is not None:
                 self._count_after_end()

@@ -1,7 +1,19 @@
 """Frame payload codecs: strict JSON toward anyone, msgpack between our own peers
-(PROTOCOL.md section 9). The first byte of a payload tells which one it is."""
+(PROTOCOL.md section 9). The first byte of a payload tells which one it is.
+
+Decoding is strict: UTF-8 without lone surrogates, no NaN, nesting bounded
+(orjson and msgpack stop at about 1,000 levels; `check_nesting` applies a
+node's own `Limits.max_nesting`). Every failure, decoding or encoding, is an
+`OlaneError` (4009 for what came in, 4008 for what we could not write), never
+another exception: one bad message fails only its own request.
+
+JSON5, which TypeScript nodes accept and one recorded frame uses, is parsed
+only by `decode_json5`, for small payloads: the json5 package is pure Python
+(a 74 KB frame took 2.7 s), so the server runs it in a worker thread.
+"""
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -14,20 +26,24 @@ JSON = "json"
 MSGPACK = "msgpack"
 CODECS = (JSON, MSGPACK)
 
+#: nesting a message may have before it is refused (Limits.max_nesting overrides)
+DEFAULT_MAX_NESTING = 64
+#: largest payload parsed as JSON5 (Limits.max_json5_bytes overrides)
+DEFAULT_MAX_JSON5_BYTES = 1024
 
 
 def json_default(value: Any) -> Any:
     """bytes as base64 text (how JSON frames carry them); sets and tuples as lists."""
     if isinstance(value, (bytes, bytearray, memoryview)):
-        import base64
-
         return base64.b64encode(bytes(value)).decode("ascii")
     if isinstance(value, (set, frozenset, tuple)):
         return list(value)
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-_json_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=json_default)
+# only for integers beyond 64 bits, which orjson cannot write
+_big_int_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=json_default,
+                                    allow_nan=False)
 
 
 def detect(payload: bytes) -> str:
@@ -43,12 +59,20 @@ _ORJSON_OPTS = orjson.OPT_NON_STR_KEYS
 
 
 def encode(message: Any, codec: str = JSON) -> bytes:
-    if codec == MSGPACK:
-        return msgpack.packb(message, use_bin_type=True, default=_msgpack_default)
-    try:  # orjson: ~5x faster than the standard library on the per-chunk path
-        return orjson.dumps(message, default=json_default, option=_ORJSON_OPTS)
-    except (orjson.JSONEncodeError, TypeError):  # e.g. integers beyond 64 bits
-        return _json_encoder.encode(message).encode("utf-8")
+    """Encode one message; OlaneError 4008 when it cannot be (too deep, a lone
+    surrogate, a type neither codec knows)."""
+    try:
+        if codec == MSGPACK:
+            return msgpack.packb(message, use_bin_type=True, default=_msgpack_default)
+        try:  # orjson: ~5x faster than the standard library on the per-chunk path
+            return orjson.dumps(message, default=json_default, option=_ORJSON_OPTS)
+        except TypeError as exc:
+            if "64-bit" not in str(exc):
+                raise
+            return _big_int_encoder.encode(message).encode("utf-8")
+    except Exception as exc:  # RecursionError, UnicodeEncodeError, TypeError, ValueError, ...
+        raise OlaneError(ErrorCode.INVALID_RESPONSE, f"could not encode the message as {codec}: "
+                                                     f"{type(exc).__name__}: {exc}"[:300]) from None
 
 
 def _msgpack_default(value: Any) -> Any:
@@ -59,34 +83,73 @@ def _msgpack_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not msgpack serializable")
 
 
-def decode(payload: bytes) -> tuple[dict[str, Any], str]:
-    """Decode one frame payload into (message, codec).
+class NotStrictJson(OlaneError):
+    """The payload is not strict JSON (it may still be JSON5)."""
 
-    Strict JSON first; JSON5 (which TypeScript nodes accept) as a fallback.
-    Raises OlaneError 4009 for anything that is not an object.
-    """
+
+def decode(payload: bytes, *, json5: bool = False) -> tuple[dict[str, Any], str]:
+    """Decode one frame payload into (message, codec); OlaneError 4009 for
+    anything that is not a strict JSON or msgpack object (NotStrictJson when it
+    fails as JSON). `json5=True` also tries JSON5 here, in this thread."""
     codec = detect(payload)
     try:
         if codec == MSGPACK:
             message = msgpack.unpackb(payload, raw=False, strict_map_key=False)
         else:
-            try:
-                message = orjson.loads(payload)
-            except orjson.JSONDecodeError:
-                try:
-                    message = json.loads(payload)  # big integers, NaN
-                except ValueError:
-                    message = _json5_loads(payload)
-    except OlaneError:
-        raise
+            message = orjson.loads(payload)
     except Exception as exc:  # malformed input of any kind
-        raise OlaneError(ErrorCode.INVALID_REQUEST, f"malformed {codec} frame: {exc}") from None
+        if codec == JSON:
+            if json5:
+                return decode_json5(payload), JSON
+            raise NotStrictJson(ErrorCode.INVALID_REQUEST, f"malformed json frame: {exc}"[:300]) from None
+        raise OlaneError(ErrorCode.INVALID_REQUEST, f"malformed {codec} frame: {type(exc).__name__} {exc}"[:300]) from None
     if not isinstance(message, dict):
         raise OlaneError(ErrorCode.INVALID_REQUEST, f"a frame must hold an object, got {type(message).__name__}")
     return message, codec
 
 
-def _json5_loads(payload: bytes) -> Any:
+def decode_json5(payload: bytes, max_bytes: int = DEFAULT_MAX_JSON5_BYTES,
+                 max_nesting: int = DEFAULT_MAX_NESTING) -> dict[str, Any]:
+    """A small JSON5 payload -> object (strict UTF-8, no lone surrogates, bounded nesting)."""
+    if len(payload) > max_bytes:
+        raise OlaneError(ErrorCode.INVALID_REQUEST, f"not strict JSON, and at {len(payload)} bytes too large to "
+                                                    f"read as JSON5 (limit {max_bytes})")
     import json5  # slow, and only for the rare peer that sends JSON5
 
-    return json5.loads(payload.decode("utf-8"))
+    try:
+        message = json5.loads(payload.decode("utf-8"))
+    except Exception as exc:
+        raise OlaneError(ErrorCode.INVALID_REQUEST, f"malformed json frame: {type(exc).__name__} {exc}"[:300]) from None
+    if not isinstance(message, dict):
+        raise OlaneError(ErrorCode.INVALID_REQUEST, f"a frame must hold an object, got {type(message).__name__}")
+    check_nesting(message, max_nesting, strings=True)
+    return message
+
+
+def check_nesting(value: Any, limit: int, *, strings: bool = False) -> None:
+    """OlaneError 4009 when `value` nests deeper than `limit` (and, with
+    `strings`, when a string holds a lone surrogate). Iterative: no recursion
+    limit to hit."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if type(item) is dict:
+            if depth > limit:
+                raise OlaneError(ErrorCode.INVALID_REQUEST, f"message nests deeper than {limit} levels")
+            for k, v in item.items():
+                if strings and type(k) is str:
+                    _check_text(k)
+                stack.append((v, depth + 1))
+        elif type(item) is list:
+            if depth > limit:
+                raise OlaneError(ErrorCode.INVALID_REQUEST, f"message nests deeper than {limit} levels")
+            stack.extend((v, depth + 1) for v in item)
+        elif strings and type(item) is str:
+            _check_text(item)
+
+
+def _check_text(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise OlaneError(ErrorCode.INVALID_REQUEST, "a string holds a lone UTF-16 surrogate (not valid UTF-8)") from None

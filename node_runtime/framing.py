@@ -49,13 +49,22 @@ class FrameDecoder:
         self.max_frame_bytes = max_frame_bytes
         self._buf = bytearray()
         self._pos = 0
+        self._error: OlaneError | None = None  # framing lost after the frames last returned
 
     @property
     def buffered(self) -> int:
+        """Bytes held of frames not yet complete."""
         return len(self._buf) - self._pos
 
     def feed(self, data: bytes) -> list[bytes]:
-        """Add bytes; return every payload now complete (possibly none)."""
+        """Add bytes; return every payload now complete (possibly none).
+
+        When framing breaks (a frame over the limit, a broken length prefix),
+        the whole frames before the break are returned first and the error is
+        raised by the next call: a peer's last good frame (say, its error
+        answer) is read before the garbage that follows it."""
+        if self._error is not None:
+            raise self._error
         buf = self._buf
         if self._pos and self._pos == len(buf):
             buf.clear()
@@ -65,17 +74,25 @@ class FrameDecoder:
         pos = self._pos
         end = len(buf)
         limit = self.max_frame_bytes
-        while pos < end:
-            header = _read_varint(buf, pos, end)
-            if header is None:  # length prefix not complete yet
-                break
-            length, p = header
-            if length > limit:
-                raise FrameTooLarge(length, limit)
-            if p + length > end:
-                break
-            out.append(bytes(buf[p : p + length]))
-            pos = p + length
+        try:
+            while pos < end:
+                header = _read_varint(buf, pos, end)
+                if header is None:  # length prefix not complete yet
+                    break
+                length, p = header
+                if length > limit:
+                    raise FrameTooLarge(length, limit)
+                if p + length > end:
+                    break
+                out.append(bytes(buf[p : p + length]))
+                pos = p + length
+        except OlaneError as exc:
+            buf.clear()
+            self._pos = 0
+            if not out:
+                raise
+            self._error = exc
+            return out
         # compact now and then so the buffer does not grow without bound
         if pos == end:
             buf.clear()

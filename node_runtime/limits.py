@@ -1,10 +1,11 @@
-"""Every limit the runtime enforces, in one place, with the defaults we ship."""
+"""Every limit the runtime enforces, in one place, with the defaults we ship.
+What a caller sees when it hits each one is listed in the README ("Limits")."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .codec import DEFAULT_MAX_JSON5_BYTES, DEFAULT_MAX_NESTING
 from .framing import DEFAULT_MAX_FRAME_BYTES
-
 
 #: seconds a write or reset in flight may still take once a node stops
 STOP_GRACE = 0.25
@@ -12,14 +13,28 @@ STOP_GRACE = 0.25
 
 @dataclass(frozen=True)
 class Limits:
-    #: largest frame read or written; a larger one is refused with 4009
+    #: largest frame read or written; a larger incoming frame is refused with 4009 (its stream
+    #: reset: framing is lost), a larger answer becomes a 4008 error frame instead
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
+    #: deepest nesting of objects and arrays in a request; deeper -> 4009
+    max_nesting: int = DEFAULT_MAX_NESTING
+    #: a request id (and `_connectionId`) longer than this, or not a string or integer, -> 4009, not echoed
+    max_id_bytes: int = 1024
+    #: largest frame read as JSON5 (parsed in a worker thread); a larger non-JSON frame -> 4009
+    max_json5_bytes: int = DEFAULT_MAX_JSON5_BYTES
+    #: bytes all incoming streams together may hold in frames not yet complete; the stream that
+    #: would go past it gets 4016 and is reset
+    max_buffered_bytes: int = 64 * 1024 * 1024
     #: encoded frames a stream may hold waiting for the wire before the tool waits
     write_buffer_bytes: int = 256 * 1024
     #: requests a node runs at once, over all connections; more -> 4016
     max_active_requests: int = 4096
+    #: requests one peer may have running at once; more -> 4016 for that peer only
+    max_requests_per_peer: int = 256
     #: streams a client opens at once on one connection (py-libp2p stalls past 256); more -> 4016
     max_streams_per_connection: int = 200
+    #: a connection with no olane stream open for this long is closed (0: never)
+    idle_connection_timeout: float = 300.0
     #: client: seconds to wait for the first frame of an answer; then 4017
     first_frame_timeout: float = 120.0
     #: client: seconds to wait between two frames of an answer; then 4017

@@ -34,12 +34,24 @@ class IncomingRequest:
         return ROUTE if self.envelope else self.method
 
 
-def parse_request(message: dict[str, Any]) -> IncomingRequest:
+def _check_id(value: Any, what: str, max_bytes: int) -> None:
+    """Ids are echoed in every answer: only short strings and integers (or null)."""
+    if value is None or (type(value) is int and -(2**63) <= value < 2**64):
+        return
+    if type(value) is str:
+        if len(value) > max_bytes:
+            raise OlaneError(ErrorCode.INVALID_REQUEST, f"{what} is {len(value)} characters, over the limit of {max_bytes}")
+        return
+    raise OlaneError(ErrorCode.INVALID_REQUEST, f"{what} must be a string or an integer, not {type(value).__name__}")
+
+
+def parse_request(message: dict[str, Any], max_id_bytes: int = 1024) -> IncomingRequest:
     """Read a request frame. Raises OlaneError 4009 when it is not one."""
     if "method" not in message:
         raise OlaneError(ErrorCode.INVALID_REQUEST, "frame has no method")
     method = message.get("method")
     req_id = message.get("id")
+    _check_id(req_id, "id", max_id_bytes)
     params = message.get("params")
     if params is None:
         params = {}
@@ -52,6 +64,11 @@ def parse_request(message: dict[str, Any]) -> IncomingRequest:
         if not isinstance(inner_method, str) or not isinstance(inner_params, dict):
             raise OlaneError(ErrorCode.INVALID_REQUEST, "route payload needs a method and object params")
         connection_id = params.get("_connectionId") or ""
+        _check_id(connection_id, "_connectionId", max_id_bytes)
+        address = params.get("address")
+        if address is not None and type(address) is not str:
+            raise OlaneError(ErrorCode.INVALID_REQUEST, "params.address must be a string")
+        caller = params.get("_callerAddress")
         seen = {"_connectionId": connection_id, "_requestMethod": inner_method}
         seen.update(inner_params)
         return IncomingRequest(
@@ -59,17 +76,19 @@ def parse_request(message: dict[str, Any]) -> IncomingRequest:
             method=inner_method,
             params=seen,
             envelope=True,
-            address=params.get("address"),
+            address=address,
             connection_id=connection_id,
-            caller_address=params.get("_callerAddress"),
+            caller_address=caller if type(caller) is str else None,
             streaming_requested=bool(params.get("_isStreaming") or inner_params.get("_isStreaming")),
         )
+    connection_id = params.get("_connectionId") or ""
+    _check_id(connection_id, "_connectionId", max_id_bytes)
     return IncomingRequest(
         id=req_id,
         method=method,
         params=params,
         envelope=False,
-        connection_id=params.get("_connectionId") or "",
+        connection_id=connection_id,
         streaming_requested=bool(params.get("_isStreaming")),
     )
 

@@ -4,31 +4,48 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from .errors import ErrorCode, OlaneError
 from .messages import IncomingRequest
 
 
 class NodeMetrics:
-    def __init__(self, max_active_requests: int) -> None:
+    def __init__(self, max_active_requests: int, max_requests_per_peer: int | None = None) -> None:
         self.started = time.monotonic()
         self.max_active_requests = max_active_requests
+        self.max_requests_per_peer = max_requests_per_peer or max_active_requests
         self.active: dict[int, dict[str, Any]] = {}
+        self.per_peer: dict[str | None, int] = {}
         self.requests_total = 0
         self.errors = 0
         self.chunks_sent = 0
         self.active_streams = 0
         self.streams_total = 0
 
-    def begin(self, req: IncomingRequest, peer_id: str | None) -> bool:
-        """Count a request in; False when the node is at its limit."""
+    def begin(self, req: IncomingRequest, peer_id: str | None) -> None:
+        """Count a request in; OlaneError 4016 when the node, or this peer, is at its limit."""
         if len(self.active) >= self.max_active_requests:
             self.errors += 1
-            return False
+            raise OlaneError(ErrorCode.CONNECTION_LIMIT_REACHED,
+                             f"node is at its limit of {self.max_active_requests} active requests")
+        mine = self.per_peer.get(peer_id, 0)
+        if mine >= self.max_requests_per_peer:
+            self.errors += 1
+            raise OlaneError(ErrorCode.CONNECTION_LIMIT_REACHED,
+                             f"this peer has {mine} requests running, the limit per peer "
+                             f"({self.max_requests_per_peer}); wait for some to end",
+                             {"limit": self.max_requests_per_peer})
+        self.per_peer[peer_id] = mine + 1
         self.requests_total += 1
         self.active[id(req)] = {"id": req.id, "method": req.method, "peer": peer_id, "since": time.monotonic()}
-        return True
 
     def end(self, req: IncomingRequest) -> None:
-        self.active.pop(id(req), None)
+        entry = self.active.pop(id(req), None)
+        if entry is not None:
+            left = self.per_peer.get(entry["peer"], 1) - 1
+            if left > 0:
+                self.per_peer[entry["peer"]] = left
+            else:
+                self.per_peer.pop(entry["peer"], None)
 
     def streams_opened(self) -> None:
         self.active_streams += 1

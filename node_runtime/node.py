@@ -3,6 +3,7 @@ nodes' tools. Every node is also a client (`use`, `use_streaming`), and answers
 calls back over connections others opened (`/o/reuse`)."""
 from __future__ import annotations
 
+import logging
 import secrets
 import uuid
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -18,10 +19,13 @@ from .metrics import NodeMetrics
 from .peers import PeerPool
 from .routing import Router
 from .server import StreamSession
+from .stream_io import reset_quietly
 from .streams import StreamRegistry
 from .tools import Tool
 
 LOCALHOST_ANY_PORT = "/ip4/127.0.0.1/tcp/0"
+
+log = logging.getLogger("olane.node")
 
 
 class Node:
@@ -44,6 +48,7 @@ class Node:
         address: "str | Address | None" = None,
         allow_remote_stop: bool = False,
         key: bytes | None = None,
+        allow: Iterable[str] | None = None,
     ) -> None:
         if isinstance(tools, Tool):
             tools = [tools]
@@ -58,10 +63,11 @@ class Node:
         self.codec = codec
         self.allow_remote_stop = allow_remote_stop
         self.connection_id = str(uuid.uuid4())
-        self.metrics = NodeMetrics(self.limits.max_active_requests)
+        self.metrics = NodeMetrics(self.limits.max_active_requests, self.limits.max_requests_per_peer)
         self.router = Router(self.tools)
-        self.streams = StreamRegistry()
-        self.peers = PeerPool(seed=seed, key=key, listen=listen, limits=self.limits)
+        self.streams = StreamRegistry(self.limits.max_buffered_bytes)
+        self.peers = PeerPool(seed=seed, key=key, listen=listen, limits=self.limits, allow=allow,
+                              busy=lambda: self.streams.peers())
         for tool in self.tools:
             tool.node = self
         self._stop = trio.Event()
@@ -115,7 +121,14 @@ class Node:
 
     def _make_handler(self, protocol: str):
         async def handle(stream) -> None:
-            await StreamSession(self, stream, protocol).serve()
+            if not self.peers.is_allowed(self.peers.peer_of(stream) or ""):
+                await reset_quietly(stream)  # a connection that predates the allowlist
+                return
+            try:
+                await StreamSession(self, stream, protocol).serve()
+            except Exception:  # never into py-libp2p's nursery, which would end the node
+                log.exception("serving a stream failed")
+                await reset_quietly(stream)
 
         return handle
 
@@ -167,16 +180,18 @@ class Node:
         idle_timeout: float | None = None,
         codec: str | None = None,
         protocol: str | None = None,
+        timeout: float | None = None,
     ) -> StreamingCall:
         """Call a method and iterate its chunks: `async for chunk in node.use_streaming(...)`.
 
         `via` is the multiaddr (or peer id, once connected) of the node serving
         `address`. An error frame raises OlaneError after the chunks before it.
         `protocol` overrides the libp2p protocol dialed (e.g. `/o/reuse` to call
-        back a peer over the connection it opened).
+        back a peer over the connection it opened). `timeout` is one deadline
+        for the whole call; the other two bound waits for a frame (4017 each).
         """
         return StreamingCall(self, address, method, params, via=via, first_frame_timeout=first_frame_timeout,
-                             idle_timeout=idle_timeout, codec=codec, protocol=protocol)
+                             idle_timeout=idle_timeout, codec=codec, protocol=protocol, timeout=timeout)
 
     async def use(
         self,
@@ -189,9 +204,10 @@ class Node:
         codec: str | None = None,
         protocol: str | None = None,
     ) -> Any:
-        """Call a method; return the final frame's data (raises OlaneError on an error frame)."""
-        call = StreamingCall(self, address, method, params, via=via, first_frame_timeout=timeout,
-                             idle_timeout=timeout, codec=codec, streaming=False, protocol=protocol)
+        """Call a method; return the final frame's data (raises OlaneError on an error frame).
+        `timeout` is one deadline for the whole call: dial, stream, answer (4017)."""
+        call = StreamingCall(self, address, method, params, via=via, first_frame_timeout=None,
+                             idle_timeout=None, codec=codec, streaming=False, protocol=protocol, timeout=timeout)
         return await call.result()
 
 

@@ -17,39 +17,135 @@ import trio
 from .addresses import Address
 from .errors import ErrorCode, OlaneError
 from .host import key_pair_from_seed, new_olane_host, parse_peer_multiaddr
+from .libp2p_fixes import admit_only, release_inbound_slots_on_close
 from .limits import Limits
 
 #: `handler(stream)` for one libp2p protocol
 StreamHandler = Callable[[Any], Awaitable[None]]
+
+#: seconds closing our connections may take when the pool stops (the peer sees the close)
+CLOSE_GRACE = 1.0
 
 
 class PeerPool:
     """The libp2p host of one node and its peers. `run()` starts the host and
     serves `handlers`; the other methods need it running."""
 
-    def __init__(self, *, seed: str | None, listen: Iterable[str], limits: Limits, key: bytes | None = None) -> None:
+    def __init__(self, *, seed: str | None, listen: Iterable[str], limits: Limits, key: bytes | None = None,
+                 allow: Iterable[str] | None = None, busy: Callable[[], Iterable[str]] = tuple) -> None:
         self.seed = seed
         self.key = key
         self.listen = [str(a) for a in listen]
         self.limits = limits
         self.host = None
         self.peer_id: str | None = None
+        self.allowed: frozenset[str] | None = None if allow is None else frozenset(allow)
+        self._busy = busy  # peer ids with streams being served (the node's part of "in use")
         self._known: dict[str, Any] = {}  # multiaddr or peer id text -> libp2p peer ID
         self._codecs: dict[tuple[str, str], str] = {}  # (peer id, protocol) -> codec it speaks
         self._slots: dict[str, int] = {}  # peer id -> streams we have open to it
+        self._last_used: dict[str, float] = {}  # peer id -> when a stream of ours last used it
+        self._dialed_at: dict[str, float] = {}  # peer id -> when we last dialed it
+        self.idle_closed = 0  # connections closed for being idle
 
     @asynccontextmanager
     async def run(self, handlers: dict[str, StreamHandler]) -> AsyncIterator["PeerPool"]:
+        """Start the host, serve `handlers`; on exit close every connection (the
+        peers see it at once) and stop. An exception from the body comes out as
+        itself, not inside the ExceptionGroup py-libp2p's nurseries would wrap
+        it in."""
+        try:
+            async with self._running(handlers):
+                yield self
+        except BaseExceptionGroup as group:
+            sole = _sole_exception(group)
+            if sole is None:
+                raise
+            raise sole.with_traceback(sole.__traceback__) from None
+
+    @asynccontextmanager
+    async def _running(self, handlers: dict[str, StreamHandler]) -> AsyncIterator[None]:
         import multiaddr
         from libp2p.custom_types import TProtocol
 
         key_pair = await trio.to_thread.run_sync(key_pair_from_seed, self.seed, self.key)
         self.host = new_olane_host(key_pair, self.limits.dial_timeout)
         self.peer_id = self.host.get_id().to_string()
+        swarm = self.host.get_network()
+        release_inbound_slots_on_close(swarm)
+        admit_only(swarm, self.is_allowed)
         async with self.host.run(listen_addrs=[multiaddr.Multiaddr(a) for a in self.listen]):
             for protocol, handler in handlers.items():
                 self.host.set_stream_handler(TProtocol(protocol), handler)
-            yield self
+            async with trio.open_nursery() as nursery:
+                if self.limits.idle_connection_timeout > 0:
+                    nursery.start_soon(self._close_idle_connections)
+                try:
+                    yield
+                finally:
+                    nursery.cancel_scope.cancel()
+                    with trio.CancelScope(shield=True):
+                        await self.close_all(CLOSE_GRACE)
+
+    # -- who may connect --------------------------------------------------------------
+
+    def is_allowed(self, peer_id: str) -> bool:
+        return self.allowed is None or peer_id in self.allowed
+
+    def set_allowlist(self, peer_ids: Iterable[str] | None) -> None:
+        """Admit only these peer ids from now on (None: everyone). Connections
+        already open from peers no longer allowed are closed by `close_disallowed`."""
+        self.allowed = None if peer_ids is None else frozenset(peer_ids)
+
+    async def close_disallowed(self) -> int:
+        closed = 0
+        for peer in list(self.host.get_network().connections):
+            if not self.is_allowed(peer.to_string()):
+                await self._close_peer(peer)
+                closed += 1
+        return closed
+
+    # -- connections ------------------------------------------------------------------
+
+    def connected_peers(self) -> list[str]:
+        if self.host is None:
+            return []
+        return [peer.to_string() for peer in self.host.get_network().connections]
+
+    async def close_all(self, grace: float = CLOSE_GRACE) -> None:
+        """Close every connection, each within `grace` seconds."""
+        if self.host is None:
+            return
+        for peer in list(self.host.get_network().connections):
+            with trio.move_on_after(grace):
+                await self._close_peer(peer)
+
+    async def _close_peer(self, peer) -> None:
+        try:
+            await self.host.get_network().close_peer(peer)
+        except Exception:
+            pass
+        self._last_used.pop(peer.to_string(), None)
+
+    async def _close_idle_connections(self) -> None:
+        """Close connections no olane stream has used, in either direction, for
+        `Limits.idle_connection_timeout` seconds."""
+        timeout = self.limits.idle_connection_timeout
+        every = max(0.05, min(30.0, timeout / 4))
+        while True:
+            await trio.sleep(every)
+            now = trio.current_time()
+            busy = set(self._busy()) | set(self._slots)
+            for peer in list(self.host.get_network().connections):
+                key = peer.to_string()
+                if key in busy:
+                    self._last_used[key] = now
+                    continue
+                since = self._last_used.setdefault(key, now)
+                if now - since >= timeout:
+                    self.idle_closed += 1
+                    with trio.move_on_after(CLOSE_GRACE):
+                        await self._close_peer(peer)
 
     @property
     def running(self) -> bool:
@@ -92,6 +188,7 @@ class PeerPool:
             raise OlaneError(ErrorCode.FAILED_TO_DIAL_TARGET, f"could not connect to {target}: {exc}") from None
         self._known[target] = info.peer_id
         self._known[peer_key] = info.peer_id
+        self._dialed_at[peer_key] = trio.current_time()
         return peer_key
 
     async def resolve(self, address: Address, via: str | None):
@@ -203,6 +300,15 @@ class PeerPool:
         except OlaneError:
             raise
         except Exception as exc:
+            key = peer.to_string()
+            dialed = self._dialed_at.get(key)
+            if dialed is not None and trio.current_time() - dialed < 10 and "connection" in str(exc).lower():
+                # what a node with an allowlist does to a stranger: it closes the connection
+                # as soon as Noise has proven who is calling, before any stream
+                raise OlaneError(ErrorCode.FAILED_TO_DIAL_TARGET,
+                                 f"the node {key} closed the connection right after the handshake: most likely it "
+                                 f"does not allow this caller (peer id {self.peer_id}); ask its operator to add it "
+                                 f"(`olane node --allow`)", {"peerId": self.peer_id}) from None
             raise OlaneError(ErrorCode.FAILED_TO_DIAL_TARGET, f"could not open a stream to {address}: {exc}") from None
 
     @staticmethod
@@ -212,6 +318,19 @@ class PeerPool:
             return stream.muxed_conn.peer_id.to_string()
         except Exception:
             return None
+
+
+def _sole_exception(group: BaseExceptionGroup) -> BaseException | None:
+    """The one exception in a (nested) group, Cancelled aside; None when several."""
+    leaves = []
+    stack: list[BaseException] = [group]
+    while stack:
+        exc = stack.pop()
+        if isinstance(exc, BaseExceptionGroup):
+            stack.extend(exc.exceptions)
+        elif not isinstance(exc, trio.Cancelled):
+            leaves.append(exc)
+    return leaves[0] if len(leaves) == 1 else None
 
 
 def _is_bare_peer(text: str) -> bool:

@@ -1,6 +1,11 @@
 """Serving one incoming libp2p stream: read request frames, run each request as
 its own task, answer on the same stream (several requests may share a stream,
-matched by id), exactly one terminal frame per request."""
+matched by id), exactly one terminal frame per request.
+
+No input ends more than its own request: a frame that cannot be read is
+answered with an error frame (or, when framing is lost, the stream is reset),
+and a failure while answering (an answer that cannot be encoded, or is larger
+than a frame may be) becomes that request's error frame."""
 from __future__ import annotations
 
 import logging
@@ -11,7 +16,7 @@ import trio
 
 from . import codec as codecs
 from .errors import ErrorCode, OlaneError
-from .framing import FrameDecoder, FrameTooLarge, frame
+from .framing import FrameDecoder, frame
 from .messages import IncomingRequest, chunk_frame, error_frame, final_frame, parse_request, unreadable_frame_error
 from .stream_io import STREAM_ENDED, FrameWriter, StreamGone, close_quietly, reset_quietly
 from .limits import STOP_GRACE
@@ -21,6 +26,10 @@ if TYPE_CHECKING:
     from .node import Node
 
 log = logging.getLogger("olane.server")
+
+#: JSON5 frames are parsed one at a time, off the trio thread (see codec.decode_json5)
+_JSON5_THREADS = trio.CapacityLimiter(1)
+
 
 class StreamSession:
     """All requests that arrive on one stream."""
@@ -32,13 +41,15 @@ class StreamSession:
         self.limits = node.limits
         self.writer = FrameWriter(stream, self.limits.write_buffer_bytes, self.limits.write_timeout)
         self.peer_id = node.peers.peer_of(stream)
+        self.budget = None  # this stream's share of Limits.max_buffered_bytes (streams.InputBudget)
 
     async def serve(self) -> None:
         metrics = self.node.metrics
         metrics.streams_opened()
         reset = False
         try:
-            with self.node.streams.serving(self):
+            with self.node.streams.serving(self) as budget:
+                self.budget = budget
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self.writer.run)
                     async with trio.open_nursery() as requests:
@@ -59,9 +70,11 @@ class StreamSession:
     async def _read_requests(self, requests: trio.Nursery) -> bool:
         """Read frames until the client goes away. Returns True when the stream
         must be reset (client gone mid-request, or an unreadable byte stream)."""
-        decoder = FrameDecoder(self.limits.max_frame_bytes)
+        limits = self.limits
+        decoder = FrameDecoder(limits.max_frame_bytes)
         stream = self.stream
-        read_size = self.limits.read_size
+        read_size = limits.read_size
+        budget = self.budget
         while True:
             try:
                 data = await stream.read(read_size)
@@ -73,50 +86,65 @@ class StreamSession:
                 return bool(requests.child_tasks)
             try:
                 payloads = decoder.feed(data)
-            except FrameTooLarge as exc:
+            except OlaneError as exc:  # a frame over the limit, a broken length prefix
                 await self._send_unreadable(exc)
                 return True  # framing is lost: nothing after this can be read
-            except OlaneError as exc:
-                await self._send_unreadable(exc)
+            if budget is not None and not budget.hold(decoder.buffered):
+                await self._send_unreadable(OlaneError(
+                    ErrorCode.CONNECTION_LIMIT_REACHED,
+                    f"node holds {limits.max_buffered_bytes} bytes of unfinished frames; this stream is reset",
+                    {"limit": limits.max_buffered_bytes}))
                 return True
             for payload in payloads:
-                message = None
-                try:
-                    message, codec = codecs.decode(payload)
-                    req = parse_request(message)
-                except OlaneError as exc:
-                    await self._send_unreadable(exc, message.get("id") if isinstance(message, dict) else None)
-                    continue
-                requests.start_soon(self._run_request, req, codec)
+                read = await self._read_request(payload)
+                if read is not None:
+                    requests.start_soon(self._run_request, *read)
 
-    async def _send_unreadable(self, exc: OlaneError, req_id: Any = None) -> None:
-        self.node.metrics.errors += 1
+    async def _read_request(self, payload: bytes) -> "tuple[IncomingRequest, str] | None":
+        """One payload -> (request, codec), or None after answering it with 4009."""
+        limits = self.limits
+        message = None
+        codec = codecs.JSON
         try:
-            await self.writer.send(frame(codecs.encode(unreadable_frame_error(exc, req_id))))
+            try:
+                message, codec = codecs.decode(payload)
+            except codecs.NotStrictJson:
+                message = await trio.to_thread.run_sync(
+                    codecs.decode_json5, payload, limits.max_json5_bytes, limits.max_nesting,
+                    limiter=_JSON5_THREADS)
+            codecs.check_nesting(message, limits.max_nesting)
+            return parse_request(message, limits.max_id_bytes), codec
+        except OlaneError as exc:
+            await self._send_unreadable(exc, message.get("id") if isinstance(message, dict) else None, codec)
+            return None
+
+    async def _send_unreadable(self, exc: OlaneError, req_id: Any = None, codec: str = codecs.JSON) -> None:
+        self.node.metrics.errors += 1
+        if not safe_id(req_id, self.limits.max_id_bytes):
+            req_id = None  # never echo what we refused to read
+        try:
+            await self._send(unreadable_frame_error(exc, req_id), codec)
             with trio.move_on_after(2):
                 await self.writer.drain()
-        except StreamGone:
+        except OlaneError:
             pass
 
     async def _run_request(self, req: IncomingRequest, codec: str) -> None:
         node = self.node
         metrics = node.metrics
-        send = self.writer.send
-        encode = codecs.encode
+        send = self._send
         streaming = False
         sequence = 0
-        if not metrics.begin(req, self.peer_id):
-            await self._terminal(
-                error_frame(req, OlaneError(ErrorCode.CONNECTION_LIMIT_REACHED,
-                                            f"node is at its limit of {self.limits.max_active_requests} active requests")),
-                codec,
-            )
+        try:
+            metrics.begin(req, self.peer_id)
+        except OlaneError as exc:
+            await self._terminal(error_frame(req, exc), codec)
             return
         try:
             try:
                 tool = node.router.local(req, self.protocol)
                 if tool is None:  # an address not served here: relay it onward
-                    await node.router.forward(req, partial(self._reply, codec=codec))
+                    await node.router.forward(req, partial(self._send, codec=codec))
                     return
                 spec = tool.resolve(req.method)
                 kwargs = spec.bind(req.params)
@@ -139,7 +167,7 @@ class StreamSession:
                                 delta = item.get("delta")
                                 if type(delta) is str:
                                     deltas.append(delta)
-                            await send(frame(encode(chunk_frame(req, item, sequence), codec)))
+                            await send(chunk_frame(req, item, sequence), codec)
                     finally:
                         await agen.aclose()  # runs the tool's `finally` now, not at GC
                     metrics.chunks_sent += sequence
@@ -159,24 +187,67 @@ class StreamSession:
                 log.debug("tool %s failed", req.method, exc_info=True)
                 err = OlaneError(ErrorCode.UNKNOWN, str(exc) or type(exc).__name__, f"{type(exc).__name__}: {exc}")
                 answer = _error_answer(req, err, streaming, sequence)
-            await self._terminal(answer, codec)
+            await self._terminal(answer, codec, streaming, sequence)
         except StreamGone:
             pass  # the caller is gone: nobody to answer
         finally:
             metrics.end(req)
 
-    async def _reply(self, message: dict, codec: str) -> None:
-        """Send one frame of an answer (for the router relaying another node's)."""
-        await self.writer.send(frame(codecs.encode(message, codec)))
+    async def _send(self, message: dict, codec: str) -> None:
+        """Encode and queue one frame; OlaneError 4008 when the message cannot be
+        encoded or is larger than a frame may be (nothing is sent then)."""
+        payload = codecs.encode(message, codec)
+        limit = self.limits.max_frame_bytes
+        if len(payload) > limit:
+            raise OlaneError(ErrorCode.INVALID_RESPONSE,
+                             f"the answer is {len(payload)} bytes, over the {limit}-byte frame limit",
+                             {"size": len(payload), "limit": limit})
+        await self.writer.send(frame(payload))
 
-    async def _terminal(self, message: dict, codec: str) -> None:
+    async def _terminal(self, message: dict, codec: str, streaming: bool = False, sequence: int = 0) -> None:
+        """Send a request's terminal frame. When it cannot be sent as it is (too
+        large, not encodable), send an error frame saying so; when not even that
+        can be encoded, a bare one without details."""
         try:
-            await self.writer.send(frame(codecs.encode(message, codec)))
+            await self._send(message, codec)
+            return
+        except StreamGone:
+            return
+        except OlaneError as exc:
+            self.node.metrics.errors += 1
+            req = _request_of(message)
+            fallback = _error_answer(req, exc, streaming, sequence)
+        try:
+            await self._send(fallback, codec)
         except StreamGone:
             pass
+        except OlaneError as exc:
+            bare = OlaneError(exc.code, exc.message)
+            try:
+                await self._send(_error_answer(_request_of(message, bare=True), bare, streaming, sequence), codec)
+            except OlaneError:
+                pass
 
 
 _DEFAULT_FINAL = object()
+
+
+def safe_id(value: Any, max_bytes: int) -> bool:
+    """A request id we may echo: a short string, an integer, or null."""
+    if value is None or (type(value) is int and -(2**63) <= value < 2**64):
+        return True
+    return type(value) is str and len(value) <= max_bytes
+
+
+def _request_of(message: dict, bare: bool = False) -> IncomingRequest:
+    """The request a terminal frame answers, rebuilt from the frame (ids were
+    checked when the request was read)."""
+    result = message.get("result") or {}
+    return IncomingRequest(
+        id=message.get("id"), method="" if bare else str(result.get("_requestMethod") or ""), params={},
+        envelope=result.get("_requestMethod") == "route",
+        connection_id="" if bare else result.get("_connectionId") or "",
+    )
 
 
 def _error_answer(req: IncomingRequest, exc: OlaneError, streaming: bool, sequence: int) -> dict:

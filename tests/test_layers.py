@@ -153,9 +153,16 @@ def test_node_runtime_has_no_import_circles():
     assert not cycles, "\n".join(" -> ".join(c) for c in cycles)
 
 
+#: modules allowed to reach into others' insides, and why
+PRIVATE_REACH_ALLOWED = {
+    "node_runtime.libp2p_fixes": "the one place py-libp2p 0.8.1's insides are patched, each fix pinned by a test",
+}
+
+
 @pytest.mark.parametrize("package", ["node_runtime", "tool_library"])
 def test_no_module_reaches_into_another_objects_private_attributes(package):
-    found = [hit for path, mod in sources(package) for hit in private_reaches(path.read_text(), mod)]
+    found = [hit for path, mod in sources(package) if mod not in PRIVATE_REACH_ALLOWED
+             for hit in private_reaches(path.read_text(), mod)]
     assert not found, "\n".join(found)
 
 

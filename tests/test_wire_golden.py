@@ -43,7 +43,7 @@ def test_every_recorded_frame_decodes_and_its_prefix_reencodes():
         payload = rec["payload"].encode("utf-8")
         assert len(payload) == rec["length"]
         assert encode_varint(len(payload)).hex() == rec["prefix_hex"], rec["case"]
-        message, used = codec.decode(payload)  # includes the JSON5 frame of case I
+        message, used = codec.decode(payload, json5=True)  # includes the JSON5 frame of case I
         assert used == "json" and isinstance(message, dict)
         # and the whole frame splits back into exactly that payload
         assert FrameDecoder().feed(bytes.fromhex(rec["prefix_hex"]) + payload) == [payload]
