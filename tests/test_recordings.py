@@ -232,3 +232,16 @@ def test_write_recording_is_read_back_whole(tmp_path):
     path = write_recording(rec, tmp_path / "w.jsonl")
     back = read_recording(path)
     assert [f.seq for f in back.frames] == [1, 2] and back.end.final == {"ok": 1}
+
+
+def test_a_stream_cut_by_its_timeout_is_recorded_as_failed_4017(demo_node, tmp_path):
+    path = tmp_path / "slow.jsonl"
+    out = olane("stream", demo_node, "stream_items", "--params", '{"count": 1000, "delayMs": 50}',
+                "--timeout", "1", "--record", str(path))
+    assert out.returncode == 1 and "error 4017 TIMEOUT" in out.stderr
+    rec = read_recording(path)
+    assert rec.end.state == "failed" and rec.end.error["code"] == 4017
+    assert len(rec.frames) == rec.end.chunks < 1000
+    replayed = olane("replay", "--instant", str(path))
+    assert replayed.returncode == 1 and replayed.stdout == out.stdout
+    assert replayed.stderr.startswith("error 4017 TIMEOUT")

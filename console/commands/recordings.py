@@ -34,15 +34,19 @@ def final_line(final: Any, chunks: int) -> str:
 # -- olane stream [--record FILE] -----------------------------------------------------------
 
 
-async def stream_call(client, target: str, method: str, params: dict, *, via: str, timeout: float,
-                      out: IO[str] = None, recorder: CallRecorder | None = None) -> None:
+async def stream_call(client, target: str, method: str, params: dict, *, via: str, timeout: float | None = None,
+                      idle_timeout: float = 120.0, out: IO[str] = None, recorder: CallRecorder | None = None) -> None:
     """The body of `olane stream`: print each chunk, then the final line; with a
     recorder, write the recording as the frames arrive. Raises OlaneError on an
-    error answer (after printing the chunks before it)."""
+    error answer (after printing the chunks before it). `timeout` bounds the whole
+    call, `idle_timeout` the wait for the first frame and between frames."""
+    import trio
+
     from node_runtime import OlaneError
 
     out = out or sys.stdout
-    call = client.use_streaming(target, method, params, via=via, first_frame_timeout=timeout, idle_timeout=timeout)
+    call = client.use_streaming(target, method, params, via=via, timeout=timeout,
+                                first_frame_timeout=idle_timeout, idle_timeout=idle_timeout)
     count = 0
     try:
         await call.start()
@@ -66,8 +70,10 @@ async def stream_call(client, target: str, method: str, params: dict, *, via: st
         if recorder is not None:
             recorder.failed(exc.code, exc.name, exc.message, exc.details)
         raise
-    except BaseException:
-        if recorder is not None:
+    except BaseException as exc:
+        # a cancelled scope is the command's deadline: the error it becomes reaches the
+        # recorder through record_failure; anything else (^C) ends the recording here
+        if recorder is not None and not isinstance(exc, trio.Cancelled):
             recorder.cancelled()
         raise
 
@@ -81,6 +87,10 @@ def finish_recorder(recorder: CallRecorder, err: IO[str] = None) -> None:
     """After the command: a recording that never got an end line is removed (no call was made)."""
     err = err or sys.stderr
     if not recorder.writer.ended:
+        if recorder.header_written:  # the call started, and nothing said how it ended
+            recorder.cancelled()
+            err.write(f"recorded {recorder.count:,} chunk(s) to {recorder.path} (ended without an answer)\n")
+            return
         recorder.close()
         if recorder.count == 0:
             try:

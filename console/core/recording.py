@@ -410,6 +410,10 @@ class CallRecorder:
     def path(self) -> Path:
         return self.writer.path
 
+    @property
+    def header_written(self) -> bool:
+        return self._header_written
+
     def started(self, *, address: str | None = None, codec: str | None = None, written_at: float | None = None,
                 streaming: bool = True) -> None:
         """The request was written (at `written_at`, on `clock`)."""
