@@ -66,10 +66,15 @@ async def test_console_opens_a_recording_and_replays_its_chunks(recorded):
         # (ended, so not playing) seek back: a new record is shown, fed again up to there
         first = pane.replayer.generation
         assert not pane.replayer.playing
+        r = pane.replayer
         await pilot.press("left_square_bracket")
-        assert pane.replayer.generation > first and not pane.replayer.playing
-        assert app.current_view is not view and app.current_view.record.count < 12
-        assert app.current_view.record.state is State.RUNNING
+        assert r.generation > first and not r.playing
+        assert r.record.count == sum(1 for f in r.recording.frames if f.t <= r.position)
+        for _ in range(10):  # 10 % each: back to the start
+            await pilot.press("left_square_bracket")
+        assert r.position == 0 and r.record.count == 0 and not r.playing
+        await wait_for(pilot, lambda: app.current_view.record is r.record, what="the new record on screen")
+        assert app.current_view is not view and app.current_view.record.state is State.RUNNING
         await pilot.press("9")  # to the end
         await wait_for(pilot, lambda: app.current_view.record.state is State.FAILED, what="the end again")
         assert app.current_view.record.count == 12
