@@ -41,17 +41,20 @@ def main(ctx: click.Context) -> None:
 @click.option("--files-root", type=click.Path(file_okay=False), default=None, help="root folder of the files tool")
 @click.option("--sqlite-db", type=click.Path(dir_okay=False), default=None, help="SQLite database file of the sqlite tool")
 @click.option("--allow-writes", is_flag=True, help="let the sqlite tool run statements that write")
+@click.option("--sqlite-timeout", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
+              metavar="SECONDS", help="seconds one SQLite statement may run; then the call answers 4017 TIMEOUT")
 @click.option("--allow", "allow_ids", default=None, metavar="PEER_ID[,PEER_ID...]",
               help="admit only these peer ids (others are refused at connection time)")
 @click.option("--allow-file", type=click.Path(dir_okay=False), default=None,
               help="admit only the peer ids in FILE (one a line, # comments); re-read on SIGHUP")
-def node(address, listen, seed, tool_names, files_root, sqlite_db, allow_writes, allow_ids, allow_file) -> None:
+def node(address, listen, seed, tool_names, files_root, sqlite_db, allow_writes, sqlite_timeout, allow_ids,
+         allow_file) -> None:
     """Serve tools; print `listening <multiaddr>` once ready; stop on SIGINT/SIGTERM."""
     import trio
 
     from node_runtime import Node
 
-    tools = _build_tools(tool_names, address, files_root, sqlite_db, allow_writes)
+    tools = _build_tools(tool_names, address, files_root, sqlite_db, allow_writes, sqlite_timeout)
     allowed = _allowlist(allow_ids, allow_file)
     if allowed is None and any(not _is_loopback(ma) for ma in listen):
         click.echo("warning: listening beyond 127.0.0.1 with no allowlist: anyone who can reach the port may "
@@ -118,13 +121,13 @@ def _is_loopback(ma: str) -> bool:
     return ma.startswith(("/ip4/127.", "/ip6/::1/", "/dns4/localhost/", "/dns/localhost/"))
 
 
-def _build_tools(tool_names, address, files_root, sqlite_db, allow_writes):
+def _build_tools(tool_names, address, files_root, sqlite_db, allow_writes, sqlite_timeout=30.0):
     from tool_library import build_tools
 
     names = [t.strip() for t in tool_names.split(",") if t.strip()] if tool_names else None
     try:
         return build_tools(names, address=address, files_root=files_root, sqlite_db=sqlite_db,
-                           allow_writes=allow_writes)
+                           allow_writes=allow_writes, sqlite_timeout=sqlite_timeout)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--tools") from None
 

@@ -25,11 +25,13 @@ def build_tools(
     files_root: "str | Path | None" = None,
     sqlite_db: "str | Path | None" = None,
     allow_writes: bool = False,
+    sqlite_timeout: float = 30.0,
 ) -> list[Tool]:
     """The Tool instances for `names` (None: all of TOOL_NAMES), in the order given.
 
     Addresses: each tool's own (`o://demo` ...) when `address` is None; with one
     tool, `address` is that tool's; with several, each is `<address>/<name>`.
+    `sqlite_timeout`: seconds one SQLite statement may run (then 4017 TIMEOUT).
     Raises ValueError for an unknown name (the message lists the valid ones),
     an empty list, or an address that is not `o://...`.
     """
@@ -50,7 +52,8 @@ def build_tools(
 
     makers = {
         "demo": lambda a: DemoTool(a),
-        "sqlite": lambda a: SqliteTool(a, db_path=sqlite_db, allow_writes=allow_writes),
+        "sqlite": lambda a: SqliteTool(a, db_path=sqlite_db, allow_writes=allow_writes,
+                                       statement_timeout=sqlite_timeout),
         "files": lambda a: FilesTool(a, root=files_root),
         "metrics": lambda a: MetricsTool(a),
     }
