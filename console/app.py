@@ -33,7 +33,8 @@ from console.core.trio_bridge import TrioBridge
 from console.screens.dialogs import AddTargetScreen, ConfirmScreen, PromptScreen, QuitScreen
 from console.screens.help import HelpScreen
 from console.screens.jump import JumpScreen, Place
-from console.screens.lists import ErrorsScreen, HistoryScreen
+from console.screens.lists import ErrorsScreen
+from console.session_actions import SessionActions
 from console.widgets.call_view import STATE_GLYPHS, CallView
 from console.widgets.chunk_log import ChunkLog
 from console.widgets.key_bar import KeyBar
@@ -54,7 +55,7 @@ class SessionChanged(Message):
     what: Any = None
 
 
-class OlaneConsole(App):
+class OlaneConsole(SessionActions, App):
     CSS_PATH = "console.tcss"
     TITLE = "olane console"
     COMMAND_PALETTE_BINDING = "ctrl+p"
@@ -80,6 +81,12 @@ class OlaneConsole(App):
         Binding("right_square_bracket,ctrl+pagedown", "next_tab", "Next tab", id="next-tab"),
         Binding("left_square_bracket,ctrl+pageup", "previous_tab", "Previous tab", id="previous-tab", show=False),
         Binding("h", "history", "History", id="history"),
+        Binding("ctrl+o", "open_recording", "Open recording", id="open-recording", show=False),
+        Binding("d", "compare", "Compare tabs", id="compare", show=False),
+        Binding("ctrl+s", "save_call", "Save call", id="save-call", show=False),
+        Binding("c", "saved_calls", "Saved calls", id="saved-calls", show=False),
+        Binding("n", "name_target", "Name node", id="name-node", show=False),
+        Binding("R", "toggle_record_all", "Record every call", id="record-all", show=False),
         Binding("e", "errors", "Errors", id="errors"),
         Binding("t", "toggle_theme", "Theme", id="theme"),
         Binding("question_mark,f1", "help", "Help", id="help"),
@@ -95,6 +102,7 @@ class OlaneConsole(App):
         settings_path: Path | None = None,
         refresh_hz: float = REFRESH_HZ,
         run: tuple[str, str, dict[str, Any]] | None = None,
+        open_files: Iterable[str] = (),
     ) -> None:
         """`run`: (address, method, params) of a call to start as soon as a node serving
         that address is listed (`olane console --run`)."""
@@ -110,6 +118,7 @@ class OlaneConsole(App):
         self.bridge = TrioBridge()
         self.views: dict[str, CallView] = {}  # pane id -> view
         self._tab_states: dict[str, State] = {}
+        self._setup_sessions(open_files)  # history, recordings, named targets (console/session_actions.py)
         for theme in THEMES:
             self.register_theme(theme)
         self.theme = self.settings.theme if self.settings.theme in self.available_themes else DEFAULT_THEME
@@ -149,6 +158,7 @@ class OlaneConsole(App):
         self.set_interval(1 / self.refresh_hz, self._refresh_visible)
         self.node_tree.focus()
         self._update_subtitle()
+        self._open_startup_recordings()
 
     async def on_unmount(self) -> None:
         if self.bridge.running:  # calls first, while the nodes still read their resets
@@ -216,6 +226,7 @@ class OlaneConsole(App):
         """The fixed-rate redraw: the visible pane from its record, tab labels on state changes."""
         if not self.call_tabs.is_attached:
             return  # shutting down
+        self._tick_replays()
         for pane_id, view in self.views.items():
             state = view.record.effective_state()
             if self._tab_states.get(pane_id) is not state:
@@ -338,15 +349,15 @@ class OlaneConsole(App):
         return super().deliver_screenshot(filename, str(folder), time_format)
 
     # which keys apply now: the footer shows those (the palette lists every action)
-    _CALL_ACTIONS = {"follow", "order_by", "filter_chunks", "export", "copy_cli", "close_tab", "cycle_view"}
-    _NODE_ACTIONS = {"remove_target", "rediscover"}
+    _CALL_ACTIONS = {"follow", "order_by", "filter_chunks", "export", "copy_cli", "close_tab", "cycle_view", "compare"}
+    _NODE_ACTIONS = {"remove_target", "rediscover", "name_target"}
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if not self.is_mounted or not hasattr(self, "call_tabs"):
             return True
         if action == "cancel_call":
             record = self.current_record
-            return record is not None and not record.state.ended
+            return record is not None and not record.state.ended and record.replay_of is None
         if action in self._CALL_ACTIONS:
             return self.current_view is not None
         if action in ("next_tab", "previous_tab"):
@@ -394,7 +405,8 @@ class OlaneConsole(App):
         if not pane_id:
             return
         view = self.views.pop(pane_id, None)
-        if view is not None and not view.record.state.ended:
+        self.replays.pop(pane_id, None)
+        if view is not None and not view.record.state.ended and view.record.replay_of is None:
             self.bridge.submit(self._cancel_on_trio_side, view.record)
         self._tab_states.pop(pane_id, None)
         await tabs.remove_pane(pane_id)
@@ -503,7 +515,7 @@ class OlaneConsole(App):
         if record is None:
             self.notify("no call to export", severity="warning")
             return
-        path = export_jsonl(record, data_dir() / "exports")
+        path = self.session.save_recording(record, data_dir() / "exports")
         note = f" (the oldest {record.dropped:,} were no longer held)" if record.dropped else ""
         self.notify(f"{record.held:,} chunks written to {path}{note}", title="exported")
 
@@ -560,13 +572,13 @@ class OlaneConsole(App):
         self.push_screen(JumpScreen(self.jump_places), chosen)
 
     def action_add_target(self) -> None:
-        def added(result: tuple[str, str | None] | None) -> None:
+        def added(result: tuple[str, str | None, str | None] | None) -> None:
             if result is None:
                 return
-            multiaddr, address = result
-            self.settings.remember_target(multiaddr, address)
+            multiaddr, address, name = result
+            self.settings.remember_target(multiaddr, address, name)
             self._save_settings()
-            self.bridge.submit(self.session.add_target, multiaddr, address)
+            self.bridge.submit(self.session.add_target, multiaddr, address, name)
 
         self.push_screen(AddTargetScreen(), added)
 
@@ -585,19 +597,6 @@ class OlaneConsole(App):
         target = self.node_tree.selected_target()
         if target is not None:
             self.bridge.submit(self.session.discover, target)
-
-    def action_history(self) -> None:
-        def rerun(record: StreamRecord | None) -> None:
-            if record is None:
-                return
-            target = next((t for t in self.session.targets if t.multiaddr == record.target), None)
-            if target is None:
-                self.notify("that node is no longer in the list", severity="error")
-                return
-            self.start_call(target, record.address, MethodInfo(record.method, streaming=record.streaming),
-                            dict(record.params), streaming=record.streaming)
-
-        self.push_screen(HistoryScreen(self.session.calls), rerun)
 
     def action_errors(self) -> None:
         self.push_screen(ErrorsScreen(self.session.errors))
@@ -645,6 +644,7 @@ class OlaneConsole(App):
             if b.action != "quit":
                 yield SystemCommand(b.description, f"{b.description} ({b.key})",
                                     partial(self.run_action, b.action))
+        yield from self.saved_call_commands()
 
 
 def _tmux_buffer(text: str) -> bool:
@@ -658,46 +658,20 @@ def _tmux_buffer(text: str) -> bool:
     return done.returncode == 0
 
 
-def export_jsonl(record: StreamRecord, folder: Path) -> Path:
-    """Write the held chunks, then one line with the end, as JSON lines."""
-    folder.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = folder / f"{record.method}-{record.number}-{stamp}.jsonl"
-    opts = orjson.OPT_APPEND_NEWLINE
-    with path.open("wb") as out:
-        for c in record.chunks():
-            out.write(orjson.dumps({"recv": c.index, "seq": c.sequence, "ms": round(c.at * 1000, 3),
-                                    "bytes": c.size, "flags": c.flag_names, "data": c.data},
-                                   default=_export_default, option=opts))
-        end: dict[str, Any] = {"state": record.state.value, "chunks": record.count, "final": record.final}
-        if record.error is not None:
-            end["error"] = {"code": record.error.code, "name": record.error.name, "message": record.error.message}
-        out.write(orjson.dumps(end, default=_export_default, option=opts))
-    return path
-
-
-def _export_default(value):
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        import base64
-
-        return base64.b64encode(bytes(value)).decode("ascii")
-    return str(value)
-
-
 def build_console(multiaddrs: list[str], embedded: bool = True, seed: str | None = None,
                   max_chunks: int = DEFAULT_MAX_CHUNKS,
                   run: tuple[str, str, dict[str, Any]] | None = None, caller_seed: str | None = None,
-                  caller_key: bytes | None = None) -> OlaneConsole:
+                  caller_key: bytes | None = None, open_files: Iterable[str] = ()) -> OlaneConsole:
     """The console `olane console` opens (not started). `seed`: the embedded node's
     identity; `caller_seed` / `caller_key`: the identity the nodes the console calls see."""
     session = ConsoleSession(embedded=embedded, seed=seed, max_chunks=max_chunks,
                              caller_seed=caller_seed, caller_key=caller_key)
-    return OlaneConsole(multiaddrs, session=session, run=run)
+    return OlaneConsole(multiaddrs, session=session, run=run, open_files=open_files)
 
 
 def run_console(multiaddrs: list[str], embedded: bool = True, seed: str | None = None,
                 max_chunks: int = DEFAULT_MAX_CHUNKS, run: tuple[str, str, dict[str, Any]] | None = None,
-                caller_seed: str | None = None, caller_key: bytes | None = None) -> int:
+                caller_seed: str | None = None, caller_key: bytes | None = None, open_files: Iterable[str] = ()) -> int:
     build_console(multiaddrs, embedded=embedded, seed=seed, max_chunks=max_chunks, run=run,
-                  caller_seed=caller_seed, caller_key=caller_key).run()
+                  caller_seed=caller_seed, caller_key=caller_key, open_files=open_files).run()
     return 0

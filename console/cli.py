@@ -395,6 +395,7 @@ def call(multiaddr, method, address, params, timeout, idle_timeout, codec, seed,
     leader's: `--address o://leader/x/y` is then routed by it (or dialed with --direct)."""
     from node_runtime import StreamingCall
 
+    multiaddr, address = _named(multiaddr, address)
     values = _params(params)
     identity = _identity(seed, key_file)
     timeout = 120.0 if timeout is None else timeout
@@ -418,15 +419,33 @@ def call(multiaddr, method, address, params, timeout, idle_timeout, codec, seed,
 @_with_target_options
 @click.option("--timing", is_flag=True,
               help="on stderr at the end: time to the first chunk, from the request frame written (as the console counts it)")
-def stream(multiaddr, method, address, params, timeout, idle_timeout, codec, seed, key_file, direct, timing) -> None:
+@click.option("--record", "record_path", type=click.Path(dir_okay=False), default=None,
+              help="also write the call to FILE as a recording (docs/recordings.md)")
+def stream(multiaddr, method, address, params, timeout, idle_timeout, codec, seed, key_file, direct, timing,
+           record_path) -> None:
     """Stream METHOD: one JSON line per chunk, then {"final": ..., "chunks": N}."""
     import time
 
+    from console.commands.recordings import finish_recorder, record_failure
+
+    multiaddr, address = _named(multiaddr, address)
     values = _params(params)
     identity = _identity(seed, key_file)
+    recorder = None
+    if record_path:
+        from console.core.recording import CallRecorder
+
+        recorder = CallRecorder(record_path, target=multiaddr, address=address, method=method, params=values,
+                                codec=None if codec == "auto" else codec)
 
     async def go(client, target, via, protocol):
         await _warn_unknown_params(client, target, method, values, via, protocol)
+        if recorder is not None:
+            from console.commands.recordings import stream_call
+
+            await stream_call(client, target, method, values, via=via, protocol=protocol, timeout=timeout,
+                              idle_timeout=idle_timeout, recorder=recorder)
+            return
         call = client.use_streaming(target, method, values, via=via, timeout=timeout, protocol=protocol,
                                     first_frame_timeout=idle_timeout, idle_timeout=idle_timeout)
         count = 0
@@ -447,7 +466,115 @@ def stream(multiaddr, method, address, params, timeout, idle_timeout, codec, see
             lead = f"first chunk {(first - call.started_at) * 1000:.1f} ms" if first is not None else "no chunk"
             click.echo(f"{lead} after the request was written; {count} chunks in {whole:.1f} ms", err=True)
 
-    _run_client(multiaddr, address, codec, identity, go, timeout, direct)
+    try:
+        _run_client(multiaddr, address, codec, identity, go, timeout, direct,
+                    on_error=(lambda exc: record_failure(recorder, exc)) if recorder else None)
+    finally:
+        if recorder is not None:
+            finish_recorder(recorder)
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--speed", type=float, default=1.0, show_default=True, help="replay this many times faster")
+@click.option("--instant", is_flag=True, help="print everything at once")
+def replay(file, speed, instant) -> None:
+    """Print what `olane stream` printed for a recorded call, at its pace; exit with its exit code."""
+    from console.commands.recordings import replay as run_replay
+
+    sys.exit(run_replay(file, speed=speed, instant=instant))
+
+
+@main.command()
+@click.argument("a", type=click.Path(exists=True, dir_okay=False))
+@click.argument("b", type=click.Path(exists=True, dir_okay=False))
+@click.option("--ignore", multiple=True, metavar="PATH", help="a dotted JSON path to leave out (repeatable; * matches any key)")
+@click.option("--key", default=None, metavar="PATH", help="match chunks by this JSON path in their data (default: _sequence)")
+@click.option("--json", "as_json", is_flag=True, help="print the differences as one JSON document")
+def diff(a, b, ignore, key, as_json) -> None:
+    """Compare two recordings chunk by chunk; exit 0 when data and end agree, 1 otherwise."""
+    from console.commands.recordings import diff_files
+
+    sys.exit(diff_files(a, b, ignore=ignore, key=key, as_json=as_json))
+
+
+def _named(target: str, address: str | None) -> tuple[str, str | None]:
+    """MULTIADDR may be a target named in the console (`olane targets`)."""
+    if "/" in target:
+        return target, address
+    from console.commands.collections import resolve_target
+
+    multiaddr, named_address = resolve_target(target)
+    return multiaddr, address or named_address
+
+
+@main.command("run")
+@click.argument("name")
+@click.option("--target", default=None, help="a named target or a multiaddr (default: the one saved with the call)")
+@click.option("--params", default=None, help="JSON object merged over the saved parameters")
+@click.option("--timeout", type=float, default=None, help="seconds for the whole call (as olane call/stream)")
+@click.option("--idle-timeout", type=float, default=120.0, show_default=True,
+              help="seconds to wait for the first frame and between two frames")
+@click.option("--codec", type=click.Choice(["auto", "json", "msgpack"]), default="auto", show_default=True)
+@click.option("--record", "record_path", type=click.Path(dir_okay=False), default=None,
+              help="(streams) also write the call to FILE as a recording")
+@click.pass_context
+def run_saved(ctx, name, target, params, timeout, idle_timeout, codec, record_path) -> None:
+    """Run a saved call (GROUP/NAME, from the console's saved calls) as `olane stream` / `olane call` would."""
+    from console.commands.collections import RunError, resolve_saved
+
+    try:
+        r = resolve_saved(name, target, params)
+    except RunError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(EXIT_UNREACHABLE)
+    click.echo(f"{r.name}: {'stream' if r.stream else 'call'} {r.multiaddr} {r.address or ''} {r.method}", err=True)
+    args = dict(multiaddr=r.multiaddr, method=r.method, address=r.address, params=_dumps(r.params),
+                timeout=timeout, idle_timeout=idle_timeout, codec=codec)
+    if r.stream:
+        ctx.invoke(stream, record_path=record_path, **args)
+    else:
+        ctx.invoke(call, **args)
+
+
+@main.command("saved")
+def saved_calls() -> None:
+    """List the saved calls (the console saves them with ctrl+s)."""
+    from console.commands.collections import list_saved
+    from console.core.collections import collections_dir
+
+    calls, problems = list_saved()
+    for c in calls:
+        click.echo(f"{c.name}\t{c.target or '-'}\t{c.address or '-'}\t{c.method}\t{_dumps(c.params)}")
+    for p in problems:
+        click.echo(f"unreadable: {p}", err=True)
+    if not calls:
+        click.echo(f"no saved calls in {collections_dir()}", err=True)
+
+
+@main.command("targets")
+@click.argument("name", required=False)
+@click.argument("multiaddr", required=False)
+@click.option("--address", default=None, help="o:// address of the node's tool")
+@click.option("--remove", is_flag=True, help="forget the name")
+def targets(name, multiaddr, address, remove) -> None:
+    """List named targets; `olane targets NAME MULTIADDR` names one (the console shows the name)."""
+    from console.core.config import Settings
+
+    settings = Settings.load()
+    if name and remove:
+        for t in settings.targets:
+            if t.name == name:
+                t.name = None
+        settings.save()
+    elif name and multiaddr:
+        settings.remember_target(multiaddr, address, name)
+        settings.save()
+    elif name:
+        raise click.UsageError("give NAME and MULTIADDR to name a target, or --remove")
+    for t in settings.targets:
+        if t.name:
+            click.echo(f"{t.name}\t{t.multiaddr}" + (f"\t{t.address}" if t.address else ""))
 
 
 def _params(text: str) -> dict:
@@ -562,7 +689,7 @@ async def _route(client, multiaddr: str, target: str, direct: bool) -> tuple[str
 
 
 def _run_client(multiaddr: str, address: str | None, codec: str, identity, body, timeout: float | None = None,
-                direct: bool = False) -> None:
+                direct: bool = False, on_error=None) -> None:
     """Run `body(client, target, via, protocol)` as the caller `identity` (seed, key);
     `timeout` bounds all of it, finding the tool included."""
     import trio
@@ -574,6 +701,8 @@ def _run_client(multiaddr: str, address: str | None, codec: str, identity, body,
     code = 0
 
     def report(exc: OlaneError) -> int:
+        if on_error is not None:  # e.g. a recording notes how the call ended
+            on_error(exc)
         message = exc.message
         if exc.code == ErrorCode.FAILED_TO_DIAL_TARGET:
             message = _dial_failure(multiaddr, exc) or message
@@ -688,11 +817,13 @@ def bench_console(ctx: click.Context) -> None:
 @click.option("--node-seed", default=None, help="text seed for the embedded node's identity (stable peer id)")
 @click.option("--max-chunks", type=click.IntRange(min=1), default=100_000, show_default=True,
               help="chunks each stream pane holds (older ones drop out; counters cover all)")
+@click.option("--open", "open_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="open a recording as a tab that replays it (repeatable)")
 @click.option("--run", "run", default=None, metavar="'ADDRESS METHOD'",
               help="open with this call running in its tab, e.g. --run 'o://demo stream_items'")
 @click.option("--params", default=None, help="parameters of the --run call, as a JSON object")
 def console(multiaddrs=(), no_embedded=False, seed=None, key_file=None, node_seed=None, max_chunks=100_000,
-            run=None, params=None) -> None:
+            run=None, params=None, open_files=()) -> None:
     """Open the console: on an embedded node serving the tool library, or connected to MULTIADDRS."""
     caller_seed, caller_key = _identity(seed, key_file)
     if node_seed is not None and node_seed == seed:
@@ -704,7 +835,8 @@ def console(multiaddrs=(), no_embedded=False, seed=None, key_file=None, node_see
         click.echo(f"the console is not available: {exc}", err=True)
         sys.exit(EXIT_ERROR)
     sys.exit(run_console(list(multiaddrs), embedded=not no_embedded and not multiaddrs, seed=node_seed,
-                         max_chunks=max_chunks, run=call, caller_seed=caller_seed, caller_key=caller_key))
+                         max_chunks=max_chunks, run=call, caller_seed=caller_seed, caller_key=caller_key,
+                         open_files=open_files))
 
 
 def _run_option(run: str | None, params: str | None) -> tuple[str, str, dict] | None:
@@ -731,6 +863,12 @@ def locate() -> None:
     click.echo(f"config   {config_path()}")
     click.echo(f"data     {data_dir()}")
     click.echo(f"exports  {data_dir() / 'exports'}")
+    from console.core.collections import collections_dir
+    from console.core.history import FILE_NAME
+
+    click.echo(f"history  {data_dir() / FILE_NAME}")
+    click.echo(f"recordings {data_dir() / 'recordings'}")
+    click.echo(f"saved    {collections_dir()}")
 
 
 if __name__ == "__main__":

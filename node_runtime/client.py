@@ -69,7 +69,8 @@ class StreamingCall:
         self.chunks = 0
         self.done = False
         self.cancelled = False  # ended by the caller before the final frame
-        self.started_at: float | None = None
+        self.started_at: float | None = None  # time.monotonic() when the request was written
+        self.wire_codec: str | None = None
         self._stream = None
         self._release = None
         self._decoder = FrameDecoder(limits.max_frame_bytes)
@@ -110,6 +111,7 @@ class StreamingCall:
         self.batch = batch
         if codec == JSON and self.streaming:
             self._reader = ChunkReader(self.id, self.method, node.connection_id)
+        self.wire_codec = codec  # the codec actually used (recordings name it)
         self._release = peers.take_stream_slot(peer_id)
         try:
             self._stream = await peers.open_stream(peer_id, self.address, self.protocol)

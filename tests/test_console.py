@@ -278,8 +278,9 @@ async def test_history_reruns_export_and_copy_as_cli(tmp_path, monkeypatch):
         await pilot.press("s")
         files = list((tmp_path / "exports").glob("*.jsonl"))
         lines = [json.loads(l) for l in files[0].read_text().splitlines()]
-        assert [l["seq"] for l in lines[:-1]] == [1, 2, 3, 4, 5]
-        assert lines[-1]["state"] == "completed" and lines[-1]["chunks"] == 5
+        assert lines[0]["olane"] == "recording" and lines[0]["method"] == "stream_items"  # docs/recordings.md
+        assert [l["seq"] for l in lines[1:-1]] == [1, 2, 3, 4, 5]
+        assert lines[-1]["end"] == "completed" and lines[-1]["chunks"] == 5
         await pilot.press("h")
         await pilot.pause()
         await pilot.press("enter")

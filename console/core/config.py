@@ -30,6 +30,7 @@ def config_path() -> Path:
 class SavedTarget:
     multiaddr: str
     address: str | None = None
+    name: str | None = None  # an alias shown instead of the peer id; `--target NAME` on the CLI
 
 
 @dataclass
@@ -40,6 +41,8 @@ class Settings:
     views: dict[str, str] = field(default_factory=dict)  # method key -> log / fields / table / chart
     fields: dict[str, list[str]] = field(default_factory=dict)  # method key -> JSON paths shown as columns
     charts: dict[str, list[str]] = field(default_factory=dict)  # method key -> JSON paths charted
+    record_calls: bool = False  # keep a recording of every call in the data dir
+    record_cap_mb: int = 200  # recordings kept there, oldest pruned first
 
     @classmethod
     def load(cls, path: Path | None = None) -> "Settings":
@@ -50,12 +53,15 @@ class Settings:
             return cls()
         if not isinstance(raw, dict):
             return cls()
-        targets = [SavedTarget(str(t["multiaddr"]), t.get("address") or None)
+        targets = [SavedTarget(str(t["multiaddr"]), t.get("address") or None, t.get("name") or None)
                    for t in raw.get("targets") or [] if isinstance(t, dict) and t.get("multiaddr")]
+        cap = raw.get("record_cap_mb")
         return cls(theme=str(raw.get("theme") or cls.theme), targets=targets,
                    confirm_quit=raw.get("confirm_quit", True) is not False,
                    views=_str_map(raw.get("views")), fields=_paths_map(raw.get("fields")),
-                   charts=_paths_map(raw.get("charts")))
+                   charts=_paths_map(raw.get("charts")),
+                   record_calls=bool(raw.get("record_calls", False)),
+                   record_cap_mb=cap if isinstance(cap, int) and cap > 0 else cls.record_cap_mb)
 
     def save(self, path: Path | None = None) -> Path:
         path = path or config_path()
@@ -72,9 +78,26 @@ class Settings:
         self.views[key] = view
         return True
 
-    def remember_target(self, multiaddr: str, address: str | None) -> None:
-        if not any(t.multiaddr == multiaddr and t.address == address for t in self.targets):
-            self.targets.append(SavedTarget(multiaddr, address))
+    def remember_target(self, multiaddr: str, address: str | None, name: str | None = None) -> None:
+        existing = next((t for t in self.targets if t.multiaddr == multiaddr and t.address == address), None)
+        if existing is None:
+            self.targets.append(SavedTarget(multiaddr, address, name or None))
+        elif name:
+            existing.name = name
+        if name:  # a name means one node
+            for t in self.targets:
+                if t.name == name and t.multiaddr != multiaddr:
+                    t.name = None
+
+    def resolve_target(self, text: str) -> tuple[str, str | None]:
+        """A target's name -> (multiaddr, address); anything else is taken as a multiaddr."""
+        for t in self.targets:
+            if t.name and t.name == text:
+                return t.multiaddr, t.address
+        return text, None
+
+    def name_of(self, multiaddr: str) -> str | None:
+        return next((t.name for t in self.targets if t.multiaddr == multiaddr and t.name), None)
 
     def forget_target(self, multiaddr: str) -> None:
         self.targets = [t for t in self.targets if t.multiaddr != multiaddr]

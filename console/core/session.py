@@ -65,9 +65,12 @@ class Target:
     error: str | None = None
     peer_id: str | None = None
     tools: list[ToolInfo] = field(default_factory=list)
+    name: str | None = None  # the operator's name for it, shown instead of the peer id
 
     @property
     def label(self) -> str:
+        if self.name:
+            return f"embedded node {self.name}" if self.embedded else self.name
         peer = self.peer_id or self.multiaddr.rsplit("/p2p/", 1)[-1]
         short = f"{peer[:8]}…{peer[-4:]}" if len(peer) > 14 else peer
         return f"embedded node {short}" if self.embedded else f"node {short}"
@@ -143,6 +146,9 @@ class ConsoleSession:
         call_timeout: float = 120.0,
         heartbeat: float = 10.0,
         heartbeat_timeout: float = 5.0,
+        history: Any = None,
+        record_dir: Any = None,
+        record_cap_bytes: int = 200_000_000,
     ) -> None:
         self.embedded = embedded
         self.embedded_tools = embedded_tools
@@ -163,6 +169,10 @@ class ConsoleSession:
         self.listeners: list[Callable[[str, Any], None]] = []
         self._scopes: dict[int, trio.CancelScope] = {}
         self._call_counter = 0
+        self.names: dict[str, str] = {}  # multiaddr -> the operator's name for that node
+        self.history = history  # a console.core.history.History: every ended call is appended
+        self.record_dir = record_dir  # a folder: every ended call is kept there as a recording
+        self.record_cap_bytes = record_cap_bytes
 
     # -- notifications -----------------------------------------------------------
 
@@ -215,22 +225,25 @@ class ConsoleSession:
                 nursery.start_soon(self.discover, target)
             for multiaddr, address in initial_targets:
                 if not any(t.multiaddr == multiaddr for t in self.targets):
-                    target = Target(multiaddr, address)
+                    target = Target(multiaddr, address, name=self.names.get(multiaddr))
                     self.targets.append(target)
                     nursery.start_soon(self.discover, target)
             self._changed("targets")
 
     # -- targets (trio) ----------------------------------------------------------------
 
-    async def add_target(self, multiaddr: str, address: str | None = None) -> Target:
+    async def add_target(self, multiaddr: str, address: str | None = None, name: str | None = None) -> Target:
         multiaddr = multiaddr.strip()
+        if name:
+            self.names[multiaddr] = name
         existing = next((t for t in self.targets if t.multiaddr == multiaddr), None)
         if existing is not None:
+            existing.name = name or existing.name
             if address and not existing.tool(address):
                 existing.address = address
             await self.discover(existing)
             return existing
-        target = Target(multiaddr, address or None)
+        target = Target(multiaddr, address or None, name=self.names.get(multiaddr))
         self.targets.append(target)
         self._changed("targets")
         await self.discover(target)
@@ -314,7 +327,10 @@ class ConsoleSession:
                 await call.start()
                 # times count from the request write (as `olane stream` counts them), not from
                 # the dial and stream negotiation before it, which wait on the screen's work
+                record.codec = call.wire_codec
                 record.mark_running(call.started_at)
+                if call.started_at is not None:
+                    record.request_at = 0.0  # `started` is now the request write itself
                 async for response in call.responses():
                     if response.last:
                         record.finish(response.data, response.sequence, response.chunks)
@@ -336,7 +352,48 @@ class ConsoleSession:
             frames_after = getattr(call, "frames_after_final", 0)
             if frames_after:
                 record.frames_after_final += frames_after
+            with trio.CancelScope(shield=True):  # bounded: one file write and one line
+                await self._keep(record)
             self._changed("call-ended", record)
+
+    async def _keep(self, record: StreamRecord) -> None:
+        """(trio) The ended call into the history, and into a recording when every call is kept."""
+        if self.history is None and self.record_dir is None:
+            return
+        from .history import HistoryEntry
+
+        def write() -> None:
+            path = None
+            if self.record_dir is not None:
+                path = self.save_recording(record, self.record_dir, source="console auto-record")
+                from .recording import prune
+
+                prune(path.parent, self.record_cap_bytes, keep=[path])
+            if self.history is not None:
+                embedded = any(t.embedded and t.multiaddr == record.target for t in self.targets)
+                self.history.append(HistoryEntry.of_record(record, recording=str(path) if path else None,
+                                                           name=self.names.get(record.target), embedded=embedded))
+
+        try:
+            await trio.to_thread.run_sync(write)
+        except Exception as exc:  # a full disk must not take a call down
+            self.log_error("history", exc)
+
+    @staticmethod
+    def save_recording(record: StreamRecord, folder, *, source: str = "console export"):
+        """Write what the record holds as a recording (docs/recordings.md) in `folder`."""
+        from pathlib import Path
+
+        from .recording import default_name, from_stream_record, write_recording
+
+        folder = Path(folder)
+        path = folder / default_name(record.method, record.started_wall, record.number or None)
+        n = 1
+        while path.exists():
+            n += 1
+            path = folder / default_name(f"{record.method}-{n}", record.started_wall, record.number or None)
+        record.recording_path = write_recording(from_stream_record(record, source=source), path)
+        return record.recording_path
 
     async def stop_calls(self, timeout: float = 1.0) -> None:
         """(trio) Cancel every running call and wait (bounded) until each has reset

@@ -175,6 +175,11 @@ class StreamRecord:
         self.clock = clock
         self.started = clock()  # when the call was asked for; mark_running moves it to the request write
         self.opened_after: float | None = None  # seconds from asking to the request frame written
+        self.started_wall = time.time()
+        self.request_at: float | None = None  # seconds after `started` when the request was written
+        self.codec: str | None = None  # the frames' codec on the wire, once known
+        self.replay_of: Any = None  # the recording's path, for a replayed call
+        self.recording_path: Any = None  # where this call was last written as a recording
         self.state = State.STARTING
         self.ended_at: float | None = None
         self.first_chunk_at: float | None = None
@@ -338,6 +343,12 @@ class StreamRecord:
         if index < self.first_held or index >= self.count:
             return None
         return self._ats[index % self._capacity]
+
+    def wire_sequence(self, index: int) -> Any:
+        """The `_sequence` chunk `index` (0-based) came with, whatever ordering is judged by."""
+        if index < self.first_held or index >= self.count:
+            return None
+        return self._seqs[index % self._capacity]
 
     def chunks(self, start: int = 0, stop: int | None = None) -> Iterator[Chunk]:
         stop = self.count if stop is None else min(stop, self.count)

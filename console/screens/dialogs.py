@@ -45,8 +45,8 @@ class ConfirmScreen(ModalScreen[bool]):
         self.dismiss(event.button.id == "yes")
 
 
-class AddTargetScreen(ModalScreen["tuple[str, str | None] | None"]):
-    """A node's multiaddr and, optionally, the o:// address of its tool."""
+class AddTargetScreen(ModalScreen["tuple[str, str | None, str | None] | None"]):
+    """A node's multiaddr and, optionally, the o:// address of its tool and a name for it."""
 
     DEFAULT_CSS = DIALOG_CSS.format(name="AddTargetScreen")
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
@@ -57,6 +57,7 @@ class AddTargetScreen(ModalScreen["tuple[str, str | None] | None"]):
             yield Input(placeholder="/ip4/127.0.0.1/tcp/4001/p2p/12D3KooW…", id="multiaddr")
             yield Input(placeholder="o://address (optional: when the node does not advertise its tools)",
                         id="address")
+            yield Input(placeholder="name (optional: shown instead of the peer id; olane --target NAME)", id="name")
             yield Static("", id="problem")
             with Horizontal():
                 yield Button("Cancel", id="cancel")
@@ -67,12 +68,13 @@ class AddTargetScreen(ModalScreen["tuple[str, str | None] | None"]):
     def _add(self) -> None:
         multiaddr = self.query_one("#multiaddr", Input).value.strip()
         address = self.query_one("#address", Input).value.strip() or None
+        name = self.query_one("#name", Input).value.strip() or None
         if "/p2p/" not in multiaddr:
             self.query_one("#problem", Static).update("[red]a multiaddr ending in /p2p/<peer id> is needed[/]")
             return
         if address and not address.startswith("o://"):
             address = "o://" + address.lstrip("/")
-        self.dismiss((multiaddr, address))
+        self.dismiss((multiaddr, address, name))
 
     @on(Button.Pressed, "#cancel")
     def _cancel(self) -> None:
