@@ -92,6 +92,8 @@ async def run_view(app, target, run: ViewRun, rss) -> None:
     run.rss_before = rss.now()
     run.start = time.perf_counter()
     record = run.record = app.start_call(target, run.address, tool.methods[run.method], run.params)
+    # the new call's tab becomes the active one once it exists
+    await _wait(lambda: app.current_view is not None and app.current_view.record is record, 10, "its tab")
     view = app.current_view
     if run.view == "table":
         await _wait(lambda: view.views.name == "table", 30, "the table view")  # opens there by itself
