@@ -32,32 +32,14 @@ import trio
 
 from .addresses import REUSE_PROTOCOL, Address
 from .errors import OlaneError
-from .leader import register_child, stopping_notice
+from .leader import ParentMethods
 from .node import LEADER_PROTOCOL, Node
 from .routing import LEADER
-from .tools import Param, Request, Tool, tool_method
+from .tools import Tool
 
 log = logging.getLogger("olane.joining")
 
 REGISTRY = "o://registry"
-
-
-class ParentMethods(Tool):
-    """What a unit answers besides the built-ins: children may nest under it."""
-
-    address = "o://parent-methods"
-
-    @tool_method("A node nests under this one: it is pinged back, then routed to.", category="network",
-                 params={"address": Param("the child's full address", type="string", required=True),
-                         "transports": Param("the child's multiaddrs", type="array"),
-                         "peerId": Param("the child's peer id", type="string")})
-    async def _tool_child_register(self, request: Request) -> dict[str, Any]:
-        return await register_child(self, request)
-
-    @tool_method("Accepts a notification from another node (node:stopping drops the child).", category="builtin",
-                 params={"eventType": Param("the event's type", type="string")})
-    async def _tool_notify(self, request: Request) -> dict[str, Any]:
-        return stopping_notice(self, request)
 
 
 _PARENT_METHODS = ParentMethods().methods

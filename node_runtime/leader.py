@@ -79,9 +79,10 @@ def stopping_notice(tool: Tool, request: Request) -> dict[str, Any]:
     return {"success": True, "message": f"Notification {params.get('eventType')} emitted"}
 
 
-class LeaderTool(Tool):
-    address = LEADER
-    description = "The network's leader: children register here; it routes calls by address."
+class ParentMethods(Tool):
+    """What a unit answers besides the built-ins: children may nest under it."""
+
+    address = "o://parent-methods"
 
     @tool_method("A node nests under this one: it is pinged back, then routed to.", category="network",
                  params={"address": Param("the child's full address", type="string", required=True),
@@ -94,6 +95,11 @@ class LeaderTool(Tool):
                  params={"eventType": Param("the event's type", type="string")})
     async def _tool_notify(self, request: Request) -> dict[str, Any]:
         return stopping_notice(self, request)
+
+
+class LeaderTool(ParentMethods):
+    address = LEADER
+    description = "The network's leader: children register here; it routes calls by address."
 
 
 class RegistryTool(Tool):
