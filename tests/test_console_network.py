@@ -87,6 +87,10 @@ async def serve_member(tools, lma, parent, started: list, stop: trio.Event, task
         started.append(None)  # one None per member that ended
 
 
+async def _poke(session, target):
+    session.poll_network(target)  # wake the watch (trio side), so the shorter interval applies
+
+
 async def test_the_console_watches_a_network_as_nodes_join_go_stale_and_leave():
     session = ConsoleSession(embedded=False, network_poll=0.3, network_check=0.5, network_gone_keep=1.5,
                              heartbeat_timeout=2.0)
@@ -155,9 +159,16 @@ async def test_the_console_watches_a_network_as_nodes_join_go_stale_and_leave():
                     "transports": [{"value": f"/ip4/127.0.0.1/tcp/9/p2p/{ghost}", "type": "libp2p"}]},
                     via=lma, protocol="/o/leader", timeout=5)
 
+            session.network_poll = 3600  # from the next wait on: only `r` reads the registry
+            await pilot.pause(0.5)
             await bridge.call(commit_ghost)
+            tree.focus()
+            tree.cursor_line = 0  # the leader's row
+            await pilot.press("r")  # on demand
             await wait_for(pilot, lambda: tree.network_nodes().get("o://leader/ghost")
                            and tree.network_nodes()["o://leader/ghost"].state == STALE, timeout=15, what="ghost stale")
+            session.network_poll = 0.3
+            await bridge.call(_poke, session, target)
             if os.environ.get("OLANE_SCREENSHOT"):  # docs/console-network.svg is taken here
                 await pilot.pause(0.3)
                 app.save_screenshot(os.environ["OLANE_SCREENSHOT"])
