@@ -12,6 +12,9 @@ the client. Sections:
 - slow:       1M chunks read by a consumer that pauses now and then and once
               for 10 s (py-libp2p alone kills a stream after 5 s), while the
               node's RSS is sampled every 0.5 s;
+- network:    (only with --network or --only network) routed vs direct chunks/s and
+              first-frame latency through 1 and 2 relays, a relay's RSS under 100 slow
+              streams, a leader with 200 nodes joining and leaving (benchmarks/network.py);
 - soak:       (only with --soak or --only soak) hostile frames, 10,000 connections in sequence, a
               request hog and partial-frame holders against `olane node --tools demo`
               (benchmarks/soak.py): crashes, refusals, others' ping p99, fds and RSS.
@@ -39,7 +42,7 @@ from .common import Report, Row, ServedNode, is_interrupt, narrate, percentile
 
 BENCH_ADDRESS = "o://bench"
 RAW_PROTOCOL = "/olane-bench/raw/1.0.0"
-SECTIONS = ("baseline", "throughput", "latency", "slow", "soak", "compare")
+SECTIONS = ("baseline", "throughput", "latency", "slow", "soak", "compare", "network")
 #: what `olane bench` runs without --only, --soak or --compare (the soak takes long: ask for it)
 DEFAULT_SECTIONS = ("baseline", "throughput", "latency", "slow")
 CODECS = ("json", "msgpack")
@@ -401,6 +404,9 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--soak", action="store_true",
                         help="run the soak (same as --only soak): fuzzed frames, 10,000 sequential connections, "
                              "a request hog and partial-frame holders against `olane node --tools demo`")
+    parser.add_argument("--network", action="store_true",
+                        help="run the network section (same as --only network): direct vs 1 and 2 relays, "
+                             "a relay under 100 slow streams, a leader with 200 nodes joining and leaving")
     parser.add_argument("--frames", type=int, default=None, metavar="N", help="soak: fuzzed frames (default 100,000)")
     parser.add_argument("--connections", type=int, default=None, metavar="N",
                         help="soak: sequential connections (default 10,000)")
@@ -410,6 +416,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.soak:
         args.only = list(args.only or []) + ["soak"]
+    if args.network:
+        args.only = list(args.only or []) + ["network"]
     if args.only:
         wanted = [s.strip() for item in args.only for s in item.split(",") if s.strip()]
         unknown = [s for s in wanted if s not in SECTIONS]
@@ -479,6 +487,10 @@ def _run_sections(sections: list[str], plan: Plan, report: Report, *, quick: boo
                 report.failures.append(f"slow consumer {codec}: {type(exc).__name__}: {exc}")
                 print(f"  {codec:<8} failed: {type(exc).__name__}: {exc}", flush=True)
 
+    if "network" in sections:
+        from .network import NetworkPlan, run_network
+
+        run_network(NetworkPlan.quick() if quick else NetworkPlan(), report)
     if "soak" in sections:
         from .soak import SoakPlan, run_soak
 

@@ -15,12 +15,23 @@ py-libp2p that changes it fails a test and the fix can go) and the fix.
 2. Peers not allowed (an allowlist of peer ids) are refused at connection
    time: `Swarm.add_conn` is where an upgraded connection, its peer id now
    proven by Noise, is registered; a refused one is closed before any stream.
+3. A relay's streams to the next hop park up to 16 MiB each: Yamux doubles a
+   stream's receive window (`YamuxStream._apply_autotune_epoch`, up to
+   `MAX_WINDOW_SIZE`) whenever its reader kept up for a few round trips, and a
+   relay reads fast until its own caller slows down; then the far node fills
+   the grown window, in the relay's memory. 100 slow relayed streams took a
+   relay from 93 to 417 MiB. The window grows during the stream's protocol
+   negotiation already (2 MiB when `host.new_stream` returns), so the cap goes
+   on at creation: streams opened inside `capped_windows(limit)` (a context
+   variable read by a wrapped `Yamux.open_stream`) keep their window at most
+   `limit` bytes (the relay's `Limits.relay_window_bytes`).
 """
 from __future__ import annotations
 
 import contextvars
 import logging
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import trio
 
@@ -109,3 +120,55 @@ def admit_only(swarm, allowed: Callable[[str], bool]) -> None:
 def inbound_slots_in_use(swarm) -> int:
     """How many inbound limiter slots are taken (for tests and soak figures)."""
     return int(swarm._inbound_limiter.borrowed_tokens)
+
+
+#: the window cap for Yamux streams opened in this context (fix 3)
+_window_cap: contextvars.ContextVar["int | None"] = contextvars.ContextVar("olane_window_cap", default=None)
+
+
+@contextmanager
+def capped_windows(limit: int) -> Iterator[None]:
+    """Fix 3: Yamux streams opened inside this block keep their receive window at most `limit`."""
+    _wrap_yamux_open_stream()
+    token = _window_cap.set(limit)
+    try:
+        yield
+    finally:
+        _window_cap.reset(token)
+
+
+def _wrap_yamux_open_stream() -> None:
+    from libp2p.stream_muxer.yamux.yamux import Yamux
+
+    if getattr(Yamux.open_stream, "_olane_capped", False):
+        return
+    original = Yamux.open_stream
+
+    async def open_stream(self):
+        stream = await original(self)
+        limit = _window_cap.get()
+        if limit is not None:
+            cap_receive_window(stream, limit)
+        return stream
+
+    open_stream._olane_capped = True
+    Yamux.open_stream = open_stream
+
+
+def cap_receive_window(stream, limit: int) -> bool:
+    """Fix 3: the Yamux receive window of `stream` (a NetStream or a YamuxStream) stays
+    at most `limit` bytes from now on. False when the stream is not one this fix knows."""
+    muxed = getattr(stream, "muxed_stream", stream)
+    original = getattr(muxed, "_apply_autotune_epoch", None)
+    if original is None or not hasattr(muxed, "target_recv_window"):
+        return False
+    muxed.target_recv_window = min(muxed.target_recv_window, limit)
+
+    def capped(buffered: int) -> int:
+        if muxed.target_recv_window * 2 > limit:  # doubling would pass the cap: stay
+            muxed.epoch_start = trio.current_time()
+            return 0
+        return original(buffered)
+
+    muxed._apply_autotune_epoch = capped
+    return True

@@ -45,3 +45,10 @@ class Limits:
     write_timeout: float = 30.0
     #: bytes asked of the stream per read
     read_size: int = 256 * 1024
+    #: a relay's stream to the next hop: the most its Yamux receive window may grow to, so a
+    #: relayed stream whose caller reads slowly parks at most this much in the relay
+    #: (py-libp2p grows windows to 16 MiB for readers that keep up; libp2p_fixes.py fix 3)
+    relay_window_bytes: int = 256 * 1024
+    #: a relay's reads from the next hop: what it holds of one relayed stream besides that window
+    #: and the writer toward its caller (`write_buffer_bytes`)
+    relay_read_bytes: int = 64 * 1024

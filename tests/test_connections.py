@@ -169,3 +169,33 @@ def test_olane_node_refuses_a_bad_allowlist_and_knows_what_is_loopback():
     # listen on 127.0.0.1 only)
     assert _is_loopback("/ip4/127.0.0.1/tcp/0") and _is_loopback("/ip6/::1/tcp/4001")
     assert not _is_loopback("/ip4/0.0.0.0/tcp/4001") and not _is_loopback("/ip4/192.0.2.7/tcp/4001")
+
+
+def test_py_libp2p_grows_a_streams_receive_window_and_capped_windows_keeps_it_small():
+    """Fix 3: py-libp2p grows a Yamux stream's receive window toward 16 MiB (already during the
+    protocol negotiation); a relay opens its next-hop streams inside `capped_windows`."""
+    from contextlib import nullcontext
+
+    from node_runtime.libp2p_fixes import capped_windows
+    from stream_demo_tool import StreamDemoTool
+
+    limit = 256 * 1024
+
+    async def body():
+        async with Node([StreamDemoTool("o://w")]) as node, Client(codec="json") as client:
+            ma = node.listen_addrs[0]
+            largest = {}
+            for cap in (None, limit):
+                with capped_windows(cap) if cap else nullcontext():
+                    call = client.use_streaming("o://w", "stream_items", {"count": 20_000}, via=ma)
+                    await call.start()
+                muxed = call._stream.muxed_stream
+                seen = 0
+                async for _ in call:
+                    largest[cap] = max(largest.get(cap, 0), muxed.target_recv_window)
+                    seen += 1
+                assert seen == 20_000
+            assert largest[None] > limit  # the behaviour fixed (if this fails, py-libp2p changed: drop the fix)
+            assert largest[limit] <= limit
+
+    run_trio(body, 30)
