@@ -91,8 +91,11 @@ def test_the_node_closes_connections_idle_past_the_limit_but_not_busy_ones():
                 async for _ in busy.use_streaming("o://slow", "tick", {"count": 25}, via=ma, timeout=20):
                     chunks += 1  # 2.5 s of one stream: its connection is in use throughout
                 assert chunks == 25
+                # the idle caller's pooled stream kept its connection from nothing
                 assert idle.peer_id not in node.peers.connected_peers()
                 assert node.peers.idle_closed >= 1
+                # and its next call redials and opens a new stream, unnoticed
+                assert await idle.use("o://slow", "ping", via=ma, timeout=10) == {"message": "Pong!"}
 
     run_trio(body)
 
