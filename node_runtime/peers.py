@@ -19,7 +19,7 @@ import trio
 from .addresses import Address
 from .errors import ErrorCode, OlaneError
 from .host import key_pair_from_seed, new_olane_host, parse_peer_multiaddr
-from .libp2p_fixes import admit_only, release_inbound_slots_on_close
+from .libp2p_fixes import admit_only, pipeline_protocol_select, release_inbound_slots_on_close
 from .limits import Limits
 from .stream_io import reset_quietly
 
@@ -47,6 +47,7 @@ class PeerPool:
         self._known: dict[str, Any] = {}  # multiaddr or peer id text -> libp2p peer ID
         self._codecs: dict[tuple[str, str], str] = {}  # (peer id, protocol) -> codec it speaks
         self._batches: dict[tuple[str, str], bool] = {}  # (peer id, protocol) -> sends batched chunk frames
+        self._probing: dict[tuple[str, str], trio.Event] = {}  # identify asked, answer not yet in
         self._slots: dict[str, int] = {}  # peer id -> streams we have open to it
         self._last_used: dict[str, float] = {}  # peer id -> when a stream of ours last used it
         self._dialed_at: dict[str, float] = {}  # peer id -> when we last dialed it
@@ -83,6 +84,7 @@ class PeerPool:
         swarm = self.host.get_network()
         release_inbound_slots_on_close(swarm)
         admit_only(swarm, self.is_allowed)
+        pipeline_protocol_select(self.host)
         async with self.host.run(listen_addrs=[multiaddr.Multiaddr(a) for a in self.listen]):
             for protocol, handler in handlers.items():
                 self.host.set_stream_handler(TProtocol(protocol), handler)
@@ -283,9 +285,19 @@ class PeerPool:
         key = (peer.to_string(), protocol)
         codec = self._codecs.get(key)
         if codec is None:
-            codec, batch = await probe()
-            self._codecs[key] = codec
-            self._batches[key] = batch
+            asking = self._probing.get(key)
+            if asking is not None:  # another call is asking already: one identify, not one per call
+                await asking.wait()
+                codec = self._codecs.get(key)
+            if codec is None:
+                asking = self._probing[key] = trio.Event()
+                try:
+                    codec, batch = await probe()
+                    self._codecs[key] = codec
+                    self._batches[key] = batch
+                finally:
+                    self._probing.pop(key, None)
+                    asking.set()
         return codec, self._batches.get(key, False)
 
     def codecs_learned(self) -> dict[tuple[str, str], str]:

@@ -172,3 +172,52 @@ def test_olane_node_refuses_a_bad_allowlist_and_knows_what_is_loopback():
     # listen on 127.0.0.1 only)
     assert _is_loopback("/ip4/127.0.0.1/tcp/0") and _is_loopback("/ip6/::1/tcp/4001")
     assert not _is_loopback("/ip4/0.0.0.0/tcp/4001") and not _is_loopback("/ip4/192.0.2.7/tcp/4001")
+
+
+def test_protocol_select_takes_one_write_with_the_fix_and_two_without():
+    """Fix 3 (libp2p_fixes.pipeline_protocol_select) and its pin: a bare py-libp2p
+    host writes the multistream handshake, waits for its echo, then writes the
+    protocol (two writes, two round trips per stream open); with the fix both go
+    in one write, and the node still answers, and still says when it serves no
+    such protocol (4002). When the pin fails, py-libp2p pipelines by itself: drop the fix."""
+    from libp2p.custom_types import TProtocol
+    from libp2p.host.exceptions import StreamFailure
+    from libp2p.network.stream.net_stream import NetStream
+
+    from node_runtime.libp2p_fixes import pipeline_protocol_select
+
+    writes: list[object] = []  # the stream each write went to
+    original_write = NetStream.write
+
+    async def counting_write(self, data: bytes) -> None:
+        writes.append(self)
+        await original_write(self, data)
+
+    async def open_and_count(host, peer) -> int:
+        writes.clear()
+        stream = await host.new_stream(peer, [TProtocol("/o/seq")])
+        count = sum(1 for s in writes if s is stream)
+        await stream.reset()
+        return count
+
+    async def body():
+        async with Node([Tool("o://seq")]) as node:
+            peer = parse_peer_multiaddr(node.listen_addrs[0])
+            bare = new_olane_host(key_pair_from_seed("bare-select"))
+            async with bare.run(listen_addrs=[]):
+                with trio.fail_after(10):
+                    await bare.connect(peer)
+                    NetStream.write = counting_write
+                    try:
+                        without = await open_and_count(bare, peer.peer_id)
+                        pipeline_protocol_select(bare)
+                        with_fix = await open_and_count(bare, peer.peer_id)
+                        with pytest.raises(StreamFailure):
+                            await bare.new_stream(peer.peer_id, [TProtocol("/o/nobody")])
+                    finally:
+                        NetStream.write = original_write
+            async with Client() as client:  # a whole call over the fixed select
+                assert await client.use("o://seq", "ping", via=node.listen_addrs[0], timeout=10) == {"message": "Pong!"}
+        return without, with_fix
+
+    assert run_trio(body) == (2, 1)
