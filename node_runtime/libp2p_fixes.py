@@ -23,6 +23,16 @@ py-libp2p that changes it fails a test and the fix can go) and the fix.
    does that when one protocol is asked for (all our calls): one round trip
    and one write per stream open, which matters most when the connection is
    busy (100 streams opened at once wait behind each other's data).
+4. A Yamux window update is sent after every read. py-libp2p's
+   `YamuxStream._auto_tune_and_send_window_update` credits the bytes of each
+   read at once when less than half the window is owed ("partial slack"), so
+   every read costs one more Noise-encrypted write and a syscall on the
+   reading side, and a wake-up and a read on the sending side: for a unary
+   call, two of its four Noise messages. go-yamux (and js-libp2p) send an
+   update only once half the window is owed, which leaves the sender at least
+   half a window of room while the reader keeps up. The fix does that, for
+   every Yamux stream of the process (py-libp2p makes streams deep inside its
+   muxer; the class is the one place to reach them), once.
 """
 from __future__ import annotations
 
@@ -164,3 +174,39 @@ def pipeline_protocol_select(host) -> None:
         raise MultiselectClientError(f"response timed out after {negotiate_timeout}s, protocols tried: [{wanted!r}]")
 
     client.select_one_of = select_one_of
+
+
+_GO_STYLE_WINDOW_UPDATES = False
+
+
+def window_updates_go_style() -> None:
+    """Fix 4: Yamux window updates only once half the receive window is owed
+    (go-yamux semantics), not after every read. Process-wide, idempotent."""
+    global _GO_STYLE_WINDOW_UPDATES
+    if _GO_STYLE_WINDOW_UPDATES:
+        return
+    from libp2p.stream_muxer.yamux.yamux import YamuxStream
+
+    async def auto_tune_and_send_window_update(self, *, bytes_read: int = 0) -> None:
+        total = 0
+        async with self.window_lock:
+            if bytes_read > 0:
+                self._pending_recv_release += bytes_read
+            buffered = len(self.conn.stream_buffers.get(self.stream_id, b""))
+            owed = self.target_recv_window - (self.recv_window + buffered)
+            threshold = self._grow_threshold()
+            if owed >= threshold and owed > 0:  # py-libp2p's own "GrowTo", unchanged
+                total = self._grow_to_delta(buffered) + self._apply_autotune_epoch(buffered)
+                self._pending_recv_release = 0
+            elif self._pending_recv_release >= threshold > 0:
+                total = self._pending_recv_release
+                self.recv_window += total
+                self._pending_recv_release = 0
+                total += self._apply_autotune_epoch(buffered)
+            # else: under half the window owed; the sender still has room for the rest
+        if total > 0:
+            await self.send_window_update(total, skip_lock=True)
+
+    YamuxStream._olane_original_window_update = YamuxStream._auto_tune_and_send_window_update
+    YamuxStream._auto_tune_and_send_window_update = auto_tune_and_send_window_update
+    _GO_STYLE_WINDOW_UPDATES = True

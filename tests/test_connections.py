@@ -221,3 +221,46 @@ def test_protocol_select_takes_one_write_with_the_fix_and_two_without():
         return without, with_fix
 
     assert run_trio(body) == (2, 1)
+
+
+def test_yamux_window_updates_after_every_read_without_the_fix_and_once_half_is_owed_with_it():
+    """Fix 4 (libp2p_fixes.window_updates_go_style) and its pin: py-libp2p sends a
+    Yamux window update after every read, so ten pings cost twenty more encrypted
+    writes (the node reading each request, the client each answer); with the fix,
+    none until half the window is owed. When the pin fails, py-libp2p has changed
+    its policy: look again at the fix."""
+    from libp2p.stream_muxer.yamux.yamux import YamuxStream
+
+    from node_runtime.libp2p_fixes import window_updates_go_style
+
+    window_updates_go_style()
+    fixed = YamuxStream._auto_tune_and_send_window_update
+    original = YamuxStream._olane_original_window_update
+    send_update = YamuxStream.send_window_update
+    sent: list[int] = []
+
+    async def counting(self, increment: int, skip_lock: bool = False) -> None:
+        sent.append(increment)
+        await send_update(self, increment, skip_lock)
+
+    async def body():
+        counts = {}
+        async with Node([Tool("o://seq")]) as node, Client() as client:
+            ma = node.listen_addrs[0]
+            YamuxStream.send_window_update = counting
+            try:
+                for name, policy in (("py-libp2p", original), ("fixed", fixed)):
+                    YamuxStream._auto_tune_and_send_window_update = policy
+                    await client.use("o://seq", "ping", via=ma, timeout=10)
+                    sent.clear()
+                    for _ in range(10):
+                        assert await client.use("o://seq", "ping", via=ma, timeout=10) == {"message": "Pong!"}
+                    counts[name] = len(sent)
+            finally:
+                YamuxStream.send_window_update = send_update
+                YamuxStream._auto_tune_and_send_window_update = fixed
+        return counts
+
+    counts = run_trio(body)
+    assert counts["py-libp2p"] >= 20
+    assert counts["fixed"] == 0
