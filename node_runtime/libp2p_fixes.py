@@ -154,13 +154,14 @@ def pipeline_protocol_select(host) -> None:
             except Exception as error:
                 raise MultiselectClientError(f"handshake write failed: {error}") from error
             try:
-                hello = await communicator.read()
-                if hello != MULTISELECT_PROTOCOL_ID:
-                    raise MultiselectClientError(f"multiselect protocol ID mismatch: expected "
-                                                 f"{MULTISELECT_PROTOCOL_ID}, got {hello!r}")
-                answer = await communicator.read()
-            except MultiselectCommunicatorError as error:
+                hello, answer = await _read_answers(communicator.read_writer, 2)
+            except (MultiselectCommunicatorError, ValueError) as error:
                 raise MultiselectClientError(f"protocol read failed: {error}, protocol={protocol}") from error
+            except Exception as error:  # the stream ended or was reset
+                raise MultiselectClientError(f"protocol read failed: {error!r}, protocol={protocol}") from error
+            if hello != MULTISELECT_PROTOCOL_ID:
+                raise MultiselectClientError(f"multiselect protocol ID mismatch: expected "
+                                             f"{MULTISELECT_PROTOCOL_ID}, got {hello!r}")
             if answer == wanted:
                 return protocol
             if answer == PROTOCOL_NOT_FOUND_MSG:
@@ -210,3 +211,49 @@ def window_updates_go_style() -> None:
     YamuxStream._olane_original_window_update = YamuxStream._auto_tune_and_send_window_update
     YamuxStream._auto_tune_and_send_window_update = auto_tune_and_send_window_update
     _GO_STYLE_WINDOW_UPDATES = True
+
+
+async def _read_answers(stream, count: int) -> list[str]:
+    """`count` multistream-select messages (varint length, text, newline) read in
+    as few reads as they arrive in, usually one (py-libp2p reads a byte at a time:
+    each read is a trip through the scheduler, ~4 per stream open, and on a busy
+    connection each trip waits for every other task). A server sends nothing
+    after its answer until it has our request, so nothing is read past them."""
+    buffer = b""
+    while True:
+        messages, end = _parse_messages(buffer, count)
+        if len(messages) == count:
+            if end != len(buffer):
+                raise ValueError(f"{len(buffer) - end} unexpected bytes after the protocol answer")
+            return messages
+        data = await stream.read(1024)
+        if not data:
+            raise ValueError("the stream ended during protocol selection")
+        buffer += data
+
+
+def _parse_messages(buffer: bytes, count: int) -> tuple[list[str], int]:
+    messages: list[str] = []
+    pos = 0
+    while len(messages) < count:
+        length = shift = 0
+        i = pos
+        while True:
+            if i >= len(buffer):
+                return messages, pos
+            byte = buffer[i]
+            length |= (byte & 0x7F) << shift
+            i += 1
+            if not byte & 0x80:
+                break
+            shift += 7
+            if shift > 63:
+                raise ValueError("a malformed length prefix")
+        if i + length > len(buffer):
+            return messages, pos
+        body = buffer[i:i + length]
+        if not body.endswith(b"\n"):
+            raise ValueError(f"a message not ended by a newline: {body[:40]!r}")
+        messages.append(body[:-1].decode())
+        pos = i + length
+    return messages, pos
