@@ -118,3 +118,29 @@ def test_pooled_streams_are_retired_after_their_idle_timeout_and_pooling_can_be_
             assert unpooled.peers.streams_opened == 4 and unpooled.peers.streams_reused == 0
 
     run_trio(body)
+
+
+def test_first_calls_racing_to_a_new_peer_ask_identify_once():
+    class Items(Tool):
+        address = "o://items"
+
+        async def _tool_items(self, request: Request, count: int = 3):
+            for i in range(count):
+                yield {"i": i}
+
+    async def body():
+        async with Node([Items()]) as node, Client() as client:
+            ma = node.listen_addrs[0]
+            got = []
+
+            async def call() -> None:
+                got.append([c async for c in client.use_streaming("o://items", "items", via=ma, timeout=10)])
+
+            async with trio.open_nursery() as nursery:
+                for _ in range(5):
+                    nursery.start_soon(call)
+            assert got == [[{"i": 0}, {"i": 1}, {"i": 2}]] * 5
+            assert node.metrics.requests_total == 6  # five calls and one identify
+            assert client.peers.codecs_learned() == {(node.peer_id, "/o/items"): "msgpack"}
+
+    run_trio(body)
