@@ -99,8 +99,10 @@ class StreamingCall:
     async def start(self) -> None:
         if self._stream is not None or self.done:
             return
-        if self.timeout is not None:
-            self._deadline = trio.current_time() + self.timeout
+        if self.timeout is None:  # no deadline for the whole call: no cancel scope to pay for
+            await self._start()
+            return
+        self._deadline = trio.current_time() + self.timeout
         with trio.move_on_at(self._deadline) as scope:
             await self._start()
         if scope.cancelled_caught:
