@@ -26,6 +26,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Header, Static, TabbedContent, TabPane, Tabs, Tree
 
+from console.core.collector import Collector
 from console.core.config import Settings, config_path, data_dir
 from console.core.session import ConsoleSession, MethodInfo, Target, cli_command, olane_program, project_folder
 from console.core.stream_store import DEFAULT_MAX_CHUNKS, State, StreamRecord
@@ -115,6 +116,8 @@ class OlaneConsole(SessionActions, App):
         saved = [(t.multiaddr, t.address) for t in self.settings.targets]
         self.initial_targets = wanted + [t for t in saved if t not in wanted]
         self.refresh_hz = refresh_hz
+        self.collector = Collector()
+        self._taken = 0  # chunks in the open tabs' records at the last refresh (busy or idle)
         self.bridge = TrioBridge()
         self.views: dict[str, CallView] = {}  # pane id -> view
         self._tab_states: dict[str, State] = {}
@@ -154,6 +157,7 @@ class OlaneConsole(SessionActions, App):
         # what exists now (modules, libp2p, widgets) lives as long as the app: keep it out
         # of full collections, which otherwise stall the screen 100+ ms under a firehose
         gc.freeze()
+        self.collector.install()  # full passes at idle moments, not mid-stream (core/collector.py)
         self.bridge.submit(self.session.run, self.initial_targets)
         self.set_interval(1 / self.refresh_hz, self._refresh_visible)
         self.node_tree.focus()
@@ -167,6 +171,7 @@ class OlaneConsole(SessionActions, App):
             except Exception:
                 pass
         await self.bridge.stop()  # a guest run left behind breaks later trio runs in this thread
+        self.collector.uninstall()
 
     # -- session -> screen ---------------------------------------------------------------
 
@@ -237,6 +242,9 @@ class OlaneConsole(SessionActions, App):
         view = self.current_view
         if view is not None:
             view.sync()
+        taken = sum(v.record.count for v in self.views.values())
+        self.collector.tick(busy=taken != self._taken)
+        self._taken = taken
 
     def _label_tab(self, pane_id: str, record: StreamRecord, state: State) -> None:
         try:
