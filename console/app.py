@@ -243,7 +243,9 @@ class OlaneConsole(SessionActions, App):
         if view is not None:
             view.sync()
         taken = sum(v.record.count for v in self.views.values())
-        self.collector.tick(busy=taken != self._taken)
+        sorting = any(v.views.table is not None and v.views.table.model.sorting is not None
+                      for v in self.views.values())
+        self.collector.tick(busy=taken != self._taken or sorting)
         self._taken = taken
 
     def _label_tab(self, pane_id: str, record: StreamRecord, state: State) -> None:

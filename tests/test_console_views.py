@@ -51,6 +51,21 @@ async def test_a_query_opens_in_the_table_view_with_its_rows_and_sorts_by_total(
         assert totals == sorted(totals, reverse=True)
         first = visible_text(table)[1].split()
         assert float(first[-1]) == totals[0]  # the top line shows the largest total
+        # a big table sorts in slices and the keys keep working meanwhile (here 3,000 rows
+        # made to sort slowly: 500 rows a step, the loop let run 30 ms after each)
+        table.sort_in_place_rows, table.sort_step_rows, table.sort_slice_seconds, table.sort_pause = 0, 500, 0, 0.03
+        await pilot.press("left", "S")  # by status
+        assert model.sorting is not None and model.sorting[0] == 1
+        await wait_for(pilot, lambda: "sorting by status ↑" in str(view.query_one(".call-columns").render()),
+                       what="the header saying so")
+        await pilot.press("right")  # answered while sorting
+        assert table.column == 2 and model.sorting is not None
+        await wait_for(pilot, lambda: model.sorting is None, timeout=20, what="the sort to end")
+        statuses = [model.record(i)["status"] for i in range(3000)]
+        assert statuses == sorted(statuses) and model.sort_column == 1 and table.cursor == 0
+        await pilot.press("S", "S")  # total ↑, then ↓ (the second S cancels the first and goes on)
+        await wait_for(pilot, lambda: model.sorting is None and model.descending, timeout=20, what="the sort")
+        await pilot.pause(0.1)
         # Enter shows the row whole
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, ValueScreen), what="the row")

@@ -6,11 +6,13 @@ young passes grow by a quarter of what the last full pass kept. Under a stream o
 the screen's longest stalls (issue 14). This policy takes the automatic full passes
 away (young ones stay as they are) and runs them itself from the refresh timer:
 
-- when no call has taken in anything for `idle_after` seconds and young passes have
-  promoted anything since the last full one (an idle console pays it unnoticed);
+- when nothing is busy (no call took in chunks, no table is sorting) for `idle_after`
+  seconds and `idle_min` generation-1 passes went by since the last full one (an idle
+  console pays it unnoticed);
 - whatever happens, once `force_after` generation-1 passes went by without a full
-  one (each follows about 7,000 more live containers), so a console that is never
-  idle still frees its cyclic garbage; a 1M-chunk stream meets this about once.
+  one (each follows about 7,000 more live containers: some 7 M between forced passes,
+  a minute or more of a firehose), so a console that is never idle still frees its
+  cyclic garbage.
 
 Plain Python; `install` returns the thresholds it replaced, `uninstall` puts them back.
 """
@@ -22,13 +24,15 @@ from typing import Callable
 
 NEVER = 1 << 30  # a generation-2 threshold the counter never reaches
 DEFAULT_IDLE_AFTER = 1.0  # s without new chunks before an idle full pass
-DEFAULT_FORCE_AFTER = 100  # generation-1 passes without a full one: collect anyway
+DEFAULT_IDLE_MIN = 10  # generation-1 passes that make an idle full pass worth it
+DEFAULT_FORCE_AFTER = 1_000  # generation-1 passes without a full one: collect anyway
 
 
 class Collector:
-    def __init__(self, *, idle_after: float = DEFAULT_IDLE_AFTER, force_after: int = DEFAULT_FORCE_AFTER,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, *, idle_after: float = DEFAULT_IDLE_AFTER, idle_min: int = DEFAULT_IDLE_MIN,
+                 force_after: int = DEFAULT_FORCE_AFTER, clock: Callable[[], float] = time.monotonic) -> None:
         self.idle_after = idle_after
+        self.idle_min = idle_min
         self.force_after = force_after
         self.clock = clock
         self.installed: tuple[int, int, int] | None = None
@@ -49,7 +53,8 @@ class Collector:
             self.installed = None
 
     def tick(self, busy: bool) -> bool:
-        """Called at the refresh rate; `busy` when chunks arrived since the last tick.
+        """Called at the refresh rate; `busy` when chunks arrived since the last tick or
+        other heavy work runs (a sort).
         True when it ran a full collection."""
         if self.installed is None:
             return False
@@ -59,7 +64,7 @@ class Collector:
         pending = gc.get_count()[2]  # generation-1 passes since the last full one
         if pending >= self.force_after:
             self.forced += 1
-        elif busy or pending == 0 or now - self.last_busy < self.idle_after:
+        elif busy or pending < self.idle_min or now - self.last_busy < self.idle_after:
             return False
         gc.collect()
         self.full_passes += 1

@@ -182,7 +182,8 @@ class StreamViews:
 
     def signature(self) -> tuple:
         """Changes when what the pane's header says about the views changes."""
-        table = self.table.model.version if self.table is not None and self.name == "table" else 0
+        table = ((self.table.model.version, self.table.model.sorting) if self.table is not None
+                 and self.name == "table" else 0)
         chart = self.chart.model.paths if self.chart is not None and self.name == "chart" else ()
         fields = tuple(self.log.fields or ()) if self.log is not None else ()
         return (self.name, table, tuple(chart), fields)
