@@ -170,6 +170,23 @@ async def test_fields_view_shows_the_chosen_paths_as_columns_remembered_per_meth
         await run_call(app, pilot, "o://demo", "stream_items", {"count": 3, "delayMs": 0})
         again = app.current_view
         assert again is not view and again.views.name == "fields" and again.log.fields == ["name", "progress"]
+        # more fields than the pane is wide: → and ← shift them a field at a time, the columns before stay
+        log = again.log
+        log.set_fields(["timestamp", "name", "data", "timestamp", "id", "progress"])
+        log.focus()
+        await pilot.pause(0.3)
+        header = str(again.query_one(".call-columns").render())
+        first = visible_text(log)[0]
+        assert header.rstrip().endswith("▶") and "◀" not in header and first.split()[0] == "1"
+        assert len(first.rstrip()) <= log.size.width and "progress" not in header  # cut at the pane's edge
+        await pilot.press("right", "right", "right")
+        await pilot.pause(0.3)
+        header = str(again.query_one(".call-columns").render())
+        assert "◀" in header and "progress" in header and visible_text(log)[0].split()[0] == "1"
+        assert "Item 1" in visible_text(log)[0] and log.data_x > 0  # shifted no further than the last field needs
+        await pilot.press("left", "left", "left")
+        await pilot.pause(0.3)
+        assert log.data_x == 0 and "◀" not in str(again.query_one(".call-columns").render())
 
 
 async def test_maximize_fills_the_screen_with_the_pane_and_restores_it():

@@ -181,6 +181,8 @@ class ChunkLog(ScrollView, can_focus=True):
         Binding("home", "first", "First", show=False),
         Binding("end", "follow", "Follow tail", show=False),
         Binding("enter", "select", "Show chunk", show=False),
+        Binding("left", "shift(-1)", "Data left", show=False),
+        Binding("right", "shift(1)", "Data right", show=False),
     ]
 
     class Selected(Message):
@@ -218,6 +220,7 @@ class ChunkLog(ScrollView, can_focus=True):
         self.fields: list[str] | None = None  # the fields view: these JSON paths as columns
         self._field_widths: list[int] = []
         self._frame: dict = {}  # during render_lines: index -> (chunk, its cells)
+        self.data_x = 0  # how far the data column is shifted left (← →)
         self._names: list[str] = []  # during render_lines: the columns shown
         self._plain = False  # this frame draws lines without JSON colours (a firehose)
         self._frame_count = 0  # record.count at the last frame
@@ -225,6 +228,7 @@ class ChunkLog(ScrollView, can_focus=True):
     def set_fields(self, paths: list[str] | None) -> None:
         """Show the values at these JSON paths as columns instead of the JSON preview."""
         self.fields = list(paths) if paths else None
+        self.data_x = 0
         self._field_widths = [min(FIELD_WIDTH, max(4, len(p))) for p in self.fields or []]
         record = self.record  # fitted to the first and the newest chunks (and widened as wider ones are drawn)
         sample = list(range(record.first_held, min(record.count, record.first_held + 50)))
@@ -234,11 +238,52 @@ class ChunkLog(ScrollView, can_focus=True):
         self.refresh()
 
     def columns_header(self) -> str:
-        """The header line above the log: the fitted columns, then data or the chosen fields."""
+        """The header line above the log: the fitted columns, then data or the chosen fields
+        (shifted as the lines are: ◀ when some are left of view, ▶ when some are right of it)."""
         head = self.header()
         if not self.fields:
+            if self.data_x:
+                return head[:-len("data")] + f"◀ data from character {self.data_x + 1}"
             return head
-        return head[:-len("data")] + "  ".join(p[:w].ljust(w) for p, w in zip(self.fields, self._field_widths))
+        text = "  ".join(p[:w].ljust(w) for p, w in zip(self.fields, self._field_widths))
+        return head[:-len("data")] + self._marked(text[self.data_x:], self._data_room(len(head) - len("data")))
+
+    def _marked(self, text: str, room: int) -> str:
+        """`text` cut to `room` cells, with ◀ / ▶ where fields are out of view."""
+        if room <= 2:
+            return text[:room]
+        more = len(text) > room
+        if self.data_x:
+            text = "◀" + text[1:]
+        return text[:room - 1] + "▶" if more else text
+
+    def _data_room(self, prefix: int) -> int:
+        return max(0, (self.size.width or 80) - prefix)
+
+    def _fields_width(self) -> int:
+        return sum(self._field_widths) + 2 * max(0, len(self._field_widths) - 1)
+
+    def action_shift(self, step: int) -> None:
+        """Shift the data column (the fields, or the JSON) left or right: by a field in the
+        fields view, by 16 characters in the log; the columns before it stay put."""
+        prefix = len(self.header()) - len("data")
+        room = self._data_room(prefix)
+        if self.fields:
+            starts, at = [], 0
+            for w in self._field_widths:
+                starts.append(at)
+                at += w + 2
+            limit = max(0, self._fields_width() - room)
+            if step > 0:  # the next field first, but no further than shows the last one's end
+                x = self.data_x if self.data_x >= limit else min(
+                    limit, next((x for x in starts if x > self.data_x), limit))
+            else:
+                x = next((x for x in reversed(starts) if x < self.data_x), 0)
+        else:
+            x = max(0, min(PREVIEW_LIMIT - room, self.data_x + 16 * step))
+        if x != self.data_x:
+            self.data_x = max(0, x)
+            self.refresh()
 
     def _field_text(self, data) -> str:
         parts = []
@@ -438,10 +483,11 @@ class ChunkLog(ScrollView, can_focus=True):
             style = style + styles["cursor"]
         scroll_x = int(self.scroll_x)
         prefix = self.columns.prefix(chunk, width, cells, self._names if cells is not None else None)
+        x = self.data_x  # the data column shifted by ← →; the columns before it stay
         if self.fields:
-            segments = [Segment(prefix + self._field_text(chunk.data), style)]
+            segments = [Segment(prefix + self._field_text(chunk.data)[x:], style)]
         else:
-            body = preview(chunk.data)[:max(0, scroll_x + width - len(prefix))]
+            body = preview(chunk.data)[x:x + max(0, scroll_x + width - len(prefix))]
             if flags or self._plain:  # a flagged line keeps its flag's colour throughout
                 segments = [Segment(prefix + body, style)]
             else:

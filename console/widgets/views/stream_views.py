@@ -185,7 +185,7 @@ class StreamViews:
         table = ((self.table.model.version, self.table.model.sorting) if self.table is not None
                  and self.name == "table" else 0)
         chart = self.chart.model.paths if self.chart is not None and self.name == "chart" else ()
-        fields = tuple(self.log.fields or ()) if self.log is not None else ()
+        fields = (tuple(self.log.fields or ()), self.log.data_x) if self.log is not None else ()
         return (self.name, table, tuple(chart), fields)
 
     def header(self) -> str | None:
