@@ -117,6 +117,7 @@ class OlaneConsole(SessionActions, App):
         self.initial_targets = wanted + [t for t in saved if t not in wanted]
         self.refresh_hz = refresh_hz
         self.collector = Collector()
+        self._form_next = False  # the next method highlighted gets the focus in its form (jump-to)
         self._taken = 0  # chunks in the open tabs' records at the last refresh (busy or idle)
         self.bridge = TrioBridge()
         self.views: dict[str, CallView] = {}  # pane id -> view
@@ -293,13 +294,19 @@ class OlaneConsole(SessionActions, App):
             panel = self.method_panel
             if (panel.target, panel.address, panel.method) != (data.target, data.address, data.method):
                 await panel.show(data.target, data.address, data.method)
+            if self._form_next:  # jumped to this method: straight into its form, as Enter does
+                self._form_next = False
+                self._focus_form()
 
     @on(Tree.NodeSelected)
     def _method_selected(self, event: Tree.NodeSelected) -> None:
         if isinstance(event.node.data, MethodRef):
-            panel = self.method_panel
-            fields = [w for w in panel.query("Input, Select, Switch, TextArea") if w.display]
-            (fields[0] if fields else panel.query_one("#run")).focus()
+            self._focus_form()
+
+    def _focus_form(self) -> None:
+        panel = self.method_panel
+        fields = [w for w in panel.query("Input, Select, Switch, TextArea") if w.display]
+        (fields[0] if fields else panel.query_one("#run")).focus()
 
     @on(MethodPanel.RunRequested)
     def _run_requested(self, event: MethodPanel.RunRequested) -> None:
@@ -574,8 +581,16 @@ class OlaneConsole(SessionActions, App):
             if place is None:
                 return
             tree = self.node_tree
+            panel = self.method_panel
+            already = place.kind == "method" and (panel.target, panel.address, panel.method) == (
+                place.data.target, place.data.address, place.data.method)
             if tree.reveal(place.data):
                 tree.focus()
+                if place.kind == "method":  # its form, once the panel shows it
+                    if already:
+                        self._focus_form()
+                    else:
+                        self._form_next = True
             else:
                 self.notify("no longer in the tree", severity="warning")
 
