@@ -377,8 +377,10 @@ class OlaneConsole(SessionActions, App):
             return record is not None and not record.state.ended and record.replay_of is None
         if action in self._CALL_ACTIONS:
             return self.current_view is not None
-        if action in ("next_tab", "previous_tab"):
-            return len(self.views) > 1
+        if action in ("next_tab", "previous_tab"):  # with one tab: to it, from the tree or the form
+            return len(self.views) > 1 or (len(self.views) == 1 and self.current_view is not None
+                                           and self.current_view not in (self.focused.ancestors_with_self
+                                                                         if self.focused is not None else ()))
         if action == "pick_paths":
             view = self.current_view
             return view is not None and view.views.name in ("fields", "chart")
@@ -440,8 +442,10 @@ class OlaneConsole(SessionActions, App):
         at = panes.index(tabs.active) if tabs.active in panes else 0
         tabs.active = panes[(at + step) % len(panes)]
         view = self.views[tabs.active]
-        if view.log is not None and self.focused is not None and isinstance(self.focused, ChunkLog):
-            self.call_after_refresh(view.log.focus)  # keys keep acting on the stream in view
+        # the keys act on the call in view from now on (with one tab, ] is how to reach it)
+        target = view.views.focus_target or view.log
+        if target is not None:
+            self.call_after_refresh(target.focus)
 
     def action_previous_tab(self) -> None:
         self.action_next_tab(-1)
