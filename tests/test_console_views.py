@@ -97,8 +97,16 @@ async def test_metrics_watch_charts_cpu_without_typing_a_path():
         assert any(block in text for block in "▁▂▃▄▅▆▇█")
         await pilot.press("x")  # cancel the endless stream
         await wait_for(pilot, lambda: record.state.ended, what="the cancel")
-        # the choice is remembered for o://metrics watch
+        # the choice is remembered for o://metrics watch: the next one opens charting cpu
+        # (paths taken from its first chunk, which comes after the view opened)
         assert Settings.load().views["o://metrics watch"] == "chart"
+        again = app.start_call(target, "o://metrics", target.tool("o://metrics").methods["watch"],
+                               {"intervalMs": 100, "count": 3})
+        await wait_for(pilot, lambda: again.state.ended, timeout=20, what="the second watch")
+        await pilot.pause(0.2)
+        view = app.current_view
+        assert view.record is again and view.views.name == "chart"
+        assert view.views.chart.model.paths == ["cpu.percent", "memory.percent"]
 
 
 async def test_files_read_of_a_text_file_shows_its_text():

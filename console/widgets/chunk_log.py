@@ -246,16 +246,17 @@ class ChunkLog(ScrollView, can_focus=True):
                 return head[:-len("data")] + f"◀ data from character {self.data_x + 1}"
             return head
         text = "  ".join(p[:w].ljust(w) for p, w in zip(self.fields, self._field_widths))
-        return head[:-len("data")] + self._marked(text[self.data_x:], self._data_room(len(head) - len("data")))
+        prefix = head[:-len("data")]
+        if self.data_x:  # in the space before the first field shown
+            prefix = prefix[:-1] + "◀"
+        return prefix + self._marked(text[self.data_x:], self._data_room(len(prefix)))
 
-    def _marked(self, text: str, room: int) -> str:
-        """`text` cut to `room` cells, with ◀ / ▶ where fields are out of view."""
-        if room <= 2:
-            return text[:room]
-        more = len(text) > room
-        if self.data_x:
-            text = "◀" + text[1:]
-        return text[:room - 1] + "▶" if more else text
+    @staticmethod
+    def _marked(text: str, room: int) -> str:
+        """`text` cut to `room` cells, ending in ▶ when fields are out of view on the right."""
+        if len(text) <= room:
+            return text
+        return text[:max(0, room - 1)] + "▶" if room > 1 else text[:room]
 
     def _data_room(self, prefix: int) -> int:
         return max(0, (self.size.width or 80) - prefix)
@@ -428,6 +429,8 @@ class ChunkLog(ScrollView, can_focus=True):
             chunk = self.record.chunk(index) if index is not None else None
             if chunk is not None:
                 frame[index] = (chunk, columns.fit(chunk))
+                if self.fields:  # field widths fitted to every line in view before any is drawn
+                    self._field_text(chunk.data)
         self._names = columns.shown(self.size.width)
         # a firehose replaces every line in view each frame, faster than anyone reads: such
         # frames skip the JSON colours (about 40 of a line's 60 us); they come back as it slows
