@@ -32,3 +32,15 @@ def test_full_passes_wait_for_an_idle_moment_or_for_too_many_young_passes():
     finally:
         collector.uninstall()
     assert gc.get_threshold() == before
+
+
+def test_paused_blocks_nest_and_put_the_collector_back():
+    from console.core.collector import paused
+
+    assert gc.isenabled()
+    with paused():
+        assert not gc.isenabled()
+        with paused():  # a second sort starting while the first runs
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the first still runs
+    assert gc.isenabled()

@@ -16,6 +16,7 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from console.core import collector
 from console.core.views.cells import cell_text
 from console.core.views.rows import SORT_SLICE, TableModel
 
@@ -266,11 +267,12 @@ class TableView(ScrollView, can_focus=True):
     async def _sort_slices(self, job) -> None:
         """(a worker on the app's loop) `job`'s steps, yielding to the loop every few ms."""
         try:
-            started = time.perf_counter()
-            for _ in job:
-                if time.perf_counter() - started >= self.sort_slice_seconds:
-                    await asyncio.sleep(self.sort_pause)
-                    started = time.perf_counter()
+            with collector.paused():  # young passes would walk the sort's million-element lists
+                started = time.perf_counter()
+                for _ in job:
+                    if time.perf_counter() - started >= self.sort_slice_seconds:
+                        await asyncio.sleep(self.sort_pause)
+                        started = time.perf_counter()
             self._sort_worker = None
             self._sorted()
         finally:
