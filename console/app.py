@@ -375,6 +375,9 @@ class OlaneConsole(SessionActions, App):
         if action == "cancel_call":
             record = self.current_record
             return record is not None and not record.state.ended and record.replay_of is None
+        if action in ("follow", "order_by", "filter_chunks"):  # a unary answer has no chunks to act on
+            view = self.current_view
+            return view is not None and view.record.streaming
         if action in self._CALL_ACTIONS:
             return self.current_view is not None
         if action in ("next_tab", "previous_tab"):  # with one tab: to it, from the tree or the form
