@@ -64,7 +64,9 @@ class MethodPanel(Vertical):
     def compose(self) -> ComposeResult:
         yield Static("Select a method in the tree (Enter), or add a node with [b]a[/b].", classes="method-title")
         yield Static("", classes="method-description")
-        yield VerticalScroll(classes="method-form")
+        # no focus stop of its own: it showed none, so what was typed after Tab went nowhere
+        # (a focused field is scrolled into view anyway)
+        yield VerticalScroll(classes="method-form", can_focus=False)
         with Horizontal(classes="method-buttons"):
             yield Button("Run ▶", id="run", variant="primary", compact=True)
             yield Button("Raw JSON", id="raw", compact=True)
