@@ -434,6 +434,9 @@ class OlaneConsole(SessionActions, App):
             self.bridge.submit(self._cancel_on_trio_side, view.record)
         self._tab_states.pop(pane_id, None)
         await tabs.remove_pane(pane_id)
+        if view is not None:  # after the pane is gone: nothing draws the record any more
+            self.session.forget_call(view.record)
+        self._update_subtitle()
         if not self.views:
             tabs.display = False
             self.no_calls.display = True

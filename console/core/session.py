@@ -443,6 +443,19 @@ class ConsoleSession:
         self._changed("calls", record)
         return record
 
+    def forget_call(self, record: StreamRecord) -> None:
+        """The operator closed the call's tab: drop it and its data (the history keeps
+        its summary). A call still running must be cancelled too (`cancel_call`)."""
+        try:
+            self.calls.remove(record)
+        except ValueError:
+            pass
+        record.closed = True
+        if record.state.ended or id(record) not in self._scopes:
+            record.release()
+        # else: once it has ended, after its history line and recording are written (run_call)
+        self._changed("calls", None)
+
     async def run_call(self, record: StreamRecord) -> None:
         """(trio) Make the call and fill its record until it ends or is cancelled."""
         scope = trio.CancelScope()
@@ -486,6 +499,8 @@ class ConsoleSession:
                 record.frames_after_final += frames_after
             with trio.CancelScope(shield=True):  # bounded: one file write and one line
                 await self._keep(record)
+            if record.closed:  # its tab was closed while it ran
+                record.release()
             self._changed("call-ended", record)
 
     async def _keep(self, record: StreamRecord) -> None:
