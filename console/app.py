@@ -256,9 +256,13 @@ class OlaneConsole(SessionActions, App):
             pass
 
     def _tab_label(self, record: StreamRecord, state: State) -> str:
-        """State, method, call number and which node: `▶ stream_items #3 · embedded`."""
+        """State, method, call number and which node: `▶ stream_items #3 · embedded`,
+        `✔ stream_items #4 · demo0` for a call a leader routed to o://leader/demo0."""
         target = next((t for t in self.session.targets if t.multiaddr == record.target), None)
-        node = target.nickname if target is not None else record.target.rsplit("/", 1)[-1][-4:]
+        if record.route:  # through a leader: the node it reaches tells tabs apart (all share the leader)
+            node = record.address.rsplit("/", 1)[-1]
+        else:
+            node = target.nickname if target is not None else record.target.rsplit("/", 1)[-1][-4:]
         return f"{STATE_GLYPHS[state]} {record.title} · {node}"
 
     def _show_active_tab(self) -> None:
