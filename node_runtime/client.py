@@ -16,6 +16,7 @@ from .errors import ErrorCode, OlaneError
 from .framing import FrameDecoder, frame
 from .messages import ChunkReader, Response, batch_chunk, new_id, parse_response, route_request
 from .stream_io import STREAM_ENDED, close_quietly, reset_quietly, write_shielded
+from .compression import Inflater
 
 if TYPE_CHECKING:
     from .node import Node
@@ -47,6 +48,7 @@ class StreamingCall:
         streaming: bool = True,
         protocol: str | None = None,
         timeout: float | None = None,
+        compress: "str | bool | None" = None,
     ) -> None:
         self.node = node
         self.address = Address.parse(address)
@@ -83,6 +85,12 @@ class StreamingCall:
         self._reader: ChunkReader | None = None  # JSON chunk frames of our own servers, read fast
         self._frames = 0
         self.frames_after_final = 0  # frames for this id seen after its terminal frame
+        #: "zstd": ask for a compressed answer; None: the node's choice (Node.compress); False: never
+        self.compress = node.compress if compress is None else compress
+        self.compressed = False  # the peer was asked for ("zstd") or may send ("accept") compressed regions
+        self._inflater: Inflater | None = None
+        self._extra: dict[str, Any] = {}  # extension flags for the envelope (only what the peer listed)
+        self.wire_bytes = 0  # bytes read off the libp2p stream (compressed regions as they came)
 
     @property
     def frames_read(self) -> int:
@@ -109,6 +117,7 @@ class StreamingCall:
         peer_id = await peers.resolve(self.address, self.via)
         codec, batch = await self._negotiate(peer_id)
         self.batch = batch
+        self.use_features(peers.features(peer_id, self.protocol or self.address.protocol))
         if codec == JSON and self.streaming:
             self._reader = ChunkReader(self.id, self.method, node.connection_id)
         self.wire_codec = codec  # the codec actually used (recordings name it)
@@ -118,7 +127,7 @@ class StreamingCall:
             envelope = route_request(
                 self.address.value, self.method, self.params, request_id=self.id,
                 connection_id=node.connection_id, caller_address=node.address.value, streaming=self.streaming,
-                batch=batch,
+                batch=batch, extra=self._extra,
             )
             self.started_at = time.monotonic()
             self._frame_deadline = trio.current_time() + self.first_frame_timeout
@@ -133,6 +142,27 @@ class StreamingCall:
         return OlaneError(ErrorCode.TIMEOUT, f"no complete answer from {self.address} within {self.timeout:g} s "
                                              f"({when})", {"timeout": self.timeout, "method": self.method})
 
+    def needs_features(self) -> bool:
+        """Whether this call must know the peer's extensions even with a chosen codec."""
+        return self.compress == "zstd"
+
+    def use_features(self, features: "frozenset[str] | None") -> None:
+        """Ask for what the peer listed (and only that): compressed answers."""
+        if features is None or "zstd" not in features or self.compress is False:
+            return
+        self._extra["_compress"] = "zstd" if self.compress == "zstd" else "accept"
+        self.compressed = True
+        limits = self.node.limits
+        self._inflater = Inflater(limits.max_frame_bytes, limits.max_frame_bytes + limits.write_buffer_bytes)
+
+    @property
+    def data_bytes(self) -> int:
+        """The bytes read as they would have been uncompressed (regions expanded)."""
+        inflater = self._inflater
+        if inflater is None:
+            return self.wire_bytes
+        return self.wire_bytes - inflater.region_bytes + inflater.plain_bytes
+
     async def _negotiate(self, peer) -> tuple[str, bool]:
         """(codec, batch): msgpack toward a peer whose `identify` lists it, JSON
         toward anyone else (PROTOCOL.md section 9); batched chunk frames from a
@@ -142,7 +172,7 @@ class StreamingCall:
         node = self.node
         chosen = self.codec or (None if node.codec == "auto" else node.codec)
         want_batch = self.streaming and (node.batch if node.batch is not None else chosen is None)
-        if chosen is not None and not want_batch:
+        if chosen is not None and not want_batch and not self.needs_features():
             return chosen, False
 
         async def probe() -> tuple[str, bool]:
@@ -156,6 +186,11 @@ class StreamingCall:
                 return JSON, False
             frames = info.get("frames")
             codecs_listed = info.get("codecs")
+            listed = [f for f in frames if isinstance(f, str)] if isinstance(frames, list) else []
+            compression = info.get("compression")
+            if isinstance(compression, list):
+                listed += [c for c in compression if isinstance(c, str)]
+            node.peers.note_features(peer, self.protocol or self.address.protocol, frozenset(listed))
             return (MSGPACK if isinstance(codecs_listed, list) and MSGPACK in codecs_listed else JSON,
                     isinstance(frames, list) and "batch" in frames)
 
@@ -264,8 +299,12 @@ class StreamingCall:
             await self._fail(OlaneError(ErrorCode.RECEIVE_FAILED,
                                         f"stream from {self.address} ended before the final frame",
                                         {"chunks": self.chunks, "method": self.method}))
+        self.wire_bytes += len(data)
         try:
-            self._payloads.extend(self._decoder.feed(data))
+            payloads = self._decoder.feed(data)
+            if self._inflater is not None:  # compressed regions expanded into their frames
+                payloads = self._inflater.expand(payloads)
+            self._payloads.extend(payloads)
         except OlaneError as exc:
             await self._fail(OlaneError(ErrorCode.INVALID_RESPONSE, f"unreadable answer: {exc.message}"))
 

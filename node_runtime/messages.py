@@ -14,6 +14,10 @@ from .errors import ErrorCode, OlaneError
 ROUTE = "route"
 #: envelope param by which a caller of ours asks for batched chunk frames (only our servers read it)
 BATCH_FLAG = "_batch"
+#: envelope params of two more extensions: the caller sends input chunks (incoming.py), and
+#: answers compressed ("zstd") or compressed when the node chooses ("accept"; compression.py)
+INPUT_FLAG = "_input"
+COMPRESS_FLAG = "_compress"
 
 
 def new_id() -> str:
@@ -34,6 +38,8 @@ class IncomingRequest:
     streaming_requested: bool = False
     raw: dict[str, Any] = field(default_factory=dict, repr=False)  # the frame as read (relays forward it)
     batch: bool = False  # the caller asked for several chunks per frame (docs/protocol-extensions.md)
+    input: bool = False  # the caller will send input chunks for this request (a bidirectional call)
+    compress: str | None = None  # "zstd": compress the answer; "accept": the caller can read it compressed
 
     @property
     def terminal_method(self) -> str:
@@ -89,6 +95,8 @@ def parse_request(message: dict[str, Any], max_id_bytes: int = 1024) -> Incoming
             streaming_requested=bool(params.get("_isStreaming") or inner_params.get("_isStreaming")),
             raw=message,
             batch=params.get(BATCH_FLAG) is True,
+            input=params.get(INPUT_FLAG) is True,
+            compress=_compress_flag(params.get(COMPRESS_FLAG)),
         )
     connection_id = params.get("_connectionId") or ""
     _check_id(connection_id, "_connectionId", max_id_bytes)
@@ -100,6 +108,10 @@ def parse_request(message: dict[str, Any], max_id_bytes: int = 1024) -> Incoming
         connection_id=connection_id,
         streaming_requested=bool(params.get("_isStreaming")),
     )
+
+
+def _compress_flag(value: Any) -> str | None:
+    return value if value in ("zstd", "accept") else None
 
 
 def _result(req: IncomingRequest, body: dict[str, Any]) -> dict[str, Any]:
@@ -176,6 +188,7 @@ def route_request(
     caller_address: str,
     streaming: bool,
     batch: bool = False,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The `route` envelope a client sends (the shape TypeScript clients send).
     `batch` asks our own servers for several chunks per frame; send it only to a
@@ -198,6 +211,8 @@ def route_request(
     }
     if batch:
         envelope["params"][BATCH_FLAG] = True
+    if extra:  # more extension flags (_input, _compress), only toward a peer that listed them
+        envelope["params"].update(extra)
     return envelope
 
 

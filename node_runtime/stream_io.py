@@ -133,6 +133,8 @@ class FrameWriter:
         self.error: BaseException | None = None
         self.writes = 0
         self.bytes_written = 0
+        #: set (compression.StreamCompressor) once a request on this stream answers compressed
+        self.compressor = None
 
     @property
     def pending_bytes(self) -> int:
@@ -222,8 +224,10 @@ class FrameWriter:
                 pending = self._pending
                 if len(pending) == 1 and type(pending[0]) is bytes:
                     batch = pending[0]
-                else:
+                elif self.compressor is None:
                     batch = b"".join([x if type(x) is bytes else x.build() for x in pending])
+                else:  # compressed regions for the entries that asked (compression.py)
+                    batch = self.compressor.join(pending)
                 self._pending = []
                 self._pending_bytes = 0
                 self._writing = True
