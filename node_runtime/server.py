@@ -231,9 +231,6 @@ class StreamSession:
                 else:
                     result = await spec.function(tool, request, **kwargs)
                     answer = final_frame(req, result)
-                    if squeeze:  # asked: compressed; the node's default: when large
-                        await self._send(answer, codec, 0 if req.compress == "zstd" else self.limits.compress_min_bytes)
-                        return
             except StreamGone:
                 raise
             except OlaneError as exc:
@@ -244,7 +241,9 @@ class StreamSession:
                 log.debug("tool %s failed", req.method, exc_info=True)
                 err = OlaneError(ErrorCode.UNKNOWN, str(exc) or type(exc).__name__, f"{type(exc).__name__}: {exc}")
                 answer = _error_answer(req, err, streaming, sequence)
-            await self._terminal(answer, codec, streaming, sequence)
+            # compressed like the rest when asked; by the node's default, when large
+            await self._terminal(answer, codec, streaming, sequence,
+                                 None if not squeeze else 0 if req.compress == "zstd" else self.limits.compress_min_bytes)
         except StreamGone:
             pass  # the caller is gone: nobody to answer
         finally:
@@ -275,12 +274,13 @@ class StreamSession:
             return
         await self.writer.send(frame(payload))
 
-    async def _terminal(self, message: dict, codec: str, streaming: bool = False, sequence: int = 0) -> None:
+    async def _terminal(self, message: dict, codec: str, streaming: bool = False, sequence: int = 0,
+                        squeeze: int | None = None) -> None:
         """Send a request's terminal frame. When it cannot be sent as it is (too
         large, not encodable), send an error frame saying so; when not even that
         can be encoded, a bare one without details."""
         try:
-            await self._send(message, codec)
+            await self._send(message, codec, squeeze)
             return
         except StreamGone:
             return
