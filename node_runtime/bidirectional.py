@@ -37,6 +37,8 @@ class BidirectionalCall(StreamingCall):
     """A streaming call that also sends: `send(value)` per input chunk, then `end()`."""
 
     def __init__(self, node: "Node", address, method: str, params: dict[str, Any] | None, **kwargs: Any) -> None:
+        for name in ("via", "first_frame_timeout", "idle_timeout", "codec"):
+            kwargs.setdefault(name, None)
         super().__init__(node, address, method, params, streaming=True, **kwargs)
         self._extra[INPUT_FLAG] = True
         self.sent = 0  # input chunks sent

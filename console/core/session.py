@@ -17,6 +17,7 @@ import trio
 
 from node_runtime import Client, ErrorCode, Limits, Node, OlaneError, code_name
 
+from .outbox import Outbox
 from .stream_store import DEFAULT_MAX_CHUNKS, DEFAULT_STALL_AFTER, StreamRecord
 
 
@@ -30,6 +31,7 @@ class MethodInfo:
     requires_approval: bool = False
     builtin: bool = False
     typed_by_hand: bool = False  # not listed by the node; the operator typed it
+    takes_input: bool = False  # a bidirectional (or client-streaming) method: its tab has a send box
 
     @classmethod
     def from_wire(cls, name: str, meta: Any) -> "MethodInfo":
@@ -46,6 +48,7 @@ class MethodInfo:
             risk=risk,
             requires_approval=bool(meta.get("requiresApproval")) or risk == "high",
             builtin=approval.get("category") == "builtin",
+            takes_input=bool(performance.get("supportsInput")),
         )
 
 
@@ -168,6 +171,7 @@ class ConsoleSession:
         self.errors: list[ErrorEntry] = []
         self.listeners: list[Callable[[str, Any], None]] = []
         self._scopes: dict[int, trio.CancelScope] = {}
+        self._wakes: dict[int, trio.Event] = {}  # bidirectional calls' send pumps, waiting for more
         self._call_counter = 0
         self.names: dict[str, str] = {}  # multiaddr -> the operator's name for that node
         self.history = history  # a console.core.history.History: every ended call is appended
@@ -300,14 +304,17 @@ class ConsoleSession:
     # -- calls ------------------------------------------------------------------------
 
     def new_call(self, target: Target, address: str, method: str, params: dict[str, Any],
-                 streaming: bool) -> StreamRecord:
-        """A record for a call about to start (UI side); run it with `run_call` in trio."""
+                 streaming: bool, takes_input: bool = False) -> StreamRecord:
+        """A record for a call about to start (UI side); run it with `run_call` in trio.
+        `takes_input`: a bidirectional call; the record's `outbox` holds what its tab sends."""
         self._call_counter += 1
         record = StreamRecord(
             title=f"{method} #{self._call_counter}", target=target.multiaddr, address=address, method=method,
             params=params, streaming=streaming, max_chunks=self.max_chunks, stall_after=self.stall_after,
         )
         record.number = self._call_counter
+        if takes_input:
+            record.outbox = Outbox()
         self.calls.append(record)
         self._changed("calls", record)
         return record
@@ -316,26 +323,21 @@ class ConsoleSession:
         """(trio) Make the call and fill its record until it ends or is cancelled."""
         scope = trio.CancelScope()
         self._scopes[id(record)] = scope
-        call = self.client.use_streaming(
-            record.address, record.method, record.params, via=record.target,
-            first_frame_timeout=self.call_timeout, idle_timeout=self.call_timeout,
-        )
-        call.streaming = record.streaming
-        add_chunk = record.add_chunk
+        outbox = record.outbox
+        options = dict(via=record.target, first_frame_timeout=self.call_timeout, idle_timeout=self.call_timeout)
+        if outbox is not None:
+            from node_runtime.bidirectional import BidirectionalCall
+
+            call = BidirectionalCall(self.client, record.address, record.method, record.params, **options)
+        else:
+            call = self.client.use_streaming(record.address, record.method, record.params, **options)
+            call.streaming = record.streaming
         try:
             with scope:
-                await call.start()
-                # times count from the request write (as `olane stream` counts them), not from
-                # the dial and stream negotiation before it, which wait on the screen's work
-                record.codec = call.wire_codec
-                record.mark_running(call.started_at)
-                if call.started_at is not None:
-                    record.request_at = 0.0  # `started` is now the request write itself
-                async for response in call.responses():
-                    if response.last:
-                        record.finish(response.data, response.sequence, response.chunks)
-                    else:
-                        add_chunk(response.data, response.sequence, response.size)
+                if outbox is None:
+                    await self._read_answer(call, record)
+                else:
+                    await self._bidirectional(call, record)
             if scope.cancelled_caught or not record.state.ended:
                 record.cancel()
         except OlaneError as exc:
@@ -355,6 +357,70 @@ class ConsoleSession:
             with trio.CancelScope(shield=True):  # bounded: one file write and one line
                 await self._keep(record)
             self._changed("call-ended", record)
+
+    async def _read_answer(self, call, record: StreamRecord, started=None) -> None:
+        """(trio) Start the call and put its answer in the record."""
+        await call.start()
+        if started is not None:
+            started()
+        # times count from the request write (as `olane stream` counts them), not from
+        # the dial and stream negotiation before it, which wait on the screen's work
+        record.codec = call.wire_codec
+        record.mark_running(call.started_at)
+        if call.started_at is not None:
+            record.request_at = 0.0  # `started` is now the request write itself
+        add_chunk = record.add_chunk
+        async for response in call.responses():
+            if response.last:
+                record.finish(response.data, response.sequence, response.chunks)
+            else:
+                add_chunk(response.data, response.sequence, response.size)
+
+    async def _bidirectional(self, call, record: StreamRecord) -> None:
+        """(trio) A call with a send box: its writer and the pump of the record's
+        outbox run beside the reading, and stop when it ends."""
+        try:
+            async with trio.open_nursery() as nursery:
+                def started() -> None:
+                    nursery.start_soon(call.writer.run)
+                    nursery.start_soon(self._pump_input, call, record)
+
+                await self._read_answer(call, record, started)
+                nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:  # the reading's own error, not trio's wrapping of it
+            errors = [e for e in group.exceptions if not isinstance(e, trio.Cancelled)]
+            if len(errors) == 1 and not isinstance(errors[0], BaseExceptionGroup):
+                raise errors[0] from None
+            raise
+
+    def wake_input(self, record: StreamRecord) -> None:
+        """(trio) The record's outbox has more to send (or its end)."""
+        wake = self._wakes.get(id(record))
+        if wake is not None:
+            wake.set()
+
+    async def _pump_input(self, call, record: StreamRecord) -> None:
+        """(trio) Send what the tab put in the record's outbox, in order, then its end."""
+        outbox = record.outbox
+        try:
+            while True:
+                while outbox.pending:
+                    value = outbox.take()
+                    await call.send(value)
+                    outbox.mark_sent(value)
+                    record.version += 1
+                if outbox.end_asked:
+                    await call.end()
+                    outbox.mark_ended()
+                    record.version += 1
+                    return
+                wake = self._wakes[id(record)] = trio.Event()
+                await wake.wait()
+        except OlaneError as exc:
+            outbox.stop(exc.message)
+            record.version += 1
+        finally:
+            self._wakes.pop(id(record), None)
 
     async def _keep(self, record: StreamRecord) -> None:
         """(trio) The ended call into the history, and into a recording when every call is kept."""
@@ -445,3 +511,4 @@ class ConsoleSession:
 
     async def node_metrics(self, target: Target, address: str) -> Any:
         return await self.client.use(address, "get_metrics", {}, via=target.multiaddr, timeout=10)
+

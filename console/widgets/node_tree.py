@@ -77,6 +77,8 @@ class NodeTree(Tree):
         text = Text(method.name)
         if method.streaming:
             text.append(" ⇶", style="cyan")
+        if method.takes_input:  # its tab has a send box
+            text.append(" ⇄", style="cyan")
         if method.requires_approval:
             text.append(" !", style="bold red")
         return text
