@@ -19,7 +19,7 @@ sees that, and it chose to. Queued input also counts toward the node-wide
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import trio
 
@@ -31,6 +31,12 @@ if TYPE_CHECKING:
 
 #: the `method` of an input frame (never a tool method: those cannot start with "_")
 INPUT_METHOD = "_input"
+#: while a full queue holds the stream's reader, it looks this often whether the caller left
+GONE_POLL = 0.2
+
+
+class CallerGone(Exception):
+    """The caller reset or closed the stream while its reader waited on a full queue."""
 
 
 def input_frame(request_id: Any, data: Any, sequence: int) -> dict[str, Any]:
@@ -97,8 +103,9 @@ class Incoming:
 
     # -- the stream reader's side ---------------------------------------------------
 
-    async def put(self, data: Any, size: int, sequence: Any) -> None:
-        """Queue one chunk; waits while the queue is full (the stream is not read meanwhile)."""
+    async def put(self, data: Any, size: int, sequence: Any, gone: "Callable[[], bool] | None" = None) -> None:
+        """Queue one chunk; waits while the queue is full (the stream is not read
+        meanwhile; CallerGone when `gone()` says the caller left during the wait)."""
         if self._ended or self.closed:
             return
         if sequence != self.arrived + 1:
@@ -106,7 +113,10 @@ class Incoming:
                                                             f"{self.arrived + 1} was due"))
             return
         while (len(self._items) >= self.max_chunks or self._bytes >= self.max_bytes) and not self.closed:
-            await self._room.park()
+            with trio.move_on_after(GONE_POLL):
+                await self._room.park()
+            if gone is not None and gone():
+                raise CallerGone()
         if self.closed:
             return
         if self._budget is not None and not self._budget.hold(self._bytes + size):
@@ -153,9 +163,11 @@ class Incoming:
 class Inputs:
     """The input queues of the requests running on one stream, by request id."""
 
-    def __init__(self, limits: "Limits", registry: "StreamRegistry | None" = None) -> None:
+    def __init__(self, limits: "Limits", registry: "StreamRegistry | None" = None,
+                 gone: "Callable[[], bool] | None" = None) -> None:
         self._limits = limits
         self._registry = registry
+        self._gone = gone  # whether the stream's caller left (stream_io.peer_gone)
         self._open: dict[Any, Incoming] = {}
         self.dropped = 0  # input frames for no open request (ended, or never asked)
 
@@ -191,4 +203,4 @@ class Inputs:
         if params.get("_last") is True:
             incoming.end(params.get("_chunks"))
         else:
-            await incoming.put(params.get("data"), size, params.get("_sequence"))
+            await incoming.put(params.get("data"), size, params.get("_sequence"), self._gone)

@@ -18,9 +18,9 @@ from . import codec as codecs
 from .errors import ErrorCode, OlaneError
 from .framing import FrameDecoder, frame
 from .messages import ChunkEncoder, IncomingRequest, error_frame, final_frame, parse_request, unreadable_frame_error
-from .stream_io import STREAM_ENDED, FrameWriter, StreamGone, close_quietly, reset_quietly
+from .stream_io import STREAM_ENDED, FrameWriter, StreamGone, close_quietly, peer_gone, reset_quietly
 from .compression import Squeezed, StreamCompressor
-from .incoming import INPUT_METHOD, Incoming, Inputs
+from .incoming import INPUT_METHOD, CallerGone, Incoming, Inputs
 from .limits import STOP_GRACE
 from .tools import Request, StreamEnd
 
@@ -44,7 +44,8 @@ class StreamSession:
         self.writer = FrameWriter(stream, self.limits.write_buffer_bytes, self.limits.write_timeout)
         self.peer_id = node.peers.peer_of(stream)
         self.budget = None  # this stream's share of Limits.max_buffered_bytes (streams.InputBudget)
-        self.inputs = Inputs(self.limits, node.streams)  # bidirectional calls' input queues (incoming.py)
+        # bidirectional calls' input queues (incoming.py)
+        self.inputs = Inputs(self.limits, node.streams, partial(peer_gone, stream))
 
     async def serve(self) -> None:
         metrics = self.node.metrics
@@ -99,7 +100,10 @@ class StreamSession:
                     {"limit": limits.max_buffered_bytes}))
                 return True
             for payload in payloads:
-                read = await self._read_request(payload)
+                try:
+                    read = await self._read_request(payload)
+                except CallerGone:  # it left while a full input queue held this reader
+                    return True
                 if read is not None:
                     if read[0].input:  # its input may follow in this very read: queue it from now on
                         self.inputs.open(read[0].id)

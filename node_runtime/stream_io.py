@@ -89,6 +89,18 @@ async def shielded_until(deadline: float, operation, stream, track=None) -> bool
 _SOCKET_PATH = ("muxed_conn", "secured_conn", "conn", "conn", "stream", "stream")
 
 
+def peer_gone(stream) -> bool:
+    """Whether the peer reset or closed `stream` (or its connection is gone),
+    seen without reading it: py-libp2p's muxer notes it as frames arrive."""
+    muxed = getattr(stream, "muxed_stream", None)
+    if muxed is None:
+        return False
+    if getattr(muxed, "reset_received", False) or getattr(muxed, "closed", False) or getattr(muxed, "recv_closed", False):
+        return True
+    closed = getattr(getattr(muxed, "conn", None), "event_closed", None)
+    return bool(closed is not None and closed.is_set())
+
+
 def abort_transport(stream) -> bool:
     """Close the TCP socket under `stream` at once. Writes blocked on a peer that
     reads nothing hold py-libp2p's connection write lock, so no polite close

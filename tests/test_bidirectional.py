@@ -135,6 +135,19 @@ def test_a_slow_tool_keeps_the_callers_memory_bounded_then_gets_everything():
                     assert await call.result() == {"chunks": total, "bytes": total * len(chunk)}
             assert stuck_at < total
 
+            # a caller that leaves while its input holds the node's reader: the tool is stopped
+            tool.release = trio.Event()
+            async with nc.client.open_bidirectional("o://holding", "hold", {"take": 1}, via=nc.ma,
+                                                    timeout=30) as call:
+                for _ in range(40):
+                    await call.send("x")
+                while tool.incoming is None or tool.incoming.queued < 16:
+                    await trio.sleep(0.02)
+            # left without end(): the stream is reset
+            while nc.node.metrics.active:
+                await trio.sleep(0.05)
+            assert tool.incoming.closed
+
     run_trio(body, timeout=60)
 
 
