@@ -162,7 +162,10 @@ class StreamSession:
                     if incoming is not None:
                         raise OlaneError(ErrorCode.NOT_IMPLEMENTED, "a call that sends input is not relayed: "
                                                                     "call the node serving the address directly")
-                    await node.router.forward(req, partial(self._send, codec=codec))
+                    # the next hop answers us plain (routing.relay drops `_compress`); we compress
+                    # toward our caller when it asked
+                    squeeze = req.compress is not None and self._squeezes(req, True)
+                    await node.router.forward(req, partial(self._send, codec=codec, squeeze=0 if squeeze else None))
                     return
                 spec = tool.resolve(req.method)
                 kwargs = spec.bind(req.params)
