@@ -81,6 +81,10 @@ class OlaneConsole(SessionActions, App):
         Binding("ctrl+w", "close_tab", "Close", id="close-tab"),
         Binding("right_square_bracket,ctrl+pagedown", "next_tab", "Next tab", id="next-tab"),
         Binding("left_square_bracket,ctrl+pageup", "previous_tab", "Previous tab", id="previous-tab", show=False),
+        # ahead of a scrolled pane's own ctrl+pageup/down (page left/right): a tree taller than its
+        # pane gets a scrollbar, and with it a horizontal overflow that would take these keys
+        Binding("ctrl+pagedown", "next_tab", "Next tab", show=False, priority=True),
+        Binding("ctrl+pageup", "previous_tab", "Previous tab", show=False, priority=True),
         Binding("h", "history", "History", id="history"),
         Binding("ctrl+o", "open_recording", "Open recording", id="open-recording", show=False),
         Binding("d", "compare", "Compare tabs", id="compare", show=False),

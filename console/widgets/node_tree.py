@@ -75,10 +75,10 @@ class NodeTree(Tree):
     @staticmethod
     def _method_label(method: MethodInfo) -> Text:
         text = Text(method.name)
-        if method.streaming:
-            text.append(" ⇶", style="cyan")
-        if method.takes_input:  # its tab has a send box
+        if method.takes_input:  # its tab has a send box (and it may stream back)
             text.append(" ⇄", style="cyan")
+        elif method.streaming:
+            text.append(" ⇶", style="cyan")
         if method.requires_approval:
             text.append(" !", style="bold red")
         return text
