@@ -164,7 +164,7 @@ class StreamSession:
                                                                     "call the node serving the address directly")
                     # the next hop answers us plain (routing.relay drops `_compress`); we compress
                     # toward our caller when it asked
-                    squeeze = req.compress is not None and self._squeezes(req, True)
+                    squeeze = req.compress is not None and self._squeezes(req)
                     await node.router.forward(req, partial(self._send, codec=codec, squeeze=0 if squeeze else None))
                     return
                 spec = tool.resolve(req.method)
@@ -176,7 +176,7 @@ class StreamSession:
                 if spec.takes_input or incoming is not None:
                     request.incoming = _input_for(spec, incoming, kwargs)
                 if req.compress is not None:
-                    squeeze = self._squeezes(req, spec.streaming)
+                    squeeze = self._squeezes(req)
                 if spec.streaming:
                     streaming = True
                     final_data: Any = _DEFAULT_FINAL
@@ -258,7 +258,7 @@ class StreamSession:
                 self.inputs.close(req.id, incoming)
             metrics.end(req)
 
-    def _squeezes(self, req: IncomingRequest, streaming: bool) -> bool:
+    def _squeezes(self, req: IncomingRequest) -> bool:
         """Whether this answer goes out compressed (compression.py): asked for, or
         the node's default for a caller that accepts it (streams, and unary
         answers: those are compressed only over Limits.compress_min_bytes, see _send)."""
