@@ -195,7 +195,9 @@ class Inputs:
 
     async def deliver(self, message: dict[str, Any], size: int) -> None:
         """One input frame from the stream (already decoded)."""
-        incoming = self._open.get(message.get("id"))
+        rid = message.get("id")
+        # an id that no request could have (a list, a map: unhashable) matches nothing
+        incoming = self._open.get(rid) if type(rid) in (str, int) else None
         params = message.get("params")
         if incoming is None or type(params) is not dict:
             self.dropped += 1
