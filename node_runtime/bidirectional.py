@@ -101,7 +101,7 @@ class BidirectionalCall(StreamingCall):
             except StreamGone:
                 raise self._closed_error() from None
         # time spent sending is not time the answer is late: the wait for its next frame starts now
-        self._frame_deadline = trio.current_time() + (self.idle_timeout if self.chunks else self.first_frame_timeout)
+        self.restart_frame_wait()
 
 
 @asynccontextmanager

@@ -91,6 +91,7 @@ class StreamingCall:
         self._inflater: Inflater | None = None
         self._extra: dict[str, Any] = {}  # extension flags for the envelope (only what the peer listed)
         self.wire_bytes = 0  # bytes read off the libp2p stream (compressed regions as they came)
+        self._read_scope: trio.CancelScope | None = None  # the read waiting for a frame, if any
 
     @property
     def frames_read(self) -> int:
@@ -154,6 +155,14 @@ class StreamingCall:
         self.compressed = True
         limits = self.node.limits
         self._inflater = Inflater(limits.max_frame_bytes, limits.max_frame_bytes + limits.write_buffer_bytes)
+
+    def restart_frame_wait(self) -> None:
+        """The wait for this call's next frame starts now (a bidirectional call
+        just sent: its answer may well wait for that), a read in progress included."""
+        self._frame_deadline = trio.current_time() + (self.idle_timeout if self.chunks else self.first_frame_timeout)
+        scope = self._read_scope
+        if scope is not None:
+            scope.deadline = min(self._frame_deadline, self._deadline)
 
     @property
     def data_bytes(self) -> int:
@@ -284,9 +293,12 @@ class StreamingCall:
             raise OlaneError(ErrorCode.INVALID_STATE, "call is closed")
         try:
             with trio.move_on_at(min(self._frame_deadline, self._deadline)) as scope:
+                self._read_scope = scope
                 data = await stream.read(self.node.limits.read_size)
         except STREAM_ENDED:
             data = b""
+        finally:
+            self._read_scope = None
         if scope.cancelled_caught:
             if trio.current_time() >= self._deadline:
                 await self._fail(self._timeout_error(f"{self.chunks} chunks arrived"))

@@ -62,6 +62,18 @@ def test_echo_and_sum_streams_in_order_and_clear_errors():
                     await call.send(value)
                 await call.end()
                 assert await call.result() == {"total": 5.5, "count": 4}
+            # the wait for the answer starts again at each send: a slow sender is not a late answer
+            async with client.open_bidirectional("o://demo", "sum_stream", {}, via=ma, first_frame_timeout=0.6,
+                                                 idle_timeout=0.6, timeout=20) as call:
+                async with trio.open_nursery() as nursery:
+                    async def slow_sender():
+                        for _ in range(5):
+                            await trio.sleep(0.2)
+                            await call.send(1)
+                        await call.end()
+
+                    nursery.start_soon(slow_sender)
+                    assert await call.result() == {"total": 5, "count": 5}  # read while it sends
             # a plain call of a bidirectional method: no input
             assert await client.use("o://demo", "sum_stream", {}, via=ma, timeout=10) == {"total": 0, "count": 0}
             # a bad chunk fails that call with the tool's error
