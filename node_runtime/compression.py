@@ -20,7 +20,7 @@ from typing import Any
 import zstandard
 
 from .errors import ErrorCode, OlaneError
-from .framing import FrameDecoder, frame
+from .framing import FrameDecoder, encode_varint, frame
 
 ZSTD = "zstd"
 #: what `identify` lists under `compression`
@@ -104,7 +104,7 @@ class Inflater:
         self._dobj = zstandard.ZstdDecompressor(max_window_size=1 << 20).decompressobj()
         self._frames = FrameDecoder(max_frame_bytes)
         self._max_region = max_region_bytes
-        self.region_bytes = 0  # payload bytes of regions read
+        self.region_bytes = 0  # bytes of the regions read (length prefixes included)
         self.plain_bytes = 0  # bytes they gave
 
     def expand(self, payloads: list[bytes]) -> list[bytes]:
@@ -125,7 +125,7 @@ class Inflater:
             if len(data) > self._max_region:
                 raise OlaneError(ErrorCode.INVALID_RESPONSE,
                                  f"a compressed region holds {len(data)} bytes, over {self._max_region}")
-            self.region_bytes += len(p)
+            self.region_bytes += len(p) + len(encode_varint(len(p)))  # as it came: prefix included
             self.plain_bytes += len(data)
             out.extend(self._frames.feed(data))
         return out
