@@ -56,6 +56,10 @@ class BidirectionalCall(StreamingCall):
                              {"method": self.method})
         super().use_features(features)
 
+    def stream_reusable(self) -> bool:
+        """Never: input may still be on its way, and the writer is this call's."""
+        return False
+
     async def start(self) -> None:
         await super().start()
         if self._writer is None and self._stream is not None:

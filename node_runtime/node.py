@@ -93,7 +93,9 @@ class Node:
     @asynccontextmanager
     async def run(self) -> AsyncIterator["Node"]:
         handlers = {protocol: self._make_handler(protocol) for protocol in [*self.router.protocols, REUSE_PROTOCOL]}
-        async with self.peers.run(handlers):
+        async with self.peers.run(handlers), trio.open_nursery() as nursery:
+            if self.limits.idle_stream_timeout > 0:
+                nursery.start_soon(self.streams.retire_idle, self.limits.idle_stream_timeout)
             started: list[Tool] = []
             try:
                 for tool in self.tools:
@@ -101,6 +103,7 @@ class Node:
                     started.append(tool)
                 yield self
             finally:
+                nursery.cancel_scope.cancel()
                 # writes still in flight may wait on a peer that stopped reading: bound them
                 self.stopping = True
                 self.streams.stop_soon(STOP_GRACE)

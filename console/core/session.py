@@ -18,7 +18,10 @@ import trio
 from node_runtime import Client, ErrorCode, Limits, Node, OlaneError, code_name
 
 from .outbox import Outbox
+from .network import LEADER, Network
 from .stream_store import DEFAULT_MAX_CHUNKS, DEFAULT_STALL_AFTER, StreamRecord
+
+LEADER_PROTOCOL = "/o/leader"
 
 
 @dataclass
@@ -69,6 +72,7 @@ class Target:
     peer_id: str | None = None
     tools: list[ToolInfo] = field(default_factory=list)
     name: str | None = None  # the operator's name for it, shown instead of the peer id
+    network: Network | None = None  # a leader: the nodes its registry lists (console/core/network.py)
 
     @property
     def label(self) -> str:
@@ -76,6 +80,8 @@ class Target:
             return f"embedded node {self.name}" if self.embedded else self.name
         peer = self.peer_id or self.multiaddr.rsplit("/p2p/", 1)[-1]
         short = f"{peer[:8]}…{peer[-4:]}" if len(peer) > 14 else peer
+        if self.network is not None:
+            return f"leader {short}"
         return f"embedded node {short}" if self.embedded else f"node {short}"
 
     @property
@@ -88,7 +94,22 @@ class Target:
         return f"…{peer[-4:]}" if len(peer) > 14 else peer
 
     def tool(self, address: str) -> ToolInfo | None:
-        return next((t for t in self.tools if t.address == address), None)
+        found = next((t for t in self.tools if t.address == address), None)
+        if found is None and self.network is not None:
+            found = self.network.tool(address)
+        return found
+
+    def all_tools(self) -> list[ToolInfo]:
+        """Its own tools, then (a leader) those of every node of its network."""
+        out = list(self.tools)
+        if self.network is not None:
+            for node in self.network.nodes.values():
+                out.extend(node.tools)
+        return out
+
+    def routes(self, address: str) -> bool:
+        """A call to `address` goes to this leader as a route envelope (a network node's tool)."""
+        return self.network is not None and not any(t.address == address for t in self.tools)
 
 
 @dataclass
@@ -152,6 +173,9 @@ class ConsoleSession:
         history: Any = None,
         record_dir: Any = None,
         record_cap_bytes: int = 200_000_000,
+        network_poll: float = 3.0,
+        network_check: float = 10.0,
+        network_gone_keep: float = 30.0,
     ) -> None:
         self.embedded = embedded
         self.embedded_tools = embedded_tools
@@ -177,6 +201,14 @@ class ConsoleSession:
         self.history = history  # a console.core.history.History: every ended call is appended
         self.record_dir = record_dir  # a folder: every ended call is kept there as a recording
         self.record_cap_bytes = record_cap_bytes
+        # networks (a leader among the targets): its registry is read every `network_poll` s
+        # (and at once on `poll_network`), every node pinged through it every `network_check` s,
+        # a node gone from the registry shown as gone for `network_gone_keep` s
+        self.network_poll = network_poll
+        self.network_check = network_check
+        self.network_gone_keep = network_gone_keep
+        self._nursery: trio.Nursery | None = None
+        self._watches: dict[int, tuple[trio.CancelScope, trio.Event]] = {}  # id(target) -> (scope, poll now)
 
     # -- notifications -----------------------------------------------------------
 
@@ -203,6 +235,7 @@ class ConsoleSession:
                           key=self.caller_key) as client:
             self.client = client
             async with trio.open_nursery() as nursery:
+                self._nursery = nursery
                 if self.embedded:
                     await nursery.start(self._serve_embedded)
                 task_status.started()
@@ -256,6 +289,9 @@ class ConsoleSession:
     def remove_target(self, target: Target) -> None:
         if target in self.targets and not target.embedded:
             self.targets.remove(target)
+            watch = self._watches.pop(id(target), None)
+            if watch is not None:
+                watch[0].cancel()
             self._changed("targets")
 
     async def discover(self, target: Target) -> None:
@@ -284,12 +320,17 @@ class ConsoleSession:
         target.state = "connected"
         if not tools:
             target.error = "the node advertises no olane tool: add it again with its o:// address"
+        if LEADER in addresses:
+            if target.network is None:
+                target.network = Network(target.peer_id, gone_keep=self.network_gone_keep)
+            self._watch_network(target)
         self._changed("target", target)
 
-    async def _list_methods(self, target: Target, address: str) -> ToolInfo:
+    async def _list_methods(self, target: Target, address: str, protocol: str | None = None) -> ToolInfo:
         info = ToolInfo(address)
         try:
-            answer = await self.client.use(address, "handshake", {}, via=target.multiaddr, timeout=10)
+            answer = await self.client.use(address, "handshake", {}, via=target.multiaddr, timeout=10,
+                                           protocol=protocol)
             methods = ((answer or {}).get("result") or {}).get("methods") or {}
             if not isinstance(methods, dict):
                 raise OlaneError(ErrorCode.INVALID_RESPONSE, "handshake answer has no methods")
@@ -300,6 +341,94 @@ class ConsoleSession:
             if exc.code != ErrorCode.NOT_IMPLEMENTED:
                 self.log_error(f"{target.label} {address}", exc)
         return info
+
+    async def refresh(self, target: Target) -> None:
+        """(trio) `r`: list the node's tools again; a leader's registry is read at once too."""
+        await self.discover(target)
+        if target.network is not None:
+            await self.poll_once(target)
+
+    # -- networks (trio) ------------------------------------------------------------------
+
+    def _watch_network(self, target: Target) -> None:
+        if id(target) in self._watches or self._nursery is None:
+            return
+        scope, now = trio.CancelScope(), trio.Event()
+        self._watches[id(target)] = (scope, now)
+        self._nursery.start_soon(self._network_loop, target, scope)
+
+    def poll_network(self, target: Target) -> bool:
+        """Read the leader's registry now (must run on the trio side: use the bridge)."""
+        watch = self._watches.get(id(target))
+        if watch is None:
+            return False
+        watch[1].set()
+        return True
+
+    async def _network_loop(self, target: Target, scope: trio.CancelScope) -> None:
+        with scope:
+            while True:
+                await self.poll_once(target)
+                watch = self._watches.get(id(target))
+                if watch is None:
+                    return
+                with trio.move_on_after(self.network_poll):
+                    await watch[1].wait()
+                if watch[1].is_set():
+                    self._watches[id(target)] = (scope, trio.Event())
+
+    async def poll_once(self, target: Target) -> None:
+        """(trio) One look at the network: the registry, the methods of nodes that joined,
+        a ping through the leader to each node not checked for `network_check` s."""
+        network = target.network
+        try:
+            entries = await self.client.use("o://registry", "find_all", {}, via=target.multiaddr,
+                                            protocol=LEADER_PROTOCOL, timeout=self.heartbeat_timeout)
+        except OlaneError as exc:
+            if network.poll_error is None:
+                self.log_error(f"{target.label} registry", exc)
+            network.failed_poll(str(exc))
+            self._changed("target", target)
+            return
+        changes = network.update(entries if isinstance(entries, list) else [])
+        changed = bool(changes)
+        limit = trio.Semaphore(8)
+
+        async def list_node(node) -> None:
+            nonlocal changed
+            async with limit:
+                tools = [await self._list_methods(target, a, LEADER_PROTOCOL) for a in node.tool_addresses()]
+                node.tools, node.listed = tools, True
+                answered = any(t.listing_error is None or "4003" in t.listing_error for t in tools)
+                network.mark(node.address, answered, None if answered else tools[0].listing_error)
+                changed = True
+
+        async def ping(node) -> None:
+            nonlocal changed
+            async with limit:
+                try:
+                    await self.client.use(node.address, "ping", {}, via=target.multiaddr, protocol=LEADER_PROTOCOL,
+                                          timeout=self.heartbeat_timeout)
+                except OlaneError as exc:
+                    changed |= network.mark(node.address, False, f"no answer to ping ({exc.name})")
+                    return
+                changed |= network.mark(node.address, True)
+
+        async with trio.open_nursery() as nursery:
+            due = {n.address for n in network.due(self.network_check)}
+            for node in list(network.nodes.values()):
+                if node.state == "gone":
+                    continue
+                if not node.listed:
+                    nursery.start_soon(list_node, node)
+                elif node.address in due:
+                    nursery.start_soon(ping, node)
+        if changed:
+            self._changed("target", target)
+
+    def route_of(self, target: Target, address: str) -> list[str]:
+        """The relays a call to `address` on `target` passes (empty when it is called directly)."""
+        return target.network.hops(address) if target.routes(address) else []
 
     # -- calls ------------------------------------------------------------------------
 
@@ -315,6 +444,8 @@ class ConsoleSession:
         record.number = self._call_counter
         if takes_input:
             record.outbox = Outbox()
+        record.route = self.route_of(target, address)
+        record.protocol = LEADER_PROTOCOL if target.routes(address) else None
         self.calls.append(record)
         self._changed("calls", record)
         return record
@@ -324,7 +455,8 @@ class ConsoleSession:
         scope = trio.CancelScope()
         self._scopes[id(record)] = scope
         outbox = record.outbox
-        options = dict(via=record.target, first_frame_timeout=self.call_timeout, idle_timeout=self.call_timeout)
+        options = dict(via=record.target, first_frame_timeout=self.call_timeout, idle_timeout=self.call_timeout,
+                       protocol=record.protocol)
         if outbox is not None:
             from node_runtime.bidirectional import BidirectionalCall
 
