@@ -28,7 +28,7 @@ class MethodRef:
 
 class NodeTree(Tree):
     DEFAULT_CSS = """
-    NodeTree { width: 100%; height: 1fr; }
+    NodeTree { width: 100%; height: 1fr; overflow-x: hidden; }  /* a lone scrollbar thumb under long node errors read as a stray glyph; `e` lists them whole */
     """
 
     def __init__(self, **kwargs) -> None:
