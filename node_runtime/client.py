@@ -33,6 +33,10 @@ class StreamingCall:
     two of its frames (frames for other ids and partial frames do not count).
     Each ends the call with 4017 TIMEOUT."""
 
+    #: ask our servers for a resumable stream / to join the shared stream of this key (node_runtime/resuming.py)
+    resumable = False
+    share: str | None = None
+
     def __init__(
         self,
         node: "Node",
@@ -118,7 +122,7 @@ class StreamingCall:
             envelope = route_request(
                 self.address.value, self.method, self.params, request_id=self.id,
                 connection_id=node.connection_id, caller_address=node.address.value, streaming=self.streaming,
-                batch=batch,
+                batch=batch, resumable=self.resumable, share=self.share,
             )
             self.started_at = time.monotonic()
             self._frame_deadline = trio.current_time() + self.first_frame_timeout
