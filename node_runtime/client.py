@@ -15,7 +15,7 @@ from .addresses import Address
 from .errors import ErrorCode, OlaneError
 from .framing import FrameDecoder, frame
 from .messages import ChunkReader, Response, batch_chunk, new_id, parse_response, route_request
-from .stream_io import STREAM_ENDED, close_quietly, reset_quietly, write_shielded
+from .stream_io import STREAM_ENDED, abort_transport, close_quietly, reset_quietly, write_shielded
 
 if TYPE_CHECKING:
     from .node import Node
@@ -182,6 +182,11 @@ class StreamingCall:
         release, self._release = self._release, None
         if release is not None:
             release()
+
+    def abort_connection(self) -> bool:
+        """Close the TCP connection under this call at once, as a network failure
+        would (tests and benchmarks of resumption). True when there was one."""
+        return self._stream is not None and abort_transport(self._stream)
 
     async def __aenter__(self) -> "StreamingCall":
         await self.start()

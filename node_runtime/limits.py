@@ -47,10 +47,11 @@ class Limits:
     read_size: int = 256 * 1024
     #: seconds a resumable stream whose caller is gone stays suspended, waiting for a resume; then 4002
     resume_grace: float = 30.0
-    #: newest chunks a resumable (or shared) stream keeps for replay; a resume from before them -> 4010
-    resume_buffer_chunks: int = 1024
+    #: newest chunks a resumable (or shared) stream keeps for replay; a resume from before them -> 4010.
+    #: They must cover what was in flight when the connection died (the writer's buffer and more)
+    resume_buffer_chunks: int = 8192
     #: ... and at most this many bytes of them (as JSON)
-    resume_buffer_bytes: int = 4 * 1024 * 1024
+    resume_buffer_bytes: int = 8 * 1024 * 1024
     #: chunks queued for one tap before it drops (and says so with `_dropped`)
     tap_queue_chunks: int = 1024
     #: taps one stream may have at once; more -> 4016

@@ -134,6 +134,15 @@ class PeerPool:
                         await trio.sleep_forever()
                 nursery.cancel_scope.cancel()
 
+    async def drop_connections(self, via: str) -> None:
+        """Close the connections to the peer at `via`, found dead (a resumable
+        stream lost): py-libp2p keeps offering a dead one for a while, so the next
+        call would fail instead of dialing anew."""
+        peer = self._known.get(via)
+        if peer is not None:
+            with trio.move_on_after(1):
+                await self._close_peer(peer)
+
     async def _close_peer(self, peer) -> None:
         try:
             await self.host.get_network().close_peer(peer)

@@ -97,6 +97,10 @@ class ResumableCall:
             if not response.last:
                 yield response.data
 
+    def abort_connection(self) -> bool:
+        """Kill the connection the stream is read on now (see StreamingCall.abort_connection)."""
+        return self.call is not None and self.call.abort_connection()
+
     async def aclose(self) -> None:
         if self.call is not None:
             await self.call.aclose()
@@ -136,6 +140,7 @@ class ResumableCall:
         """Ask to resume until the node answers, backing off, for at most `resume_within` s."""
         delay = BACKOFF_FIRST
         deadline = trio.current_time() + self.resume_within
+        dropped = False
         while True:
             call = self._new_call()
             try:
@@ -149,6 +154,11 @@ class ResumableCall:
                 if exc.code not in _LOST:
                     self.error = exc
                     raise
+                if exc.code == ErrorCode.FAILED_TO_DIAL_TARGET and not dropped and self.via is not None:
+                    # the connection is dead but py-libp2p still offers it: close it, dial anew at once
+                    dropped = True
+                    await self.node.peers.drop_connections(self.via)
+                    continue
             if trio.current_time() + delay >= deadline:
                 self.error = OlaneError(ErrorCode.RECEIVE_FAILED,
                                         f"lost the stream and could not resume it within {self.resume_within:g} s: "

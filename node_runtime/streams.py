@@ -107,6 +107,10 @@ class StreamRegistry:
             else:
                 record.end_taps(FINAL, result.get("data"))
 
+    def record_of(self, request_id: Any) -> "ActiveStream | None":
+        """The running stream of a request (a tool may look at its own, e.g. its taps)."""
+        return next((r for r in list(self.active.values()) if r.request_id == request_id), None)
+
     def may_watch(self, peer_id: str | None, record: ActiveStream) -> bool:
         """The stream's own caller, this node itself, and the admins."""
         return peer_id is not None and (peer_id == record.peer_id or peer_id in self.admins

@@ -6,7 +6,6 @@ from __future__ import annotations
 import trio
 
 from node_runtime import Client, ErrorCode, Limits, Node, OlaneError, Request, Tool, tool_method
-from node_runtime.stream_io import abort_transport
 from tool_library.metrics import MetricsTool
 
 from trio_helpers import trio_test
@@ -26,7 +25,7 @@ class LiveTool(Tool):
 
     @tool_method("Wait until the stream has `taps` taps, then stream 1..count as fast as it can.")
     async def _tool_flood_when_tapped(self, request: Request, count: int = 1000, taps: int = 1, pad: int = 0):
-        record = next(r for r in request.node.streams.active.values() if r.request_id == request.id)
+        record = request.node.streams.record_of(request.id)
         while len(record.taps) < taps:
             await trio.sleep(0.01)
         padding = "x" * pad
@@ -56,7 +55,7 @@ async def test_a_resumable_stream_survives_its_connection_and_refuses_others():
         async for chunk in call:
             seen.append(chunk["n"])
             if chunk["n"] in (40, 170):
-                abort_transport(call.call._stream)  # the TCP socket under the caller's connection
+                call.abort_connection()  # closes the TCP socket under the caller's connection
         assert seen == list(range(1, 301))
         assert call.resumes == 2 and call.stream_id.startswith("s-")
         assert call.final_response.chunks == 300
