@@ -112,7 +112,7 @@ async def _taps(node: ServedNode, plan: LivePlan, report: Report) -> None:
                 received = dropped = 0
                 first = None
                 async for response in call.responses():
-                    dropped += (response.raw.get("result") or {}).get("_dropped") or 0
+                    dropped += response.extra("_dropped") or 0
                     if response.last:
                         break
                     if first is None:

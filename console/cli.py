@@ -592,7 +592,7 @@ def tap_command(multiaddr, address, seed, key_file, timeout, stream_id, start) -
         out = sys.stdout
         count = dropped = 0
         async for response in call.responses():
-            lost = (response.raw.get("result") or {}).get("_dropped") or 0
+            lost = response.extra("_dropped") or 0
             if lost:
                 dropped += lost
                 click.echo(f"dropped {lost} chunk(s) before seq {response.sequence}", err=True)

@@ -214,6 +214,7 @@ class Producer:
         self.sequence = 0
         self.suspended = False
         self.over = False
+        self.stopped = False
         self._attached = trio.lowlevel.ParkingLot()
         self._scope = trio.CancelScope()
 
@@ -242,6 +243,11 @@ class Producer:
             self.sinks.remove(sink)
             if not self.sinks and not self.record.resumable:
                 self._scope.cancel()  # the last joiner left a shared stream: stop it now
+
+    def stop(self) -> None:
+        """End the stream now (its caller gave up on it: `stop_stream`)."""
+        self.stopped = True
+        self._scope.cancel()
 
     def oldest(self) -> int:
         return self.ring[0][0] if self.ring else self.sequence + 1
@@ -285,6 +291,8 @@ class Producer:
             if ended:
                 # what a TypeScript streaming tool ends with, as on the plain path
                 outcome = (FINAL, {"message": "".join(deltas)} if final is _NO_FINAL else final)
+            elif self.stopped:
+                outcome = (ERROR, OlaneError(ErrorCode.UNKNOWN, "cancelled by the caller"))
             elif self.record.resumable and not self.sinks:
                 outcome = (ERROR, OlaneError(ErrorCode.NOT_FOUND, f"stream {record.stream_id} expired: not resumed "
                                                                   f"within {limits.resume_grace:g} s"))

@@ -250,6 +250,14 @@ class Response:
             self._raw = codecs.decode_answer(self._payload) if self._payload is not None else {}
         return self._raw
 
+    def extra(self, key: str) -> Any:
+        """A key of the frame's `result` beyond the usual ones (`_streamId`, `_dropped`
+        of live streams), or None. A chunk read by the fast path has none: its frame
+        was exactly the plain envelope."""
+        raw = self._raw
+        result = raw.get("result") if raw is not None else None
+        return result.get(key) if type(result) is dict else None
+
     def __repr__(self) -> str:
         return (f"Response(id={self.id!r}, data={self.data!r}, last={self.last!r}, error={self.error!r}, "
                 f"sequence={self.sequence!r}, chunks={self.chunks!r}, size={self.size!r})")

@@ -134,15 +134,6 @@ class PeerPool:
                         await trio.sleep_forever()
                 nursery.cancel_scope.cancel()
 
-    async def drop_connections(self, via: str) -> None:
-        """Close the connections to the peer at `via`, found dead (a resumable
-        stream lost): py-libp2p keeps offering a dead one for a while, so the next
-        call would fail instead of dialing anew."""
-        peer = self._known.get(via)
-        if peer is not None:
-            with trio.move_on_after(1):
-                await self._close_peer(peer)
-
     async def _close_peer(self, peer) -> None:
         try:
             await self.host.get_network().close_peer(peer)
@@ -317,7 +308,15 @@ class PeerPool:
 
         try:
             with trio.fail_after(self.limits.dial_timeout):
-                stream = await self.host.new_stream(peer, [TProtocol(protocol or address.protocol)])
+                try:
+                    stream = await self.host.new_stream(peer, [TProtocol(protocol or address.protocol)])
+                except Exception as exc:
+                    if "no valid connections" not in str(exc).lower():
+                        raise
+                    # the connection died (its socket closed) but py-libp2p still lists it for a
+                    # while instead of dialing anew: close it, then dial once
+                    await self._close_peer(peer)
+                    stream = await self.host.new_stream(peer, [TProtocol(protocol or address.protocol)])
             self._proven.add(peer.to_string())
             return stream
         except StreamFailure as exc:

@@ -76,7 +76,8 @@ class ResumableCall:
         self.final_response: Response | None = None
         self.error: OlaneError | None = None
         self.call: StreamingCall | None = None  # the call being read now
-        self.started_at: float | None = None
+        self._stopped = False
+        self.started_at: float | None = None  # when the first request was written (time.monotonic())
 
     def _new_call(self) -> StreamingCall:
         if self.stream_id is None:
@@ -88,6 +89,23 @@ class ResumableCall:
                                  via=self.via, protocol=self.protocol, **self._options)
         self.call = call
         return call
+
+    async def start(self) -> None:
+        """Send the request (the feature check first); iterating starts it too."""
+        if self.call is None:
+            await require_feature(self.node, self.address, self.via, self.protocol, "resume")
+            self._new_call()
+        await self.call.start()
+        if self.started_at is None:
+            self.started_at = self.call.started_at
+
+    @property
+    def wire_codec(self) -> str | None:
+        return self.call.wire_codec if self.call is not None else None
+
+    @property
+    def frames_after_final(self) -> int:
+        return self.call.frames_after_final if self.call is not None else 0
 
     def __aiter__(self) -> AsyncIterator[Any]:
         return self._data()
@@ -104,22 +122,34 @@ class ResumableCall:
     async def aclose(self) -> None:
         if self.call is not None:
             await self.call.aclose()
+        await self._stop_if_left()
+
+    async def _stop_if_left(self) -> None:
+        """The caller left before the end (break, cancel): tell the node to end the
+        stream rather than keep it suspended for a resume that will not come."""
+        if self.final_response is not None or self.error is not None or self.stream_id is None or self._stopped:
+            return
+        self._stopped = True
+        with trio.CancelScope(shield=True), trio.move_on_after(2):
+            try:
+                await self.node.use(self.address, "stop_stream", {"streamId": self.stream_id}, via=self.via,
+                                    protocol=self.protocol, timeout=2)
+            except OlaneError:
+                pass
 
     async def responses(self) -> AsyncIterator[Response]:
-        await require_feature(self.node, self.address, self.via, self.protocol, "resume")
-        call = self._new_call()
+        await self.start()
+        call = self.call
         try:
             while True:
                 try:
                     async for response in call.responses():
-                        if self.started_at is None:
-                            self.started_at = call.started_at
                         if response.last:
                             self.final, self.final_response = response.data, response
                             yield response
                             return
                         if self.stream_id is None:
-                            self.stream_id = (response.raw.get("result") or {}).get("_streamId")
+                            self.stream_id = response.extra("_streamId")
                         seq = response.sequence
                         if type(seq) is int:
                             if seq <= self.last:
@@ -135,12 +165,12 @@ class ResumableCall:
                     call = await self._resume(exc)
         finally:
             await call.aclose()
+            await self._stop_if_left()
 
     async def _resume(self, lost: OlaneError) -> StreamingCall:
         """Ask to resume until the node answers, backing off, for at most `resume_within` s."""
         delay = BACKOFF_FIRST
         deadline = trio.current_time() + self.resume_within
-        dropped = False
         while True:
             call = self._new_call()
             try:
@@ -154,11 +184,6 @@ class ResumableCall:
                 if exc.code not in _LOST:
                     self.error = exc
                     raise
-                if exc.code == ErrorCode.FAILED_TO_DIAL_TARGET and not dropped and self.via is not None:
-                    # the connection is dead but py-libp2p still offers it: close it, dial anew at once
-                    dropped = True
-                    await self.node.peers.drop_connections(self.via)
-                    continue
             if trio.current_time() + delay >= deadline:
                 self.error = OlaneError(ErrorCode.RECEIVE_FAILED,
                                         f"lost the stream and could not resume it within {self.resume_within:g} s: "

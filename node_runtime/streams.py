@@ -162,6 +162,18 @@ class StreamRegistry:
         producer.attach(sink, after)  # 4010 when `after` is older than the ring
         return sink
 
+    def stop(self, peer_id: str | None, stream_id: Any) -> dict[str, Any]:
+        """End a resumable stream now (its caller gave up on it, or an admin)."""
+        record = self.find(stream_id)
+        if not self.may_watch(peer_id, record):
+            raise OlaneError(ErrorCode.NOT_AUTHORIZED, "only the stream's caller and the node's admins may stop it",
+                             {"streamId": stream_id})
+        if record.producer is None or not record.resumable:
+            raise OlaneError(ErrorCode.INVALID_STATE, "only a resumable stream is stopped this way (others stop "
+                                                      "when their callers reset them)", {"streamId": stream_id})
+        record.producer.stop()
+        return {"stopped": stream_id, "chunks": record.chunks}
+
     def produce(self, req: "IncomingRequest", peer_id: str | None, address: str, start: Callable[[], Any]) -> Sink:
         """A resumable or shared request: join the running producer of its share key,
         or start one (`start()` makes the tool's async generator)."""

@@ -440,3 +440,8 @@ class Tool:
         if isinstance(after, float) and after.is_integer():
             after = int(after)
         return self.node.streams.resume(request.peer_id, request.params.get("streamId"), after)
+
+    @tool_method("End a resumable stream now, rather than keep it for a resume (its caller gave up on it).",
+                 params={"streamId": Param("the stream", type="string", required=True)}, category="builtin")
+    async def _tool_stop_stream(self, request: Request) -> dict[str, Any]:
+        return self.node.streams.stop(request.peer_id, request.params.get("streamId"))

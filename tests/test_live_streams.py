@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import trio
 
-from node_runtime import Client, ErrorCode, Limits, Node, OlaneError, Request, Tool, tool_method
+from node_runtime import Client, ErrorCode, Limits, Node, OlaneError, Request, StreamingCall, Tool, tool_method
 from tool_library.metrics import MetricsTool
 
 from trio_helpers import trio_test
@@ -60,14 +60,27 @@ async def test_a_resumable_stream_survives_its_connection_and_refuses_others():
         assert call.resumes == 2 and call.stream_id.startswith("s-")
         assert call.final_response.chunks == 300
 
-        # a stream whose caller is gone waits (suspended) for a resume
+        # a caller that leaves early (break) ends its resumable stream: nothing is kept for it
         call = owner.use_streaming(ADDRESS, "count", {"count": 500, "delayMs": 1}, via=ma, resumable=True)
-        got = []
         async for chunk in call:
-            got.append(chunk["n"])
+            if chunk["n"] == 5:
+                break
+        with trio.fail_after(5):
+            while node.streams.active:
+                await trio.sleep(0.01)
+
+        # a stream whose caller's connection is gone waits (suspended) for a resume
+        call = StreamingCall(owner, ADDRESS, "count", {"count": 500, "delayMs": 1}, via=ma, first_frame_timeout=5,
+                             idle_timeout=5, codec=None)
+        call.resumable = True  # as ResumableCall asks, without resuming by itself
+        got = []
+        stream_id = None
+        async for response in call.responses():
+            stream_id = stream_id or response.extra("_streamId")
+            got.append(response.sequence)
             if len(got) == 60:
-                break  # the caller stops reading: its stream is reset
-        stream_id = call.stream_id
+                call.abort_connection()
+                break
         with trio.fail_after(5):
             while not any(e.get("suspended") for e in node.streams.listing(owner.peer_id)):
                 await trio.sleep(0.01)
@@ -124,7 +137,7 @@ async def test_taps_copy_a_stream_and_a_slow_tap_only_loses_its_own_chunks():
                 sequences_in_order = True
                 last = 0
                 async for response in call.responses():
-                    extra = (response.raw.get("result") or {}).get("_dropped") or 0
+                    extra = response.extra("_dropped") or 0
                     dropped += extra
                     if response.last:
                         break
