@@ -316,7 +316,10 @@ class PeerPool:
                     # the connection died (its socket closed) but py-libp2p still lists it for a
                     # while instead of dialing anew: close it, then dial once
                     await self._close_peer(peer)
-                    stream = await self.host.new_stream(peer, [TProtocol(protocol or address.protocol)])
+                    try:
+                        stream = await self.host.new_stream(peer, [TProtocol(protocol or address.protocol)])
+                    except Exception:
+                        raise exc from None  # what the first attempt said (e.g. closed by an allowlist)
             self._proven.add(peer.to_string())
             return stream
         except StreamFailure as exc:
