@@ -184,6 +184,10 @@ class ResumableCall:
                 if exc.code not in _LOST:
                     self.error = exc
                     raise
+                if "refused" in exc.message.lower():
+                    # nothing listens there any more: the node is gone, and its suspended streams with it
+                    self.error = lost
+                    raise lost from None
             if trio.current_time() + delay >= deadline:
                 self.error = OlaneError(ErrorCode.RECEIVE_FAILED,
                                         f"lost the stream and could not resume it within {self.resume_within:g} s: "

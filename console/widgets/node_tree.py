@@ -1,5 +1,5 @@
-"""The tree of nodes -> tool addresses -> methods, rebuilt from the session's
-targets when they change. A tool whose node cannot list its methods (a plain
+"""The tree of nodes -> tool addresses -> methods (and a node's live streams,
+from `list_streams`), rebuilt from the session's targets when they change. A tool whose node cannot list its methods (a plain
 TypeScript node answers 4003 to `handshake`) gets a "type a method" entry."""
 from __future__ import annotations
 
@@ -18,6 +18,14 @@ class MethodRef:
     target: Target
     address: str
     method: MethodInfo
+
+
+@dataclass
+class StreamRef:
+    """A live stream of a node (an entry of its `list_streams`): Enter taps it."""
+
+    target: Target
+    stream: dict
 
 
 class NodeTree(Tree):
@@ -48,6 +56,8 @@ class NodeTree(Tree):
                                  expand=first_time or self._key(target) in expanded or target.embedded)
             for tool in target.tools:
                 self._add_tool(node, target, tool, expanded)
+            if isinstance(target.streams, list):
+                self._add_streams(node, target, expanded)
         for n in self._walk():
             if selected is not None and n.data is not None and self._key(n.data) == selected:
                 cursor_line = n.line
@@ -71,6 +81,33 @@ class NodeTree(Tree):
                 group.add_leaf(self._method_label(method), data=MethodRef(target, tool.address, method))
         node.add_leaf(Text("✎ type a method…", style="italic dim"),
                       data=MethodRef(target, tool.address, MethodInfo(name="", typed_by_hand=True)))
+
+    def _add_streams(self, parent, target: Target, expanded: set) -> None:
+        """The node's live streams (refreshed every few seconds by the session)."""
+        streams = target.streams
+        label = Text(f"live streams ({len(streams)})", style="bold" if streams else "dim")
+        group = parent.add(label, data=("streams", target), expand=("streams", target.multiaddr) in expanded
+                           or bool(streams))
+        for entry in streams:
+            group.add_leaf(self._stream_label(entry), data=StreamRef(target, entry))
+
+    @staticmethod
+    def _stream_label(entry: dict) -> Text:
+        # the tree is narrow: method, chunks, rate first; the address and caller after
+        text = Text("⇶ ", style="cyan")
+        text.append(f"{entry.get('method')}", style="bold")
+        text.append(f" {entry.get('chunks', 0):,} · {entry.get('chunksPerSecond', 0):,.0f}/s")
+        if entry.get("taps"):
+            text.append(f" · {entry['taps']} tap{'s' if entry['taps'] != 1 else ''}", style="dim")
+        if entry.get("suspended"):
+            text.append(" · suspended", style="yellow")
+        elif entry.get("share"):
+            text.append(f" · shared by {entry.get('readers', 0)}", style="dim")
+        caller = str(entry.get("callerPeerId") or "")
+        if caller:
+            text.append(f" …{caller[-4:]}", style="dim")
+        text.append(f" {entry.get('address', '')}", style="dim")
+        return text
 
     @staticmethod
     def _method_label(method: MethodInfo) -> Text:
@@ -96,6 +133,10 @@ class NodeTree(Tree):
             return ("method", data.target.multiaddr, data.address, data.method.name, data.method.typed_by_hand)
         if isinstance(data, tuple) and data and data[0] == "builtins":
             return ("builtins", data[1].multiaddr, data[2].address)
+        if isinstance(data, tuple) and data and data[0] == "streams":
+            return ("streams", data[1].multiaddr)
+        if isinstance(data, StreamRef):
+            return ("stream", data.target.multiaddr, data.stream.get("streamId"))
         if isinstance(data, tuple) and len(data) == 2:
             return ("tool", data[0].multiaddr, data[1].address)
         return None
