@@ -192,3 +192,49 @@ async def test_a_shared_metrics_watch_runs_one_generator_for_three_joiners():
         for name in "bc":
             assert got[name] == got["a"][-len(got[name]):] and len(got[name]) >= 1
         assert not node.streams.active
+
+
+def test_cli_resumable_streams_list_and_tap():
+    import json
+    import subprocess
+    import threading
+
+    from node_runtime.host import peer_id_for_seed
+    from process_helpers import OLANE, start_node, stop_process
+
+    node, ma = start_node("--tools", "demo", "--admin", peer_id_for_seed("cli-admin"))
+    caller = None
+    try:
+        caller = subprocess.Popen([OLANE, "stream", ma, "stream_items", "--params", '{"count": 3000, "delayMs": 10}',
+                                   "--seed", "cli-owner", "--resumable"], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True)
+        said: list[str] = []
+        reader = threading.Thread(target=lambda: said.append(caller.stderr.readline()), daemon=True)
+        reader.start()
+        reader.join(30)
+        assert said and said[0].startswith("resumable as s-"), said
+        stream_id = said[0].split()[-1]
+        listed = json.loads(subprocess.run([OLANE, "streams", ma, "--seed", "cli-admin", "--json"],
+                                           capture_output=True, text=True, timeout=30).stdout)
+        assert [(e["streamId"], e["method"], e["resumable"], e["callerPeerId"]) for e in listed] == [
+            (stream_id, "stream_items", True, peer_id_for_seed("cli-owner"))]
+        tap = subprocess.Popen([OLANE, "tap", ma, stream_id, "--seed", "cli-admin"],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        lines: list[dict] = []
+
+        def read_some() -> None:
+            for line in tap.stdout:
+                lines.append(json.loads(line))
+                if len(lines) == 20:
+                    return
+
+        reader = threading.Thread(target=read_some, daemon=True)
+        reader.start()
+        reader.join(30)
+        stop_process(tap)
+        seqs = [x["seq"] for x in lines]
+        assert len(seqs) == 20 and seqs == list(range(seqs[0], seqs[0] + 20))  # the stream's own sequences
+    finally:
+        if caller is not None:
+            stop_process(caller)
+        stop_process(node)

@@ -490,8 +490,9 @@ class ConsoleSession:
             if exc.code in (ErrorCode.INVALID_ACTION, ErrorCode.NOT_IMPLEMENTED):
                 target.streams = False  # a node without live streams (TypeScript olane)
             return
-        # the console's own taps are not streams worth listing again
-        streams = [e for e in streams if e.get("method") != "tap"]
+        # the console's own calls and taps are in their tabs already: list the others' streams
+        mine = self.client.peer_id
+        streams = [e for e in streams if e.get("method") != "tap" and e.get("callerPeerId") != mine]
         if streams != target.streams:
             target.streams = streams
             self._changed("streams", target)

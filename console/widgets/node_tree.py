@@ -56,7 +56,7 @@ class NodeTree(Tree):
                                  expand=first_time or self._key(target) in expanded or target.embedded)
             for tool in target.tools:
                 self._add_tool(node, target, tool, expanded)
-            if isinstance(target.streams, list):
+            if target.streams:  # others' streams running there now (none: no entry)
                 self._add_streams(node, target, expanded)
         for n in self._walk():
             if selected is not None and n.data is not None and self._key(n.data) == selected:
@@ -85,9 +85,8 @@ class NodeTree(Tree):
     def _add_streams(self, parent, target: Target, expanded: set) -> None:
         """The node's live streams (refreshed every few seconds by the session)."""
         streams = target.streams
-        label = Text(f"live streams ({len(streams)})", style="bold" if streams else "dim")
-        group = parent.add(label, data=("streams", target), expand=("streams", target.multiaddr) in expanded
-                           or bool(streams))
+        label = Text(f"live streams ({len(streams)})", style="bold")
+        group = parent.add(label, data=("streams", target), expand=True)
         for entry in streams:
             group.add_leaf(self._stream_label(entry), data=StreamRef(target, entry))
 
