@@ -389,6 +389,8 @@ class OlaneConsole(SessionActions, App):
 
     @on(TabbedContent.TabActivated)
     def _tab_changed(self) -> None:
+        if not self.screen_stack:  # a tab closed while the app shuts down
+            return
         self.refresh_bindings()
         self._show_active_tab()
 

@@ -99,7 +99,14 @@ SLOW_STREAM = '{"count": 1000, "delayMs": 200}'
 
 
 def start_cli(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([OLANE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C as a terminal sends it: a suite started in the background of a
+    # non-interactive shell inherits SIGINT ignored, and Python keeps it so
+    return subprocess.Popen([OLANE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def first_line(proc: subprocess.Popen, timeout: float = 30) -> str:
