@@ -51,14 +51,15 @@ class Limits:
     #: They must cover what was in flight when the connection died (the writer's buffer and more)
     resume_buffer_chunks: int = 8192
     #: ... and at most this many bytes of them (as JSON)
-    resume_buffer_bytes: int = 8 * 1024 * 1024
+    resume_buffer_bytes: int = 4 * 1024 * 1024
     #: chunks queued for one tap before it drops (and says so with `_dropped`)
     tap_queue_chunks: int = 1024
     #: taps one stream may have at once; more -> 4016
     max_taps_per_stream: int = 128
     #: chunks queued for one reader of a resumable or shared stream before the generator waits
     sink_queue_chunks: int = 256
-    #: resumable and shared streams a node runs at once (suspended ones count); more -> 4016
-    max_live_streams: int = 256
+    #: resumable and shared streams a node holds at once (suspended ones count, each up to
+    #: resume_buffer_bytes); more -> 4016
+    max_live_streams: int = 64
     #: characters of a stream's parameters `list_streams` shows
     list_params_chars: int = 200

@@ -181,7 +181,7 @@ class ActiveStream:
         producer = self.producer
         if producer is not None:
             out["readers"] = len(producer.sinks)
-            out["suspended"] = producer.suspended
+            out["suspended"] = producer.suspended or (producer.over and not producer.delivered)
             if self.share is not None:
                 out["share"] = self.share
         return out
@@ -215,6 +215,10 @@ class Producer:
         self.suspended = False
         self.over = False
         self.stopped = False
+        self.delivered = False  # a reader got the final frame (a resumable stream is then forgotten)
+        self.kept = False  # ended with its caller away: kept for a resume (StreamRegistry._settle)
+        #: how it ended: (FINAL, data) or (ERROR, OlaneError)
+        self.outcome: tuple[str, Any] = (ERROR, OlaneError(ErrorCode.NOT_FOUND, "the stream stopped: no reader is left"))
         self._attached = trio.lowlevel.ParkingLot()
         self._scope = trio.CancelScope()
 
@@ -234,6 +238,9 @@ class Producer:
                                  f"the stream has sent {self.sequence} chunks; cannot resume after {after}",
                                  {"sequence": self.sequence, "after": after})
             sink.preload(e for e in self.ring if e[0] > after)
+        if self.over:  # ended while its caller was away: the rest from the ring, then the end
+            sink.finish(*self.outcome, self.sequence)
+            return
         self.sinks.append(sink)
         self._attached.unpark_all()
 
@@ -263,7 +270,7 @@ class Producer:
         deltas: list[str] = []
         final: Any = _NO_FINAL
         ended = False
-        outcome: tuple[str, Any] = (ERROR, OlaneError(ErrorCode.NOT_FOUND, "the stream stopped: no reader is left"))
+        outcome = self.outcome
         try:
             with self._scope:
                 async for item in self.agen:
@@ -301,16 +308,16 @@ class Producer:
         except Exception as exc:  # the tool's own failure, as the plain path reports it
             outcome = (ERROR, OlaneError(ErrorCode.UNKNOWN, str(exc) or type(exc).__name__,
                                          f"{type(exc).__name__}: {exc}"))
-        finally:
+        finally:  # (also when the node stops: its readers still get an end)
             self.over = True
+            self.outcome = outcome
             with trio.CancelScope(shield=True):
                 with trio.move_on_after(5):
                     await self.agen.aclose()  # the tool's `finally` runs now
+            for sink in self.sinks:
+                sink.finish(*outcome, self.sequence)
+            record.end_taps(*outcome)
             self.on_done(self)
-        kind, value = outcome
-        for sink in self.sinks:
-            sink.finish(kind, value, self.sequence)
-        record.end_taps(kind, value)
 
     async def _wait_for_reader(self) -> bool:
         """No reader: a resumable stream waits (generator suspended) for a resume

@@ -34,6 +34,7 @@ async def serve_live(session, req: IncomingRequest, codec: str, tool, spec, kwar
     try:
         answer, sent = await write_sink(session.writer, req, codec, sink, session.limits.max_frame_bytes)
         session.node.metrics.chunks_sent += sent
+        streams.delivered(sink)
         return answer
     finally:
         streams.leave(sink)

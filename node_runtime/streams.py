@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import orjson
+import trio
 
 from .errors import ErrorCode, OlaneError
 from .limits import Limits
@@ -151,7 +152,7 @@ class StreamRegistry:
                              {"parameter": "after"})
         record = self.find(stream_id)
         producer = record.producer
-        if producer is None or not record.resumable or producer.over:
+        if producer is None or not record.resumable:
             raise OlaneError(ErrorCode.NOT_FOUND, f"stream {stream_id} is not resumable", {"streamId": stream_id})
         if peer_id is None or peer_id != record.peer_id:
             raise OlaneError(ErrorCode.NOT_AUTHORIZED, "only the peer that started a stream may resume it",
@@ -213,11 +214,38 @@ class StreamRegistry:
         return sink
 
     def _producer_done(self, producer: Producer) -> None:
-        self._producers.discard(producer)
-        self.active.pop(producer.record.stream_id, None)
         for key, p in list(self._shared.items()):
             if p is producer:
-                del self._shared[key]
+                del self._shared[key]  # a new caller with this key starts a new one
+        if not producer.sinks:
+            self._settle(producer)
+
+    def _settle(self, producer: Producer) -> None:
+        """An ended stream with no reader left: forget it, unless its caller was away
+        at the end (the last chunks and the end may not have reached it): then keep
+        it for a resume, for the grace."""
+        if producer.record.resumable and not producer.delivered and not producer.stopped \
+                and self.nursery is not None:
+            if not producer.kept:
+                producer.kept = True
+                self.nursery.start_soon(self._forget_later, producer)
+        else:
+            self._forget(producer)
+
+    async def _forget_later(self, producer: Producer) -> None:
+        await trio.sleep(self.limits.resume_grace)
+        self._forget(producer)
+
+    def _forget(self, producer: Producer) -> None:
+        self._producers.discard(producer)
+        if self.active.get(producer.record.stream_id) is producer.record:
+            del self.active[producer.record.stream_id]
+
+    def delivered(self, sink: Sink) -> None:
+        """A reader of a live stream got its final frame."""
+        producer = sink.record.producer
+        if producer is not None and producer.over and sink.kind != "tap":
+            producer.delivered = True
 
     def leave(self, sink: Sink) -> None:
         """A sink's reader is done (its frames all sent, or its stream gone)."""
@@ -227,4 +255,7 @@ class StreamRegistry:
             if sink in record.taps:
                 record.taps.remove(sink)
         elif record.producer is not None:
-            record.producer.detach(sink)
+            producer = record.producer
+            producer.detach(sink)
+            if producer.over and not producer.sinks:
+                self._settle(producer)
