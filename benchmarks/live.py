@@ -6,13 +6,16 @@
   to the first chunk that came over the resumed stream, and that every chunk
   came exactly once;
 - taps: a 100 B flood with 1, 10 and 100 taps (one tap stream each, all read by
-  this process over one connection): the tapped stream's chunks/s against the
-  same flood untapped, and per tap its chunks/s and the chunks it dropped (this
-  process reads every tap, so with many taps the taps are the slow readers).
+  one other process over one connection, so this one reads only the stream): the
+  tapped stream's chunks/s against the same flood untapped, and per tap its
+  chunks/s and the chunks it dropped (one process reads every tap, so with many
+  taps the taps are the slow readers).
 """
 from __future__ import annotations
 
+import json
 import statistics
+import sys
 import time
 from dataclasses import dataclass
 
@@ -92,45 +95,35 @@ async def _taps(node: ServedNode, plan: LivePlan, report: Report) -> None:
     from node_runtime import Client
 
     count = plan.tap_chunks
-    async with Client(seed="bench-live-owner") as owner, Client(seed="bench-live-owner") as watcher:
+    async with Client(seed="bench-live-owner") as owner:
         await owner.connect(node.multiaddr)
-        await watcher.connect(node.multiaddr)
         await _flood(owner, node, 2_000, 0)  # warm up
         seconds, _ = await _flood(owner, node, count, 0)
         untapped = count / seconds
         report.add(Row("live", "untapped", {"chunks_per_s": round(untapped)},
                        f"taps       0        stream {untapped:>10,.0f} chunks/s (untapped)"))
         for n_taps in plan.tap_counts:
-            results: list[dict] = []
             original: dict = {}
 
             async def run_original() -> None:
                 original["seconds"], original["chunks"] = await _flood(owner, node, count, n_taps)
 
-            async def tap(stream_id: str) -> None:
-                call = watcher.use_streaming(BENCH_ADDRESS, "tap", {"streamId": stream_id}, via=node.multiaddr)
-                received = dropped = 0
-                first = None
-                async for response in call.responses():
-                    dropped += response.extra("_dropped") or 0
-                    if response.last:
-                        break
-                    if first is None:
-                        first = time.perf_counter()
-                    received += 1
-                results.append({"received": received, "dropped": dropped,
-                                "seconds": time.perf_counter() - (first or time.perf_counter())})
-
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(run_original)
                 stream_id = await _find(owner, node)
-                for _ in range(n_taps):
-                    nursery.start_soon(tap, stream_id)
+                # the taps read in a process of their own: this one reads only the stream itself
+                done = await trio.run_process([sys.executable, "-m", "benchmarks.live", "tap", node.multiaddr,
+                                               stream_id, str(n_taps)], capture_stdout=True, check=False)
+            try:
+                results = json.loads(done.stdout.decode().strip().splitlines()[-1])
+            except (ValueError, IndexError):
+                report.failures.append(f"live taps x{n_taps}: the tapping process said nothing (exit {done.returncode})")
+                continue
             rate = count / original["seconds"]
             per_tap = [r["received"] / r["seconds"] for r in results if r["seconds"] > 0]
             tap_rate = statistics.median(per_tap) if per_tap else 0.0
             dropped = sum(r["dropped"] for r in results)
-            exact = all(r["received"] + r["dropped"] == count for r in results)
+            exact = len(results) == n_taps and all(r["received"] + r["dropped"] == count for r in results)
             if not exact or original["chunks"] != count:
                 report.failures.append(f"live taps x{n_taps}: received + dropped != {count} for some tap, or the "
                                        f"stream lost chunks")
@@ -143,6 +136,34 @@ async def _taps(node: ServedNode, plan: LivePlan, report: Report) -> None:
                 f"median {tap_rate:>9,.0f} chunks/s, dropped {dropped / (count * n_taps):5.1%}",
                 f"stream >= {TARGET_TAPPED_SHARE:.0%} of untapped" if n_taps == 1 else "",
                 share >= TARGET_TAPPED_SHARE if n_taps == 1 else None))
+
+
+async def _tap_all(multiaddr: str, stream_id: str, n_taps: int) -> list[dict]:
+    """`n_taps` taps of one stream over one connection; per tap what it got."""
+    from node_runtime import Client
+
+    results: list[dict] = []
+    async with Client(seed="bench-live-owner") as watcher:
+        await watcher.connect(multiaddr)
+
+        async def tap() -> None:
+            call = watcher.use_streaming(BENCH_ADDRESS, "tap", {"streamId": stream_id}, via=multiaddr)
+            received = dropped = 0
+            first = None
+            async for response in call.responses():
+                dropped += response.extra("_dropped") or 0
+                if response.last:
+                    break
+                if first is None:
+                    first = time.perf_counter()
+                received += 1
+            results.append({"received": received, "dropped": dropped,
+                            "seconds": time.perf_counter() - (first or time.perf_counter())})
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(n_taps):
+                nursery.start_soon(tap)
+    return results
 
 
 async def _find(client, node: ServedNode) -> str:
@@ -159,3 +180,6 @@ async def section_live(node: ServedNode, plan: LivePlan, report: Report) -> None
     await _taps(node, plan, report)
 
 
+if __name__ == "__main__":  # the tapping process: tap MULTIADDR STREAM_ID N -> one JSON line
+    if sys.argv[1:2] == ["tap"]:
+        print(json.dumps(trio.run(_tap_all, sys.argv[2], sys.argv[3], int(sys.argv[4]))), flush=True)

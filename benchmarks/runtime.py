@@ -506,8 +506,8 @@ def _run_sections(sections: list[str], plan: Plan, report: Report, *, quick: boo
 
         lplan = LivePlan.quick() if quick else LivePlan()
         run(f"live streams: resumable {lplan.resume_chunks:,} chunks at {lplan.resume_rate:,}/s with its connection "
-            f"killed {lplan.kills} times; taps on a {lplan.tap_chunks:,} x 100 B flood (1, 10, 100 taps, one client "
-            f"process reading them all)", lambda node: section_live(node, lplan, report))
+            f"killed {lplan.kills} times; taps on a {lplan.tap_chunks:,} x 100 B flood (1, 10, 100 taps, read by another "
+            f"process)", lambda node: section_live(node, lplan, report))
     if "soak" in sections:
         from .soak import SoakPlan, run_soak
 
