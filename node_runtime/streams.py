@@ -143,6 +143,9 @@ class StreamRegistry:
         producer = record.producer
         if start == "buffer" and producer is not None:  # only resumable and shared streams keep a ring
             sink.preload(list(producer.ring)[-limits.tap_queue_chunks:])
+        if producer is not None and producer.over:  # ended, kept for its caller's resume
+            sink.finish(*producer.outcome, record.chunks)
+            return sink
         record.taps.append(sink)
         return sink
 
