@@ -32,8 +32,9 @@ if TYPE_CHECKING:
 #: request params that are the envelope's, not the tool's (left out of list_streams)
 _PRIVATE_PARAMS = ("_connectionId", "_requestMethod", "_isStreaming")
 
-#: a tap asks its stream for a checkpoint at most once in this many chunks
-YIELD_EVERY = 16
+#: a tap asks its stream for a checkpoint at most this often (seconds): each lets the stream's
+#: own writer flush its batch too, so more often would cost the stream its batching
+YIELD_SECONDS = 0.001
 #: a tap whose writer waited this long on its reader is slow: it drops rather than asks
 SLOW_TAP_SECONDS = 0.5
 
@@ -137,26 +138,28 @@ class ActiveStream:
         self.producer: "Producer | None" = None
         self.resumable = False
         self.share: str | None = None
-        self._yielded = 0  # the sequence at the last checkpoint asked for taps
+        self._yielded = 0.0  # trio time of the last checkpoint asked for taps
 
     def fan_out(self, sequence: int, item: Any) -> bool:
         """Offer a chunk to every tap. True when a tap that is not held up by its
         reader is half full: the producer should let it run (a checkpoint), as
         it otherwise may not until its own writer is full (at most every
-        YIELD_EVERY chunks). A tap whose writer has waited on its reader for
+        YIELD_SECONDS). A tap whose writer has waited on its reader for
         over SLOW_TAP_SECONDS never asks: it drops instead of slowing the stream."""
         ask = False
         for tap in self.taps:
             tap.offer(sequence, item)
             if len(tap.queue) * 2 >= tap.capacity:
                 ask = True
-        if not ask or sequence - self._yielded < YIELD_EVERY:
+        if not ask:
             return False
         now = trio.current_time()
+        if now - self._yielded < YIELD_SECONDS:
+            return False
         if all(t.blocked and now - t.blocked_since > SLOW_TAP_SECONDS for t in self.taps
                if len(t.queue) * 2 >= t.capacity):
             return False  # only taps whose readers are behind: they drop
-        self._yielded = sequence
+        self._yielded = now
         return True
 
     def end_taps(self, kind: str, value: Any) -> None:
