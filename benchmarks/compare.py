@@ -214,7 +214,7 @@ async def _round(node: ServedNode, grpc_client: GrpcClient | None, plan: Compare
             seconds, n, received = await trio.to_thread.run_sync(grpc_client.transfer, plan.large, size)
             add("grpc_64k", received / MB / seconds)
 
-        # unary: a new stream per call (use), one reused stream, grpc
+        # unary: use() (streams pooled between calls), one raw stream reused by hand, grpc
         from .runtime import BENCH_ADDRESS
 
         for _ in range(20):
@@ -302,7 +302,7 @@ def _print(figures: dict[str, list], plan: ComparePlan, report: Report) -> None:
                 target = f">= {TARGET_LARGE_MSGPACK_MB_PER_S:g} MB/s"
             report.add(Row("compare", key, {"mb_per_s": round(med(key), 1), "rounds": [round(v, 1) for v in figures[key]]},
                            f"64 KiB {what:<36} {med(key):>10.1f} MB/s   (rounds: {per_round})", target, passed))
-    for key, what in (("unary_use", "ours use(), new stream per call"), ("unary_reused", "ours, one reused stream"),
+    for key, what in (("unary_use", "ours use(), pooled stream"), ("unary_reused", "ours, one reused stream"),
                       ("unary_grpc", "grpcio sync unary")):
         if key in figures:
             values = [v for run in figures[key] for v in run]

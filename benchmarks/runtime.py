@@ -8,13 +8,18 @@ the client. Sections:
               olane framing: what py-libp2p gives before our write coalescing;
 - throughput: node -> client chunks/s and MB/s for 100-byte and 64 KiB chunks;
 - latency:    first-frame latency (p50/p99) of a streaming and of a unary call
-              on a reused connection (one new stream per call);
+              on a reused connection (pooled streams);
+- many:       100 concurrent streams x 2,000 chunks on one connection: time to
+              first chunk p50/p99 and aggregate chunks/s;
 - slow:       1M chunks read by a consumer that pauses now and then and once
               for 10 s (py-libp2p alone kills a stream after 5 s), while the
               node's RSS is sampled every 0.5 s;
 - live:       (only with --only live) resumption: kill-to-resumed-chunk time; tap fan-out with 1, 10 and
               100 taps: chunks/s per tap, chunks dropped, the tapped stream's rate against untapped
               (benchmarks/live.py);
+- network:    (only with --network or --only network) routed vs direct chunks/s and
+              first-frame latency through 1 and 2 relays, a relay's RSS under 100 slow
+              streams, a leader with 200 nodes joining and leaving (benchmarks/network.py);
 - soak:       (only with --soak or --only soak) hostile frames, 10,000 connections in sequence, a
               request hog and partial-frame holders against `olane node --tools demo`
               (benchmarks/soak.py): crashes, refusals, others' ping p99, fds and RSS.
@@ -44,15 +49,18 @@ from .common import Report, Row, ServedNode, is_interrupt, narrate, percentile
 
 BENCH_ADDRESS = "o://bench"
 RAW_PROTOCOL = "/olane-bench/raw/1.0.0"
-SECTIONS = ("baseline", "throughput", "latency", "slow", "live", "soak", "compare")
+SECTIONS = ("baseline", "throughput", "latency", "many", "slow", "live", "soak", "compare", "network")
 #: what `olane bench` runs without --only, --soak or --compare (the soak takes long: ask for it)
-DEFAULT_SECTIONS = ("baseline", "throughput", "latency", "slow")
+DEFAULT_SECTIONS = ("baseline", "throughput", "latency", "many", "slow")
 CODECS = ("json", "msgpack")
 
 TARGET_SMALL_CHUNKS_PER_S = 50_000
 TARGET_LARGE_MB_PER_S = 120.0
 #: "flat RSS": the node may grow at most this much (peak over start) while 1M chunks go to a slow reader
 TARGET_RSS_GROWTH_MIB = 16.0
+#: issue 14: 100 concurrent streams on one connection
+TARGET_MANY_FIRST_P99_MS = 250.0
+TARGET_MANY_CHUNKS_PER_S = 200_000
 
 MB = 1_000_000
 MIB = 1024 * 1024
@@ -174,13 +182,16 @@ class Plan:
     slow_pause: float = 0.05
     slow_long_pause: float = 10.0
     warmup: int = 10_000
+    many_streams: int = 100
+    many_chunks: int = 2_000
     repeats: int = 3  # baseline and throughput figures are the median of this many runs
 
     @classmethod
     def quick(cls) -> "Plan":
         # ~10x smaller; the long pause stays beyond py-libp2p's 5 s window timeout
         return cls(raw_small=5_000, raw_large=500, small=20_000, large=500, latency_calls=20,
-                   slow_chunks=100_000, slow_every=5_000, slow_pause=0.05, slow_long_pause=6.0, warmup=2_000, repeats=1)
+                   slow_chunks=100_000, slow_every=5_000, slow_pause=0.05, slow_long_pause=6.0, warmup=2_000,
+                   many_streams=100, many_chunks=200, repeats=1)
 
 
 async def _raw_transfer(client, peer_id, count: int, size: int, per_write: int = 1) -> tuple[float, int]:
@@ -329,6 +340,77 @@ async def _section_latency(node: ServedNode, plan: Plan, report: Report) -> None
                                f"p99 {p99:>6.2f} ms"))
 
 
+async def _many_streams(client, multiaddr: str, streams: int, chunks: int) -> dict[str, Any]:
+    """`streams` flood calls of `chunks` x 100 B started at once on one connection:
+    each one's time from the common start to its first chunk, and the aggregate rate."""
+    import trio
+
+    firsts: list[float] = []
+    opened: list[float] = []  # the request written: stream open (or a pooled one) and multistream-select done
+    counts: list[int] = []
+    ordered = True
+    started = time.perf_counter()
+
+    async def one() -> None:
+        nonlocal ordered
+        n = 0
+        call = client.use_streaming(BENCH_ADDRESS, "flood", {"count": chunks, "size": 100}, via=multiaddr)
+        await call.start()
+        opened.append(time.perf_counter() - started)
+        async for response in call.responses():
+            if response.last:
+                continue
+            n += 1
+            if n == 1:
+                firsts.append(time.perf_counter() - started)
+            if response.sequence != n:
+                ordered = False
+        counts.append(n)
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(streams):
+            nursery.start_soon(one)
+    seconds = time.perf_counter() - started
+    return {"firsts": firsts, "opened": opened, "chunks": sum(counts), "seconds": seconds,
+            "complete": len(counts) == streams and all(c == chunks for c in counts), "in_order": ordered}
+
+
+async def _section_many(node: ServedNode, plan: Plan, report: Report) -> None:
+    from node_runtime import Client
+
+    for label, kwargs in (("msgpack batched", {}), ("json", {"codec": "json"})):
+        async with Client(**kwargs) as client:
+            await client.connect(node.multiaddr)
+            await _many_streams(client, node.multiaddr, 10, 200)  # warm up (and learn identify)
+            runs = []
+            for _ in range(plan.repeats):
+                r = await _many_streams(client, node.multiaddr, plan.many_streams, plan.many_chunks)
+                if not (r["complete"] and r["in_order"]):
+                    report.failures.append(f"many streams {label}: {r['chunks']} chunks, in order {r['in_order']}")
+                runs.append(r)
+            r = sorted(runs, key=lambda x: x["seconds"])[len(runs) // 2]
+            p50 = percentile(r["firsts"], 50) * 1000
+            p99 = percentile(r["firsts"], 99) * 1000
+            per_s = r["chunks"] / r["seconds"]
+            name = label.replace(" ", "_")
+            o50 = percentile(r["opened"], 50) * 1000
+            o99 = percentile(r["opened"], 99) * 1000
+            report.add(Row("many", f"{name}_opened", {"codec": label, "p50_ms": round(o50, 1), "p99_ms": round(o99, 1)},
+                           f"{label:<16} {plan.many_streams} streams, request sent p50 {o50:>7.1f} ms  "
+                           f"p99 {o99:>7.1f} ms  (stream open + multistream-select; part of the next line)"))
+            report.add(Row("many", f"{name}_first", {"codec": label, "streams": plan.many_streams,
+                                                     "p50_ms": round(p50, 1), "p99_ms": round(p99, 1)},
+                           f"{label:<16} {plan.many_streams} streams, first chunk  p50 {p50:>7.1f} ms  "
+                           f"p99 {p99:>7.1f} ms",
+                           f"p99 <= {TARGET_MANY_FIRST_P99_MS:g} ms", p99 <= TARGET_MANY_FIRST_P99_MS))
+            report.add(Row("many", f"{name}_rate", {"codec": label, "chunks": r["chunks"], "chunks_per_s": round(per_s),
+                                                    "seconds": round(r["seconds"], 3),
+                                                    "runs_s": [round(x["seconds"], 3) for x in runs]},
+                           f"{label:<16} {plan.many_streams} x {plan.many_chunks:,} chunks      "
+                           f"{per_s:>10,.0f} chunks/s aggregate",
+                           f">= {TARGET_MANY_CHUNKS_PER_S:,} chunks/s", per_s >= TARGET_MANY_CHUNKS_PER_S))
+
+
 async def _section_slow(node: ServedNode, codec: str, plan: Plan, report: Report) -> None:
     import psutil
     import trio
@@ -423,6 +505,9 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--soak", action="store_true",
                         help="run the soak (same as --only soak): fuzzed frames, 10,000 sequential connections, "
                              "a request hog and partial-frame holders against `olane node --tools demo`")
+    parser.add_argument("--network", action="store_true",
+                        help="run the network section (same as --only network): direct vs 1 and 2 relays, "
+                             "a relay under 100 slow streams, a leader with 200 nodes joining and leaving")
     parser.add_argument("--frames", type=int, default=None, metavar="N", help="soak: fuzzed frames (default 100,000)")
     parser.add_argument("--connections", type=int, default=None, metavar="N",
                         help="soak: sequential connections (default 10,000)")
@@ -432,6 +517,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.soak:
         args.only = list(args.only or []) + ["soak"]
+    if args.network:
+        args.only = list(args.only or []) + ["network"]
     if args.only:
         wanted = [s.strip() for item in args.only for s in item.split(",") if s.strip()]
         unknown = [s for s in wanted if s not in SECTIONS]
@@ -474,8 +561,12 @@ def _run_sections(sections: list[str], plan: Plan, report: Report, *, quick: boo
                     print(f"  {r.figures['codec']}: {r.figures['chunks_per_s'] / raw['raw_100']['msgs_per_s']:.1f}x "
                           f"the raw one-write-per-message rate (frames coalesced into few writes)", flush=True)
     if "latency" in sections:
-        run("latency: call start -> first frame, one connection, a new stream per call",
+        run("latency: call start -> first frame, one connection, streams pooled between calls",
             lambda node: _section_latency(node, plan, report))
+    if "many" in sections:
+        run(f"many streams: {plan.many_streams} concurrent calls x {plan.many_chunks:,} x 100 B chunks on one "
+            f"connection; first chunk counted from the common start{_median_note(plan)}",
+            lambda node: _section_many(node, plan, report))
     if "compare" in sections:
         from .compare import ComparePlan, run_compare
 
@@ -508,6 +599,10 @@ def _run_sections(sections: list[str], plan: Plan, report: Report, *, quick: boo
         run(f"live streams: resumable {lplan.resume_chunks:,} chunks at {lplan.resume_rate:,}/s with its connection "
             f"killed {lplan.kills} times; taps on a {lplan.tap_chunks:,} x 100 B flood (1, 10, 100 taps, read by another "
             f"process)", lambda node: section_live(node, lplan, report))
+    if "network" in sections:
+        from .network import NetworkPlan, run_network
+
+        run_network(NetworkPlan.quick() if quick else NetworkPlan(), report)
     if "soak" in sections:
         from .soak import SoakPlan, run_soak
 

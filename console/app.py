@@ -566,7 +566,7 @@ class OlaneConsole(SessionActions, App):
         for target in self.session.targets:
             places.append(Place(f"{target.label}  {target.multiaddr}", "node", target))
         for target in self.session.targets:
-            for tool in target.tools:
+            for tool in target.all_tools():
                 places.append(Place(f"{tool.address}  on {target.nickname}", "tool", (target, tool)))
                 for method in tool.methods.values():
                     places.append(Place(f"{tool.address} {method.name}  on {target.nickname}", "method",
@@ -610,7 +610,7 @@ class OlaneConsole(SessionActions, App):
     def action_rediscover(self) -> None:
         target = self.node_tree.selected_target()
         if target is not None:
-            self.bridge.submit(self.session.discover, target)
+            self.bridge.submit(self.session.refresh, target)
 
     def action_errors(self) -> None:
         self.push_screen(ErrorsScreen(self.session.errors))

@@ -274,36 +274,9 @@ def network(leader_ma, as_json, nodes) -> None:
 
 
 def _network_up(count: int) -> None:
-    """A leader and `count` nodes on 127.0.0.1 in this process (the tool library spread over
-    them, every third node nested under the one before); stop with Ctrl-C."""
-    import trio
+    from .network_up import network_up
 
-    from node_runtime import Node
-    from node_runtime.joining import joined, nest
-    from node_runtime.leader import Leader
-    from tool_library import TOOL_NAMES, build_tools
-
-    async def up() -> None:
-        from contextlib import AsyncExitStack
-
-        async with AsyncExitStack() as stack:
-            lead = await stack.enter_async_context(Leader(ttl=30, heartbeat=5))
-            lma = lead.listen_addrs[0]
-            parents = []
-            for i in range(count):
-                name = TOOL_NAMES[i % len(TOOL_NAMES)]
-                parent = parents[-1] if i % 3 == 2 and parents else "o://leader"
-                tools, units = nest(build_tools([name], address=f"o://{name}{i}"), parent)
-                n = await stack.enter_async_context(Node(tools))
-                await stack.enter_async_context(joined(n, lma, parent=parent, units=units))
-                parents.append(units[0].value)
-                click.echo(f"node {units[0]} {n.listen_addrs[0]}", err=True)
-            print(f"listening {lma}", flush=True)
-            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                await _serve_until_signal(lead.node, signals)
-        click.echo("stopped", err=True)
-
-    trio.run(up)
+    network_up(count)
 
 
 def _build_tools(tool_names, address, files_root, sqlite_db, allow_writes, sqlite_timeout=30.0):
@@ -956,9 +929,22 @@ def bench_console(ctx: click.Context) -> None:
 @click.option("--run", "run", default=None, metavar="'ADDRESS METHOD'",
               help="open with this call running in its tab, e.g. --run 'o://demo stream_items'")
 @click.option("--params", default=None, help="parameters of the --run call, as a JSON object")
+@click.option("--network", "network_nodes", is_flag=False, flag_value=3, default=None, type=click.IntRange(min=0),
+              metavar="[N]", help="start a local network (`olane network up --nodes N`, default 3) and open on its leader")
 def console(multiaddrs=(), no_embedded=False, seed=None, key_file=None, node_seed=None, max_chunks=100_000,
-            run=None, params=None, open_files=()) -> None:
-    """Open the console: on an embedded node serving the tool library, or connected to MULTIADDRS."""
+            run=None, params=None, open_files=(), network_nodes=None) -> None:
+    """Open the console: on an embedded node serving the tool library, or connected to MULTIADDRS
+    (a leader's shows its whole network)."""
+    if network_nodes is not None:
+        from .network_up import local_network
+
+        with local_network(network_nodes) as lma:
+            _open_console([*multiaddrs, lma], True, seed, key_file, node_seed, max_chunks, run, params, open_files)
+        return
+    _open_console(multiaddrs, no_embedded, seed, key_file, node_seed, max_chunks, run, params, open_files)
+
+
+def _open_console(multiaddrs, no_embedded, seed, key_file, node_seed, max_chunks, run, params, open_files) -> None:
     caller_seed, caller_key = _identity(seed, key_file)
     if node_seed is not None and node_seed == seed:
         _fail_usage("--node-seed", "the embedded node and the caller need different identities")
@@ -968,9 +954,11 @@ def console(multiaddrs=(), no_embedded=False, seed=None, key_file=None, node_see
     except ImportError as exc:  # pragma: no cover
         click.echo(f"the console is not available: {exc}", err=True)
         sys.exit(EXIT_ERROR)
-    sys.exit(run_console(list(multiaddrs), embedded=not no_embedded and not multiaddrs, seed=node_seed,
-                         max_chunks=max_chunks, run=call, caller_seed=caller_seed, caller_key=caller_key,
-                         open_files=open_files))
+    code = run_console(list(multiaddrs), embedded=not no_embedded and not multiaddrs, seed=node_seed,
+                       max_chunks=max_chunks, run=call, caller_seed=caller_seed, caller_key=caller_key,
+                       open_files=open_files)
+    if code:
+        sys.exit(code)
 
 
 def _run_option(run: str | None, params: str | None) -> tuple[str, str, dict] | None:

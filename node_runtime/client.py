@@ -1,6 +1,8 @@
-"""Calling olane tools: one request per libp2p stream, pulled frame by frame so
-that a slow consumer slows the sender (the Yamux window fills) instead of
-filling our memory."""
+"""Calling olane tools: one request at a time per libp2p stream, pulled frame by
+frame so that a slow consumer slows the sender (the Yamux window fills) instead
+of filling our memory. A stream whose call ended with its terminal frame goes
+back to the peer pool for the next call (no stream open, no multistream-select);
+any other end resets it."""
 from __future__ import annotations
 
 import time
@@ -76,7 +78,10 @@ class StreamingCall:
         self.started_at: float | None = None  # time.monotonic() when the request was written
         self.wire_codec: str | None = None
         self._stream = None
+        self._peer = None  # the libp2p peer the stream goes to
         self._release = None
+        self._ended_cleanly = False  # the terminal frame arrived: the stream may serve another call
+        self.reused_stream = False  # this call runs on a pooled stream
         self._decoder = FrameDecoder(limits.max_frame_bytes)
         self._payloads: deque[bytes] = deque()  # frames read, not yet decoded (see _next_frame)
         self._batch_frame: Response | None = None  # the batched frame being handed out chunk by chunk
@@ -98,8 +103,10 @@ class StreamingCall:
     async def start(self) -> None:
         if self._stream is not None or self.done:
             return
-        if self.timeout is not None:
-            self._deadline = trio.current_time() + self.timeout
+        if self.timeout is None:  # no deadline for the whole call: no cancel scope to pay for
+            await self._start()
+            return
+        self._deadline = trio.current_time() + self.timeout
         with trio.move_on_at(self._deadline) as scope:
             await self._start()
         if scope.cancelled_caught:
@@ -117,16 +124,28 @@ class StreamingCall:
             self._reader = ChunkReader(self.id, self.method, node.connection_id)
         self.wire_codec = codec  # the codec actually used (recordings name it)
         self._release = peers.take_stream_slot(peer_id)
+        self._peer = peer_id
         try:
-            self._stream = await peers.open_stream(peer_id, self.address, self.protocol)
+            self._stream, self.reused_stream = await peers.stream_for(peer_id, self.address, self.protocol)
             envelope = route_request(
                 self.address.value, self.method, self.params, request_id=self.id,
                 connection_id=node.connection_id, caller_address=node.address.value, streaming=self.streaming,
                 batch=batch, resumable=self.resumable, share=self.share,
             )
+            request = frame(codecs.encode(envelope, codec))
             self.started_at = time.monotonic()
             self._frame_deadline = trio.current_time() + self.first_frame_timeout
-            await write_shielded(self._stream, frame(codecs.encode(envelope, codec)), node.limits.write_timeout)
+            try:
+                await write_shielded(self._stream, request, node.limits.write_timeout)
+            except Exception:
+                if not self.reused_stream:
+                    raise
+                # the pooled stream went away between the check and the write: nothing
+                # reached the node, so a new stream is as good
+                stale, self._stream, self.reused_stream = self._stream, None, False
+                await reset_quietly(stale)
+                self._stream = await peers.open_stream(peer_id, self.address, self.protocol)
+                await write_shielded(self._stream, request, node.limits.write_timeout)
         except BaseException as exc:
             await self.aclose()
             if isinstance(exc, OlaneError) or not isinstance(exc, Exception):
@@ -167,13 +186,15 @@ class StreamingCall:
         return chosen or learned, batch and want_batch
 
     async def aclose(self) -> None:
-        """End the call. If the final frame has not come, reset the stream (cancel)."""
+        """End the call. If the final frame has not come, reset the stream
+        (cancel); if it has, give the stream to the pool (or close it)."""
         stream, self._stream = self._stream, None
         if stream is not None:
-            if self.done:
-                await close_quietly(stream)
-            else:
+            if not self.done:
                 await reset_quietly(stream)
+            elif not (self._ended_cleanly and not self._payloads and not self._decoder.buffered and not self.frames_after_final
+                      and self.node.peers.pool_stream(self._peer, self.protocol or self.address.protocol, stream)):
+                await close_quietly(stream)
         if not self.done:
             self.done = True
             if self.error is None:
@@ -241,12 +262,14 @@ class StreamingCall:
         if response.error is not None:
             self.error = response.error
             self.done = True
+            self._ended_cleanly = True  # an error frame is a terminal frame like any other
             await self.aclose()
             raise response.error
         if response.last:
             self.final = response.data
             self.final_response = response
             self.done = True
+            self._ended_cleanly = True
             await self.aclose()
         else:
             self.chunks += 1

@@ -72,7 +72,8 @@ def nest(tools: Iterable[Tool], parent: str = LEADER) -> tuple[list[Tool], list[
         else:
             holder = UnitTool(unit)
             out.append(holder)
-        holder.methods.update(_PARENT_METHODS)
+        for name, spec in _PARENT_METHODS.items():  # a tool's own methods (its handshake too) win
+            holder.methods.setdefault(name, spec)
         units.append(unit)
     return out, units
 

@@ -15,12 +15,41 @@ py-libp2p that changes it fails a test and the fix can go) and the fix.
 2. Peers not allowed (an allowlist of peer ids) are refused at connection
    time: `Swarm.add_conn` is where an upgraded connection, its peer id now
    proven by Noise, is registered; a refused one is closed before any stream.
+3. A relay's streams to the next hop park up to 16 MiB each: Yamux doubles a
+   stream's receive window (`YamuxStream._apply_autotune_epoch`, up to
+   `MAX_WINDOW_SIZE`) whenever its reader kept up for a few round trips, and a
+   relay reads fast until its own caller slows down; then the far node fills
+   the grown window, in the relay's memory. 100 slow relayed streams took a
+   relay from 93 to 417 MiB. The window grows during the stream's protocol
+   negotiation already (2 MiB when `host.new_stream` returns), so the cap goes
+   on at creation: streams opened inside `capped_windows(limit)` (a context
+   variable read by a wrapped `Yamux.open_stream`) keep their window at most
+   `limit` bytes (the relay's `Limits.relay_window_bytes`).
+4. Opening a stream costs two round trips of multistream-select:
+   `MultiselectClient.select_one_of` writes `/multistream/1.0.0`, waits for
+   its echo, and only then writes the protocol and waits again. js-libp2p
+   (TypeScript olane) and go-libp2p send both in one write and read both
+   answers; servers read them in order, so the answers are the same. The fix
+   does that when one protocol is asked for (all our calls): one round trip
+   and one write per stream open, which matters most when the connection is
+   busy (100 streams opened at once wait behind each other's data).
+5. A Yamux window update is sent after every read. py-libp2p's
+   `YamuxStream._auto_tune_and_send_window_update` credits the bytes of each
+   read at once when less than half the window is owed ("partial slack"), so
+   every read costs one more Noise-encrypted write and a syscall on the
+   reading side, and a wake-up and a read on the sending side: for a unary
+   call, two of its four Noise messages. go-yamux (and js-libp2p) send an
+   update only once half the window is owed, which leaves the sender at least
+   half a window of room while the reader keeps up. The fix does that, for
+   every Yamux stream of the process (py-libp2p makes streams deep inside its
+   muxer; the class is the one place to reach them), once.
 """
 from __future__ import annotations
 
 import contextvars
 import logging
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import trio
 
@@ -109,3 +138,183 @@ def admit_only(swarm, allowed: Callable[[str], bool]) -> None:
 def inbound_slots_in_use(swarm) -> int:
     """How many inbound limiter slots are taken (for tests and soak figures)."""
     return int(swarm._inbound_limiter.borrowed_tokens)
+
+
+#: the window cap for Yamux streams opened in this context (fix 3)
+_window_cap: contextvars.ContextVar["int | None"] = contextvars.ContextVar("olane_window_cap", default=None)
+
+
+@contextmanager
+def capped_windows(limit: int) -> Iterator[None]:
+    """Fix 3: Yamux streams opened inside this block keep their receive window at most `limit`."""
+    _wrap_yamux_open_stream()
+    token = _window_cap.set(limit)
+    try:
+        yield
+    finally:
+        _window_cap.reset(token)
+
+
+def _wrap_yamux_open_stream() -> None:
+    from libp2p.stream_muxer.yamux.yamux import Yamux
+
+    if getattr(Yamux.open_stream, "_olane_capped", False):
+        return
+    original = Yamux.open_stream
+
+    async def open_stream(self):
+        stream = await original(self)
+        limit = _window_cap.get()
+        if limit is not None:
+            cap_receive_window(stream, limit)
+        return stream
+
+    open_stream._olane_capped = True
+    Yamux.open_stream = open_stream
+
+
+def cap_receive_window(stream, limit: int) -> bool:
+    """Fix 3: the Yamux receive window of `stream` (a NetStream or a YamuxStream) stays
+    at most `limit` bytes from now on. False when the stream is not one this fix knows."""
+    muxed = getattr(stream, "muxed_stream", stream)
+    original = getattr(muxed, "_apply_autotune_epoch", None)
+    if original is None or not hasattr(muxed, "target_recv_window"):
+        return False
+    muxed.target_recv_window = min(muxed.target_recv_window, limit)
+
+    def capped(buffered: int) -> int:
+        if muxed.target_recv_window * 2 > limit:  # doubling would pass the cap: stay
+            muxed.epoch_start = trio.current_time()
+            return 0
+        return original(buffered)
+
+    muxed._apply_autotune_epoch = capped
+    return True
+def pipeline_protocol_select(host) -> None:
+    """Fix 4: select one protocol in one round trip (handshake and protocol in
+    one write, then both answers read); several protocols: py-libp2p's own way."""
+    from libp2p.protocol_muxer.exceptions import MultiselectClientError, MultiselectCommunicatorError
+    from libp2p.protocol_muxer.multiselect_client import (
+        MULTISELECT_PROTOCOL_ID, PROTOCOL_NOT_FOUND_MSG, DEFAULT_NEGOTIATE_TIMEOUT,
+    )
+    from libp2p.protocol_muxer.multiselect_communicator import MultiselectCommunicator
+    from libp2p.utils import encode_delim
+
+    client = host.multiselect_client
+    original = client.select_one_of
+
+    async def select_one_of(protocols, communicator, negotiate_timeout=DEFAULT_NEGOTIATE_TIMEOUT):
+        if len(protocols) != 1 or type(communicator) is not MultiselectCommunicator:
+            return await original(protocols, communicator, negotiate_timeout)
+        protocol = protocols[0]
+        wanted = str(protocol)
+        with trio.move_on_after(negotiate_timeout):
+            try:
+                await communicator.read_writer.write(
+                    encode_delim(MULTISELECT_PROTOCOL_ID.encode()) + encode_delim(wanted.encode()))
+            except Exception as error:
+                raise MultiselectClientError(f"handshake write failed: {error}") from error
+            try:
+                hello, answer = await _read_answers(communicator.read_writer, 2)
+            except (MultiselectCommunicatorError, ValueError) as error:
+                raise MultiselectClientError(f"protocol read failed: {error}, protocol={protocol}") from error
+            except Exception as error:  # the stream ended or was reset
+                raise MultiselectClientError(f"protocol read failed: {error!r}, protocol={protocol}") from error
+            if hello != MULTISELECT_PROTOCOL_ID:
+                raise MultiselectClientError(f"multiselect protocol ID mismatch: expected "
+                                             f"{MULTISELECT_PROTOCOL_ID}, got {hello!r}")
+            if answer == wanted:
+                return protocol
+            if answer == PROTOCOL_NOT_FOUND_MSG:
+                raise MultiselectClientError(f"protocols not supported: tried [{wanted!r}], "
+                                             f"timeout={negotiate_timeout}s. Last error: protocol not supported: "
+                                             f"{protocol}, response={answer!r}")
+            if answer == MULTISELECT_PROTOCOL_ID:  # the peer restarted the handshake: py-libp2p's own retry
+                return await client.try_select(communicator, protocol)
+            raise MultiselectClientError(f"unrecognized response: {answer!r}, expected {wanted!r} or "
+                                         f"{PROTOCOL_NOT_FOUND_MSG!r}, protocol={protocol}")
+        raise MultiselectClientError(f"response timed out after {negotiate_timeout}s, protocols tried: [{wanted!r}]")
+
+    client.select_one_of = select_one_of
+
+
+_GO_STYLE_WINDOW_UPDATES = False
+
+
+def window_updates_go_style() -> None:
+    """Fix 5: Yamux window updates only once half the receive window is owed
+    (go-yamux semantics), not after every read. Process-wide, idempotent."""
+    global _GO_STYLE_WINDOW_UPDATES
+    if _GO_STYLE_WINDOW_UPDATES:
+        return
+    from libp2p.stream_muxer.yamux.yamux import YamuxStream
+
+    async def auto_tune_and_send_window_update(self, *, bytes_read: int = 0) -> None:
+        total = 0
+        async with self.window_lock:
+            if bytes_read > 0:
+                self._pending_recv_release += bytes_read
+            buffered = len(self.conn.stream_buffers.get(self.stream_id, b""))
+            owed = self.target_recv_window - (self.recv_window + buffered)
+            threshold = self._grow_threshold()
+            if owed >= threshold and owed > 0:  # py-libp2p's own "GrowTo", unchanged
+                total = self._grow_to_delta(buffered) + self._apply_autotune_epoch(buffered)
+                self._pending_recv_release = 0
+            elif self._pending_recv_release >= threshold > 0:
+                total = self._pending_recv_release
+                self.recv_window += total
+                self._pending_recv_release = 0
+                total += self._apply_autotune_epoch(buffered)
+            # else: under half the window owed; the sender still has room for the rest
+        if total > 0:
+            await self.send_window_update(total, skip_lock=True)
+
+    YamuxStream._olane_original_window_update = YamuxStream._auto_tune_and_send_window_update
+    YamuxStream._auto_tune_and_send_window_update = auto_tune_and_send_window_update
+    _GO_STYLE_WINDOW_UPDATES = True
+
+
+async def _read_answers(stream, count: int) -> list[str]:
+    """`count` multistream-select messages (varint length, text, newline) read in
+    as few reads as they arrive in, usually one (py-libp2p reads a byte at a time:
+    each read is a trip through the scheduler, ~4 per stream open, and on a busy
+    connection each trip waits for every other task). A server sends nothing
+    after its answer until it has our request, so nothing is read past them."""
+    buffer = b""
+    while True:
+        messages, end = _parse_messages(buffer, count)
+        if len(messages) == count:
+            if end != len(buffer):
+                raise ValueError(f"{len(buffer) - end} unexpected bytes after the protocol answer")
+            return messages
+        data = await stream.read(1024)
+        if not data:
+            raise ValueError("the stream ended during protocol selection")
+        buffer += data
+
+
+def _parse_messages(buffer: bytes, count: int) -> tuple[list[str], int]:
+    messages: list[str] = []
+    pos = 0
+    while len(messages) < count:
+        length = shift = 0
+        i = pos
+        while True:
+            if i >= len(buffer):
+                return messages, pos
+            byte = buffer[i]
+            length |= (byte & 0x7F) << shift
+            i += 1
+            if not byte & 0x80:
+                break
+            shift += 7
+            if shift > 63:
+                raise ValueError("a malformed length prefix")
+        if i + length > len(buffer):
+            return messages, pos
+        body = buffer[i:i + length]
+        if not body.endswith(b"\n"):
+            raise ValueError(f"a message not ended by a newline: {body[:40]!r}")
+        messages.append(body[:-1].decode())
+        pos = i + length
+    return messages, pos

@@ -31,9 +31,21 @@ class Limits:
     max_active_requests: int = 4096
     #: requests one peer may have running at once; more -> 4016 for that peer only
     max_requests_per_peer: int = 256
-    #: streams a client opens at once on one connection (py-libp2p stalls past 256); more -> 4016
+    #: streams a client has calls open on at once on one connection (py-libp2p stalls past 256); more
+    #: -> 4016. Idle pooled streams (below) hold no slot; the two together stay under 256
     max_streams_per_connection: int = 200
-    #: a connection with no olane stream open for this long is closed (0: never)
+    #: client: streams kept open after a call ended normally, per peer and protocol, for the next
+    #: call to reuse (no stream open, no multistream-select); 0: a new stream per call. A call
+    #: cancelled, timed out or failed on the wire resets its stream: it is never pooled
+    pooled_streams_per_peer: int = 16
+    #: client: a pooled stream unused this long is reset, not reused (shorter than the node's
+    #: `idle_stream_timeout`, so the caller, not the node, normally ends it)
+    pooled_stream_idle_timeout: float = 30.0
+    #: node: a stream with no request running and no byte arriving for this long is closed
+    #: (a caller's pool then opens a new one; 0: never). Such idle streams keep no connection
+    #: busy (`idle_connection_timeout`) and count against no per-peer request limit
+    idle_stream_timeout: float = 120.0
+    #: a connection with no request running on it, in either direction, for this long is closed (0: never)
     idle_connection_timeout: float = 300.0
     #: client: seconds to wait for the first frame of an answer; then 4017
     first_frame_timeout: float = 120.0
@@ -63,3 +75,15 @@ class Limits:
     max_live_streams: int = 64
     #: characters of a stream's parameters `list_streams` shows
     list_params_chars: int = 200
+    #: a relay's stream to the next hop: the most its Yamux receive window may grow to, so a
+    #: relayed stream whose caller reads slowly parks at most this much in the relay
+    #: (py-libp2p grows windows to 16 MiB for readers that keep up; libp2p_fixes.py fix 3)
+    relay_window_bytes: int = 256 * 1024
+    #: a relay's reads from the next hop: what it holds of one relayed stream besides that window
+    #: and the writer toward its caller (`write_buffer_bytes`)
+    relay_read_bytes: int = 64 * 1024
+
+    def __post_init__(self) -> None:
+        if self.max_streams_per_connection + self.pooled_streams_per_peer > 256:
+            raise ValueError("max_streams_per_connection + pooled_streams_per_peer must stay <= 256 "
+                             "(py-libp2p stalls opening the 257th stream of a connection)")

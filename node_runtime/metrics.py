@@ -20,6 +20,7 @@ class NodeMetrics:
         self.chunks_sent = 0
         self.active_streams = 0
         self.streams_total = 0
+        self.idle_streams_closed = 0  # streams reset for idling past Limits.idle_stream_timeout
 
     def begin(self, req: IncomingRequest, peer_id: str | None) -> None:
         """Count a request in; OlaneError 4016 when the node, or this peer, is at its limit."""
@@ -68,6 +69,7 @@ class NodeMetrics:
             "requests": active,
             "requestsTotal": self.requests_total,
             "streamsTotal": self.streams_total,
+            "idleStreamsClosed": self.idle_streams_closed,
             "chunksSent": self.chunks_sent,
             "errorsTotal": self.errors,
         }

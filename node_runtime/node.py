@@ -90,8 +90,10 @@ class Node:
     @asynccontextmanager
     async def run(self) -> AsyncIterator["Node"]:
         handlers = {protocol: self._make_handler(protocol) for protocol in [*self.router.protocols, REUSE_PROTOCOL]}
-        async with self.peers.run(handlers), trio.open_nursery() as live:
-            self.streams.nursery = live  # resumable and shared streams run here, apart from their callers
+        async with self.peers.run(handlers), trio.open_nursery() as nursery:
+            self.streams.nursery = nursery  # resumable and shared streams run here, apart from their callers
+            if self.limits.idle_stream_timeout > 0:
+                nursery.start_soon(self.streams.retire_idle, self.limits.idle_stream_timeout)
             started: list[Tool] = []
             try:
                 for tool in self.tools:
@@ -99,7 +101,7 @@ class Node:
                     started.append(tool)
                 yield self
             finally:
-                live.cancel_scope.cancel()
+                nursery.cancel_scope.cancel()
                 self.streams.nursery = None
                 # writes still in flight may wait on a peer that stopped reading: bound them
                 self.stopping = True

@@ -3,12 +3,14 @@
 Both directions use it. Calling (`client.StreamingCall`) resolves a peer, asks
 which codec it speaks, takes a stream slot and opens a stream; serving
 (`server.StreamSession`) asks which peer a stream came from. It is the one
-place that dials, keeps per-peer state (codecs learned, stream slots in use)
-and turns py-libp2p's dial and stream-open failures into `OlaneError` codes.
+place that dials, keeps per-peer state (codecs learned, stream slots in use,
+idle streams pooled for reuse) and turns py-libp2p's dial and stream-open
+failures into `OlaneError` codes.
 py-libp2p's sharp edges under it are wrapped in `host.py` and `stream_io.py`.
 """
 from __future__ import annotations
 
+from collections import deque
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterable
 
@@ -17,8 +19,9 @@ import trio
 from .addresses import Address
 from .errors import ErrorCode, OlaneError
 from .host import key_pair_from_seed, new_olane_host, parse_peer_multiaddr
-from .libp2p_fixes import admit_only, release_inbound_slots_on_close
+from .libp2p_fixes import admit_only, pipeline_protocol_select, release_inbound_slots_on_close, window_updates_go_style
 from .limits import Limits
+from .stream_io import reset_quietly
 
 #: `handler(stream)` for one libp2p protocol
 StreamHandler = Callable[[Any], Awaitable[None]]
@@ -44,11 +47,16 @@ class PeerPool:
         self._known: dict[str, Any] = {}  # multiaddr or peer id text -> libp2p peer ID
         self._codecs: dict[tuple[str, str], str] = {}  # (peer id, protocol) -> codec it speaks
         self._batches: dict[tuple[str, str], bool] = {}  # (peer id, protocol) -> sends batched chunk frames
+        self._probing: dict[tuple[str, str], trio.Event] = {}  # identify asked, answer not yet in
         self._slots: dict[str, int] = {}  # peer id -> streams we have open to it
         self._last_used: dict[str, float] = {}  # peer id -> when a stream of ours last used it
         self._dialed_at: dict[str, float] = {}  # peer id -> when we last dialed it
         self._proven: set[str] = set()  # peers a stream opened to since we last dialed them
+        # (peer id, protocol) -> idle streams a call ended on normally, oldest first, with when
+        self._pooled: dict[tuple[str, str], deque[tuple[Any, float]]] = {}
         self.idle_closed = 0  # connections closed for being idle
+        self.streams_opened = 0  # outgoing streams opened (stream open + multistream-select)
+        self.streams_reused = 0  # outgoing calls that took a pooled stream instead
 
     @asynccontextmanager
     async def run(self, handlers: dict[str, StreamHandler]) -> AsyncIterator["PeerPool"]:
@@ -76,12 +84,16 @@ class PeerPool:
         swarm = self.host.get_network()
         release_inbound_slots_on_close(swarm)
         admit_only(swarm, self.is_allowed)
+        pipeline_protocol_select(self.host)
+        window_updates_go_style()
         async with self.host.run(listen_addrs=[multiaddr.Multiaddr(a) for a in self.listen]):
             for protocol, handler in handlers.items():
                 self.host.set_stream_handler(TProtocol(protocol), handler)
             async with trio.open_nursery() as nursery:
                 if self.limits.idle_connection_timeout > 0:
                     nursery.start_soon(self._close_idle_connections)
+                if self.limits.pooled_streams_per_peer > 0:
+                    nursery.start_soon(self._retire_pooled_streams)
                 try:
                     yield
                 finally:
@@ -139,7 +151,10 @@ class PeerPool:
             await self.host.get_network().close_peer(peer)
         except Exception:
             pass
-        self._last_used.pop(peer.to_string(), None)
+        key = peer.to_string()
+        self._last_used.pop(key, None)
+        for pool_key in [k for k in self._pooled if k[0] == key]:
+            self._pooled.pop(pool_key, None)  # their connection is gone with them
 
     async def _close_idle_connections(self) -> None:
         """Close connections no olane stream has used, in either direction, for
@@ -149,7 +164,7 @@ class PeerPool:
         while True:
             await trio.sleep(every)
             now = trio.current_time()
-            busy = set(self._busy()) | set(self._slots)
+            busy = set(self._busy()) | set(self._slots)  # pooled idle streams keep nothing busy
             for peer in list(self.host.get_network().connections):
                 key = peer.to_string()
                 if key in busy:
@@ -271,9 +286,19 @@ class PeerPool:
         key = (peer.to_string(), protocol)
         codec = self._codecs.get(key)
         if codec is None:
-            codec, batch = await probe()
-            self._codecs[key] = codec
-            self._batches[key] = batch
+            asking = self._probing.get(key)
+            if asking is not None:  # another call is asking already: one identify, not one per call
+                await asking.wait()
+                codec = self._codecs.get(key)
+            if codec is None:
+                asking = self._probing[key] = trio.Event()
+                try:
+                    codec, batch = await probe()
+                    self._codecs[key] = codec
+                    self._batches[key] = batch
+                finally:
+                    self._probing.pop(key, None)
+                    asking.set()
         return codec, self._batches.get(key, False)
 
     def codecs_learned(self) -> dict[tuple[str, str], str]:
@@ -300,6 +325,60 @@ class PeerPool:
 
         return release
 
+    # -- streams: pooled for reuse, or opened ----------------------------------------
+
+    async def stream_for(self, peer, address: Address, protocol: str | None = None) -> tuple[Any, bool]:
+        """(stream, reused): an idle stream to `peer` for this protocol that an
+        earlier call ended on normally, else a new one (`open_stream`). A pooled
+        stream the peer closed or reset, or idle past
+        `Limits.pooled_stream_idle_timeout`, is dropped, never handed out."""
+        pool = self._pooled.get((peer.to_string(), protocol or address.protocol))
+        if pool:
+            oldest_allowed = trio.current_time() - self.limits.pooled_stream_idle_timeout
+            while pool:
+                stream, since = pool.pop()  # the most recently used: the least likely to be closed
+                if since >= oldest_allowed and _reusable(stream):
+                    self.streams_reused += 1
+                    return stream, True
+                await reset_quietly(stream)
+        return await self.open_stream(peer, address, protocol), False
+
+    def pool_stream(self, peer, protocol: str, stream) -> bool:
+        """Keep `stream` for the next call to `peer` on `protocol`, if the pool
+        has room and the stream is still open both ways. Only for a stream whose
+        call got its terminal frame with nothing left half-read; False: the
+        caller closes it as before."""
+        limit = self.limits.pooled_streams_per_peer
+        if limit <= 0 or self.host is None or not _reusable(stream):
+            return False
+        key = (peer.to_string(), protocol)
+        pool = self._pooled.get(key)
+        if pool is None:
+            pool = self._pooled[key] = deque()
+        if len(pool) >= limit:
+            return False
+        pool.append((stream, trio.current_time()))
+        return True
+
+    def pooled_streams(self) -> int:
+        """Idle streams kept for reuse now, over all peers."""
+        return sum(len(pool) for pool in self._pooled.values())
+
+    async def _retire_pooled_streams(self) -> None:
+        """Reset pooled streams idle past `Limits.pooled_stream_idle_timeout` (the
+        node at the other end keeps a session for each)."""
+        timeout = self.limits.pooled_stream_idle_timeout
+        every = max(0.05, min(10.0, timeout / 4))
+        while True:
+            await trio.sleep(every)
+            oldest_allowed = trio.current_time() - timeout
+            for key, pool in list(self._pooled.items()):
+                while pool and (pool[0][1] < oldest_allowed or not _reusable(pool[0][0])):
+                    stream, _ = pool.popleft()
+                    await reset_quietly(stream)
+                if not pool:
+                    self._pooled.pop(key, None)
+
     async def open_stream(self, peer, address: Address, protocol: str | None = None):
         """A new stream to `peer` for `address` (or `protocol`): 4002 when the
         peer does not serve it, 4017 when opening takes too long."""
@@ -325,6 +404,7 @@ class PeerPool:
                                              f"running there any more") from None
                         raise exc from None  # what the first attempt said (e.g. closed by an allowlist)
             self._proven.add(peer.to_string())
+            self.streams_opened += 1
             return stream
         except StreamFailure as exc:
             raise OlaneError(ErrorCode.NOT_FOUND, "Address not found",
@@ -366,6 +446,25 @@ def _refused(exc: BaseException, depth: int = 0) -> bool:
     grouped = getattr(exc, "exceptions", None) or getattr(exc, "errors", None) or ()  # py-libp2p's MultiError: errors
     inner = [exc.__cause__, exc.__context__, *(grouped if isinstance(grouped, (list, tuple)) else ())]
     return any(e is not None and _refused(e, depth + 1) for e in inner)
+
+
+def _reusable(stream) -> bool:
+    """Open both ways, on a live connection, with no unread bytes waiting (a late
+    frame, or part of one, would be read by the next call)."""
+    muxed = getattr(stream, "muxed_stream", None)
+    if muxed is None:
+        return False
+    if (getattr(muxed, "closed", True) or getattr(muxed, "send_closed", True) or getattr(muxed, "recv_closed", True)
+            or getattr(muxed, "reset_received", True)):
+        return False
+    conn = getattr(muxed, "conn", None)
+    if conn is None or getattr(conn, "is_closed", True):
+        return False
+    shutting_down = getattr(conn, "event_shutting_down", None)
+    if shutting_down is not None and shutting_down.is_set():
+        return False
+    buffers = getattr(conn, "stream_buffers", None)
+    return not (buffers and buffers.get(muxed.stream_id))
 
 
 def _sole_exception(group: BaseExceptionGroup) -> BaseException | None:

@@ -10,7 +10,9 @@ then its own leader), sends the envelope on unchanged except `params.address`,
 and passes back every frame of the answer as it arrives, chunks included, in
 order, untouched (`_sequence` and `success: false` survive). One frame at a
 time: the next is read only once the caller's writer took the last, so a slow
-caller slows the far tool and a relay holds at most one read. A caller that
+caller slows the far tool and a relay holds at most one read (`relay_read_bytes`) per
+relayed call, besides the next hop's receive window (capped: `relay_window_bytes`) and
+its writer's buffer. A caller that
 goes away cancels the relay, which resets the next hop's stream at once.
 A node that leads or parents no one answers 4002.
 """
@@ -26,6 +28,7 @@ from .addresses import Address
 from .codec import JSON
 from .errors import ErrorCode, OlaneError
 from .framing import FrameDecoder, frame
+from .libp2p_fixes import capped_windows
 from .messages import IncomingRequest
 from .registry import Registry, transports_of
 from .stream_io import STREAM_ENDED, close_quietly, reset_quietly, write_shielded
@@ -210,7 +213,8 @@ async def relay(node, req: IncomingRequest, hop: Hop, reply: Reply) -> None:
     stream = None
     done = False
     try:
-        stream = await node.peers.open_stream(peer, Address.parse(hop.address), hop.protocol)
+        with capped_windows(limits.relay_window_bytes):  # a slow caller parks at most this here
+            stream = await node.peers.open_stream(peer, Address.parse(hop.address), hop.protocol)
         await write_shielded(stream, frame(codecs.encode(envelope, JSON)), limits.write_timeout)
         decoder = FrameDecoder(limits.max_frame_bytes)
         frames = 0
@@ -219,7 +223,7 @@ async def relay(node, req: IncomingRequest, hop: Hop, reply: Reply) -> None:
             data = b""
             with trio.move_on_after(timeout) as scope:
                 try:
-                    data = await stream.read(limits.read_size)
+                    data = await stream.read(limits.relay_read_bytes)
                 except STREAM_ENDED:
                     data = b""
             if scope.cancelled_caught:

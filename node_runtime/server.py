@@ -2,6 +2,11 @@
 its own task, answer on the same stream (several requests may share a stream,
 matched by id), exactly one terminal frame per request.
 
+A stream stays open between requests (callers pool streams for their next
+call). While no request runs on it, it keeps its connection from no idle
+timeout and counts against no request limit; idle past
+`Limits.idle_stream_timeout`, the node resets it.
+
 No input ends more than its own request: a frame that cannot be read is
 answered with an error frame (or, when framing is lost, the stream is reset),
 and a failure while answering (an answer that cannot be encoded, or is larger
@@ -43,6 +48,14 @@ class StreamSession:
         self.writer = FrameWriter(stream, self.limits.write_buffer_bytes, self.limits.write_timeout)
         self.peer_id = node.peers.peer_of(stream)
         self.budget = None  # this stream's share of Limits.max_buffered_bytes (streams.InputBudget)
+        self.running = 0  # requests running on this stream now
+        self.last_active = trio.current_time()  # when a request last arrived or ended
+        self._decoder: FrameDecoder | None = None
+
+    @property
+    def busy(self) -> bool:
+        """A request runs on this stream, or part of one has arrived."""
+        return self.running > 0 or (self._decoder is not None and self._decoder.buffered > 0)
 
     async def serve(self) -> None:
         metrics = self.node.metrics
@@ -72,7 +85,7 @@ class StreamSession:
         """Read frames until the client goes away. Returns True when the stream
         must be reset (client gone mid-request, or an unreadable byte stream)."""
         limits = self.limits
-        decoder = FrameDecoder(limits.max_frame_bytes)
+        decoder = self._decoder = FrameDecoder(limits.max_frame_bytes)
         stream = self.stream
         read_size = limits.read_size
         budget = self.budget
@@ -85,6 +98,7 @@ class StreamSession:
                 return bool(requests.child_tasks)
             if not data:
                 return bool(requests.child_tasks)
+            self.last_active = trio.current_time()
             try:
                 payloads = decoder.feed(data)
             except OlaneError as exc:  # a frame over the limit, a broken length prefix
@@ -131,6 +145,22 @@ class StreamSession:
             pass
 
     async def _run_request(self, req: IncomingRequest, codec: str) -> None:
+        self.running += 1
+        try:
+            await self._run_counted(req, codec)
+        finally:
+            self.running -= 1
+            self.last_active = trio.current_time()
+
+    async def retire_if_idle(self, idle_for: float) -> None:
+        """Reset the stream if nothing has run or arrived on it for `idle_for`
+        seconds (StreamRegistry.retire_idle); its read loop then ends. A reset,
+        not a cancelled read: a read cut short mid window-update breaks Noise."""
+        if not self.busy and trio.current_time() - self.last_active >= idle_for:
+            self.node.metrics.idle_streams_closed += 1
+            await reset_quietly(self.stream)
+
+    async def _run_counted(self, req: IncomingRequest, codec: str) -> None:
         node = self.node
         metrics = node.metrics
         streaming = False

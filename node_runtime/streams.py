@@ -58,10 +58,11 @@ class StreamRegistry:
         return len(self._sessions)
 
     def peers(self) -> dict[str, int]:
-        """peer id -> streams of it being served now."""
+        """peer id -> its streams with a request running (or arriving) now; a
+        stream idle between requests (a caller's pooled one) does not count."""
         out: dict[str, int] = {}
         for session in self._sessions:
-            if session.peer_id is not None:
+            if session.peer_id is not None and session.busy:
                 out[session.peer_id] = out.get(session.peer_id, 0) + 1
         return out
 
@@ -82,6 +83,17 @@ class StreamRegistry:
         self.buffered_bytes += delta
         budget.held = now
         return True
+
+    async def retire_idle(self, timeout: float) -> None:
+        """Forever: reset streams nothing has run on for `timeout` seconds (a
+        caller's pooled streams it forgot; callers retire theirs sooner)."""
+        import trio
+
+        every = max(0.05, min(30.0, timeout / 4))
+        while True:
+            await trio.sleep(every)
+            for session in list(self._sessions):
+                await session.retire_if_idle(timeout)
 
     def stop_soon(self, grace: float) -> None:
         """The node is stopping: give every write in flight at most `grace` seconds."""

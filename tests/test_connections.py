@@ -91,8 +91,11 @@ def test_the_node_closes_connections_idle_past_the_limit_but_not_busy_ones():
                 async for _ in busy.use_streaming("o://slow", "tick", {"count": 25}, via=ma, timeout=20):
                     chunks += 1  # 2.5 s of one stream: its connection is in use throughout
                 assert chunks == 25
+                # the idle caller's pooled stream kept its connection from nothing
                 assert idle.peer_id not in node.peers.connected_peers()
                 assert node.peers.idle_closed >= 1
+                # and its next call redials and opens a new stream, unnoticed
+                assert await idle.use("o://slow", "ping", via=ma, timeout=10) == {"message": "Pong!"}
 
     run_trio(body)
 
@@ -169,3 +172,125 @@ def test_olane_node_refuses_a_bad_allowlist_and_knows_what_is_loopback():
     # listen on 127.0.0.1 only)
     assert _is_loopback("/ip4/127.0.0.1/tcp/0") and _is_loopback("/ip6/::1/tcp/4001")
     assert not _is_loopback("/ip4/0.0.0.0/tcp/4001") and not _is_loopback("/ip4/192.0.2.7/tcp/4001")
+
+
+def test_py_libp2p_grows_a_streams_receive_window_and_capped_windows_keeps_it_small():
+    """Fix 3: py-libp2p grows a Yamux stream's receive window toward 16 MiB (already during the
+    protocol negotiation); a relay opens its next-hop streams inside `capped_windows`."""
+    from contextlib import nullcontext
+
+    from node_runtime.libp2p_fixes import capped_windows
+    from stream_demo_tool import StreamDemoTool
+
+    limit = 256 * 1024
+
+    async def body():
+        async with Node([StreamDemoTool("o://w")]) as node:
+            ma = node.listen_addrs[0]
+            largest = {}
+            for cap in (None, limit):
+                # a client each: the second call must open its stream here, not take the first's from the pool
+                async with Client(codec="json") as client:
+                    with capped_windows(cap) if cap else nullcontext():
+                        call = client.use_streaming("o://w", "stream_items", {"count": 20_000}, via=ma)
+                        await call.start()
+                    muxed = call._stream.muxed_stream
+                    seen = 0
+                    async for _ in call:
+                        largest[cap] = max(largest.get(cap, 0), muxed.target_recv_window)
+                        seen += 1
+                    assert seen == 20_000
+            assert largest[None] > limit  # the behaviour fixed (if this fails, py-libp2p changed: drop the fix)
+            assert largest[limit] <= limit
+
+    run_trio(body, 30)
+def test_protocol_select_takes_one_write_with_the_fix_and_two_without():
+    """Fix 4 (libp2p_fixes.pipeline_protocol_select) and its pin: a bare py-libp2p
+    host writes the multistream handshake, waits for its echo, then writes the
+    protocol (two writes, two round trips per stream open); with the fix both go
+    in one write, and the node still answers, and still says when it serves no
+    such protocol (4002). When the pin fails, py-libp2p pipelines by itself: drop the fix."""
+    from libp2p.custom_types import TProtocol
+    from libp2p.host.exceptions import StreamFailure
+    from libp2p.network.stream.net_stream import NetStream
+
+    from node_runtime.libp2p_fixes import pipeline_protocol_select
+
+    writes: list[object] = []  # the stream each write went to
+    original_write = NetStream.write
+
+    async def counting_write(self, data: bytes) -> None:
+        writes.append(self)
+        await original_write(self, data)
+
+    async def open_and_count(host, peer) -> int:
+        writes.clear()
+        stream = await host.new_stream(peer, [TProtocol("/o/seq")])
+        count = sum(1 for s in writes if s is stream)
+        await stream.reset()
+        return count
+
+    async def body():
+        async with Node([Tool("o://seq")]) as node:
+            peer = parse_peer_multiaddr(node.listen_addrs[0])
+            bare = new_olane_host(key_pair_from_seed("bare-select"))
+            async with bare.run(listen_addrs=[]):
+                with trio.fail_after(10):
+                    await bare.connect(peer)
+                    NetStream.write = counting_write
+                    try:
+                        without = await open_and_count(bare, peer.peer_id)
+                        pipeline_protocol_select(bare)
+                        with_fix = await open_and_count(bare, peer.peer_id)
+                        with pytest.raises(StreamFailure):
+                            await bare.new_stream(peer.peer_id, [TProtocol("/o/nobody")])
+                    finally:
+                        NetStream.write = original_write
+            async with Client() as client:  # a whole call over the fixed select
+                assert await client.use("o://seq", "ping", via=node.listen_addrs[0], timeout=10) == {"message": "Pong!"}
+        return without, with_fix
+
+    assert run_trio(body) == (2, 1)
+
+
+def test_yamux_window_updates_after_every_read_without_the_fix_and_once_half_is_owed_with_it():
+    """Fix 5 (libp2p_fixes.window_updates_go_style) and its pin: py-libp2p sends a
+    Yamux window update after every read, so ten pings cost twenty more encrypted
+    writes (the node reading each request, the client each answer); with the fix,
+    none until half the window is owed. When the pin fails, py-libp2p has changed
+    its policy: look again at the fix."""
+    from libp2p.stream_muxer.yamux.yamux import YamuxStream
+
+    from node_runtime.libp2p_fixes import window_updates_go_style
+
+    window_updates_go_style()
+    fixed = YamuxStream._auto_tune_and_send_window_update
+    original = YamuxStream._olane_original_window_update
+    send_update = YamuxStream.send_window_update
+    sent: list[int] = []
+
+    async def counting(self, increment: int, skip_lock: bool = False) -> None:
+        sent.append(increment)
+        await send_update(self, increment, skip_lock)
+
+    async def body():
+        counts = {}
+        async with Node([Tool("o://seq")]) as node, Client() as client:
+            ma = node.listen_addrs[0]
+            YamuxStream.send_window_update = counting
+            try:
+                for name, policy in (("py-libp2p", original), ("fixed", fixed)):
+                    YamuxStream._auto_tune_and_send_window_update = policy
+                    await client.use("o://seq", "ping", via=ma, timeout=10)
+                    sent.clear()
+                    for _ in range(10):
+                        assert await client.use("o://seq", "ping", via=ma, timeout=10) == {"message": "Pong!"}
+                    counts[name] = len(sent)
+            finally:
+                YamuxStream.send_window_update = send_update
+                YamuxStream._auto_tune_and_send_window_update = fixed
+        return counts
+
+    counts = run_trio(body)
+    assert counts["py-libp2p"] >= 20
+    assert counts["fixed"] == 0

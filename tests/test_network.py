@@ -357,3 +357,37 @@ def test_cli_leader_node_call_and_network(tmp_path):
         if node is not None:
             stop_process(node)
         stop_process(leader)
+
+
+def test_network_up_prints_the_leader_lists_nested_nodes_and_stops_every_process_on_ctrl_c(tmp_path):
+    """`olane network up --nodes 3`: a leader and 3 node processes (one two deep); `olane network
+    --json` lists them reachable; SIGINT to `network up` alone stops every node process."""
+    import json as _json
+    import os
+    import re
+    import signal
+    import subprocess
+
+    from process_helpers import OLANE, read_listening_line, stop_process
+
+    env = {**os.environ, "OLANE_DATA_DIR": str(tmp_path)}
+    up = subprocess.Popen([OLANE, "network", "up", "--nodes", "3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, env=env, start_new_session=True)  # no terminal Ctrl-C reaches the nodes
+    try:
+        lma = read_listening_line(up, timeout=90)
+        done = subprocess.run([OLANE, "network", lma, "--json"], capture_output=True, text=True, timeout=60, env=env)
+        assert done.returncode == 0, done.stderr
+        rows = {r["address"]: r for r in _json.loads(done.stdout)}
+        nodes = {"o://leader/demo0", "o://leader/sqlite1", "o://leader/sqlite1/files2"}
+        assert nodes <= set(rows), rows.keys()
+        assert all(rows[a]["reachable"] for a in nodes)
+        assert len({rows[a]["peerId"] for a in nodes}) == 3  # three processes
+        up.send_signal(signal.SIGINT)
+        assert up.wait(30) == 0
+        narrative = up.stderr.read()
+        pids = [int(p) for p in re.findall(r"^node o://\S+ pid (\d+) ", narrative, re.M)]
+        assert len(pids) == 3, narrative
+        for pid in pids:  # gone (reaped by network up), not merely told to stop
+            assert not os.path.exists(f"/proc/{pid}") or "olane" not in open(f"/proc/{pid}/cmdline").read()
+    finally:
+        stop_process(up)

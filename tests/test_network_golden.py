@@ -212,3 +212,95 @@ async def test_our_node_registers_and_stops_with_the_recorded_frames():
         assert by_name["notify"].params["eventData"] == {"address": "o://leader/alpha", "reason": "graceful_shutdown",
                                                          "expectedDowntime": None}
         assert by_name["remove"].params["peerId"] == commit["peerId"]
+
+
+def recorded_route(case: str, method: str, caller: str, protocol: str = "/o/leader") -> dict:
+    """The route envelope `caller` sent (on `protocol`) in `case` (a frame on /o/reuse names its
+    caller `o://reuse`: then the one whose `source` is `caller`)."""
+    for f in FRAMES:
+        p = payload(f)
+        if f["case"] == case and f["protocol"] == protocol and f["direction"] == "client->server" \
+                and p.get("method") == "route" and p["params"]["payload"]["method"] == method \
+                and caller in (p["params"]["_callerAddress"], p["params"]["payload"]["params"].get("source")):
+            return p
+    raise AssertionError((case, method, caller))
+
+
+class RecordingParent(RecordingLeader):
+    """alpha, served here: what a node under o://leader/alpha sends its parent lands here."""
+
+    address = "o://leader/alpha"
+
+    async def _tool_child_register(self, request: Request):
+        self.seen.append(("alpha:child_register", request))
+        return {"message": f"Child node registered with parent! {request.params.get('address')}",
+                "parentTransports": []}
+
+    async def _tool_notify(self, request: Request):
+        self.seen.append(("alpha:notify", request))
+        return {"success": True, "message": "Notification node:stopping emitted"}
+
+
+class ListingRegistry(RecordingRegistry):
+    """Lists what was committed to it, as a registry does (so a listed node stops re-registering)."""
+
+    async def _tool_search(self, request: Request):
+        return [r.params for name, r in self.seen if name == "commit"
+                and r.params.get("address") == request.params.get("address")]
+
+
+@trio_test(60)
+async def test_our_node_two_deep_stops_and_re_registers_after_a_leader_restart_with_the_recorded_frames():
+    """R5: a node under o://leader/alpha sends `notify node:stopping` to its parent (routed by the
+    leader) with beta's recorded shape, then `remove {peerId}` with the recorded shape (R3: TS nodes
+    never send one at stop). R6: the leader restarts (same seed and port, nothing kept); the node
+    registers again, `child_register` and `commit` with the recorded re-registration shapes."""
+    from contextlib import AsyncExitStack
+
+    first_seen: list = []
+    second_seen: list = []
+    async with AsyncExitStack() as stack:
+        nursery = await stack.enter_async_context(trio.open_nursery())
+        stop_first = trio.Event()
+
+        async def fake_leader(seen, stop, listen, task_status=trio.TASK_STATUS_IGNORED):
+            async with Node([RecordingLeader(seen), ListingRegistry(seen), RecordingParent(seen)],
+                            seed="golden-restart", listen=listen) as n:
+                task_status.started(n.listen_addrs[0])
+                await stop.wait()
+
+        lma = await nursery.start(fake_leader, first_seen, stop_first, ["/ip4/127.0.0.1/tcp/0"])
+        tools, units = nest([StreamDemoTool("o://beta")], parent="o://leader/alpha")
+        beta = await stack.enter_async_context(Node(tools))
+        with trio.fail_after(30):
+            async with joined(beta, lma, parent="o://leader/alpha", units=units, heartbeat=0.3):
+                # to its parent (the leader routes the envelope to o://leader/alpha), then the registry
+                assert [name for name, _ in first_seen] == ["alpha:child_register", "commit"]
+                stop_first.set()
+                await trio.sleep(0.3)
+                stop_second = trio.Event()
+                await nursery.start(fake_leader, second_seen, stop_second, [lma.split("/p2p/")[0]])
+                while [name for name, _ in second_seen][:2] != ["alpha:child_register", "commit"]:
+                    await trio.sleep(0.05)
+                registered = len(second_seen)
+            names = [name for name, _ in second_seen]
+            assert names[registered:] == ["alpha:notify", "remove"]  # listed: no third registration
+            stop_second.set()
+
+    by_name = {name: request for name, request in second_seen}
+    caller = "o://leader/alpha/beta"
+    for name, case in (("child_register", "R2"), ("commit", "R6"), ("notify", "R5")):
+        protocol = "/o/reuse" if name == "notify" else "/o/leader"
+        recorded = recorded_route(case, name, caller, protocol)["params"]
+        request = by_name["alpha:" + name if name != "commit" else name]
+        ours = {k: v for k, v in request.params.items() if k not in ("_connectionId", "_requestMethod")}
+        assert shape(ours) == shape(recorded["payload"]["params"]), name
+        assert request.caller_address == caller  # TS beta sent notify to alpha itself on /o/reuse: o://reuse
+        assert recorded["address"] == ("o://registry" if name == "commit" else "o://leader/alpha")
+    assert by_name["alpha:notify"].params["eventData"] == {"address": caller, "reason": "graceful_shutdown",
+                                                           "expectedDowntime": None}
+    assert by_name["alpha:notify"].params["source"] == caller
+    remove = recorded_route("R3", "remove", "o://driver")["params"]["payload"]["params"]
+    ours = {k: v for k, v in by_name["remove"].params.items() if k not in ("_connectionId", "_requestMethod")}
+    assert shape(ours) == shape(remove) and ours["peerId"] == beta.peer_id
+    assert by_name["commit"].params["address"] == caller and by_name["commit"].params["staticAddress"] == "o://beta"

@@ -17,7 +17,10 @@ import trio
 
 from node_runtime import Client, ErrorCode, Limits, Node, OlaneError, code_name
 
+from .network import LEADER, Network
 from .stream_store import DEFAULT_MAX_CHUNKS, DEFAULT_STALL_AFTER, StreamRecord
+
+LEADER_PROTOCOL = "/o/leader"
 
 
 @dataclass
@@ -69,6 +72,7 @@ class Target:
     #: its live streams as `list_streams` last answered (those this console may see); None: not asked
     #: yet or not offered (a TypeScript node)
     streams: "list[dict[str, Any]] | bool | None" = None
+    network: Network | None = None  # a leader: the nodes its registry lists (console/core/network.py)
 
     @property
     def label(self) -> str:
@@ -76,6 +80,8 @@ class Target:
             return f"embedded node {self.name}" if self.embedded else self.name
         peer = self.peer_id or self.multiaddr.rsplit("/p2p/", 1)[-1]
         short = f"{peer[:8]}…{peer[-4:]}" if len(peer) > 14 else peer
+        if self.network is not None:
+            return f"leader {short}"
         return f"embedded node {short}" if self.embedded else f"node {short}"
 
     @property
@@ -88,7 +94,22 @@ class Target:
         return f"…{peer[-4:]}" if len(peer) > 14 else peer
 
     def tool(self, address: str) -> ToolInfo | None:
-        return next((t for t in self.tools if t.address == address), None)
+        found = next((t for t in self.tools if t.address == address), None)
+        if found is None and self.network is not None:
+            found = self.network.tool(address)
+        return found
+
+    def all_tools(self) -> list[ToolInfo]:
+        """Its own tools, then (a leader) those of every node of its network."""
+        out = list(self.tools)
+        if self.network is not None:
+            for node in self.network.nodes.values():
+                out.extend(node.tools)
+        return out
+
+    def routes(self, address: str) -> bool:
+        """A call to `address` goes to this leader as a route envelope (a network node's tool)."""
+        return self.network is not None and not any(t.address == address for t in self.tools)
 
 
 @dataclass
@@ -153,6 +174,9 @@ class ConsoleSession:
         record_dir: Any = None,
         record_cap_bytes: int = 200_000_000,
         stream_refresh: float = 2.0,
+        network_poll: float = 3.0,
+        network_check: float = 10.0,
+        network_gone_keep: float = 30.0,
     ) -> None:
         self.embedded = embedded
         self.embedded_tools = embedded_tools
@@ -179,6 +203,14 @@ class ConsoleSession:
         self.record_cap_bytes = record_cap_bytes
         self.stream_refresh = stream_refresh  # seconds between two `list_streams` of each node (0: never)
         self._live_calls: dict[int, Any] = {}  # record id -> its call while it runs
+        # networks (a leader among the targets): its registry is read every `network_poll` s
+        # (and at once on `poll_network`), every node pinged through it every `network_check` s,
+        # a node gone from the registry shown as gone for `network_gone_keep` s
+        self.network_poll = network_poll
+        self.network_check = network_check
+        self.network_gone_keep = network_gone_keep
+        self._nursery: trio.Nursery | None = None
+        self._watches: dict[int, tuple[trio.CancelScope, trio.Event]] = {}  # id(target) -> (scope, poll now)
 
     # -- notifications -----------------------------------------------------------
 
@@ -205,6 +237,7 @@ class ConsoleSession:
                           key=self.caller_key) as client:
             self.client = client
             async with trio.open_nursery() as nursery:
+                self._nursery = nursery
                 if self.embedded:
                     await nursery.start(self._serve_embedded)
                 task_status.started()
@@ -261,6 +294,9 @@ class ConsoleSession:
     def remove_target(self, target: Target) -> None:
         if target in self.targets and not target.embedded:
             self.targets.remove(target)
+            watch = self._watches.pop(id(target), None)
+            if watch is not None:
+                watch[0].cancel()
             self._changed("targets")
 
     async def discover(self, target: Target) -> None:
@@ -289,12 +325,17 @@ class ConsoleSession:
         target.state = "connected"
         if not tools:
             target.error = "the node advertises no olane tool: add it again with its o:// address"
+        if LEADER in addresses:
+            if target.network is None:
+                target.network = Network(target.peer_id, gone_keep=self.network_gone_keep)
+            self._watch_network(target)
         self._changed("target", target)
 
-    async def _list_methods(self, target: Target, address: str) -> ToolInfo:
+    async def _list_methods(self, target: Target, address: str, protocol: str | None = None) -> ToolInfo:
         info = ToolInfo(address)
         try:
-            answer = await self.client.use(address, "handshake", {}, via=target.multiaddr, timeout=10)
+            answer = await self.client.use(address, "handshake", {}, via=target.multiaddr, timeout=10,
+                                           protocol=protocol)
             methods = ((answer or {}).get("result") or {}).get("methods") or {}
             if not isinstance(methods, dict):
                 raise OlaneError(ErrorCode.INVALID_RESPONSE, "handshake answer has no methods")
@@ -305,6 +346,94 @@ class ConsoleSession:
             if exc.code != ErrorCode.NOT_IMPLEMENTED:
                 self.log_error(f"{target.label} {address}", exc)
         return info
+
+    async def refresh(self, target: Target) -> None:
+        """(trio) `r`: list the node's tools again; a leader's registry is read at once too."""
+        await self.discover(target)
+        if target.network is not None:
+            await self.poll_once(target)
+
+    # -- networks (trio) ------------------------------------------------------------------
+
+    def _watch_network(self, target: Target) -> None:
+        if id(target) in self._watches or self._nursery is None:
+            return
+        scope, now = trio.CancelScope(), trio.Event()
+        self._watches[id(target)] = (scope, now)
+        self._nursery.start_soon(self._network_loop, target, scope)
+
+    def poll_network(self, target: Target) -> bool:
+        """Read the leader's registry now (must run on the trio side: use the bridge)."""
+        watch = self._watches.get(id(target))
+        if watch is None:
+            return False
+        watch[1].set()
+        return True
+
+    async def _network_loop(self, target: Target, scope: trio.CancelScope) -> None:
+        with scope:
+            while True:
+                await self.poll_once(target)
+                watch = self._watches.get(id(target))
+                if watch is None:
+                    return
+                with trio.move_on_after(self.network_poll):
+                    await watch[1].wait()
+                if watch[1].is_set():
+                    self._watches[id(target)] = (scope, trio.Event())
+
+    async def poll_once(self, target: Target) -> None:
+        """(trio) One look at the network: the registry, the methods of nodes that joined,
+        a ping through the leader to each node not checked for `network_check` s."""
+        network = target.network
+        try:
+            entries = await self.client.use("o://registry", "find_all", {}, via=target.multiaddr,
+                                            protocol=LEADER_PROTOCOL, timeout=self.heartbeat_timeout)
+        except OlaneError as exc:
+            if network.poll_error is None:
+                self.log_error(f"{target.label} registry", exc)
+            network.failed_poll(str(exc))
+            self._changed("target", target)
+            return
+        changes = network.update(entries if isinstance(entries, list) else [])
+        changed = bool(changes)
+        limit = trio.Semaphore(8)
+
+        async def list_node(node) -> None:
+            nonlocal changed
+            async with limit:
+                tools = [await self._list_methods(target, a, LEADER_PROTOCOL) for a in node.tool_addresses()]
+                node.tools, node.listed = tools, True
+                answered = any(t.listing_error is None or "4003" in t.listing_error for t in tools)
+                network.mark(node.address, answered, None if answered else tools[0].listing_error)
+                changed = True
+
+        async def ping(node) -> None:
+            nonlocal changed
+            async with limit:
+                try:
+                    await self.client.use(node.address, "ping", {}, via=target.multiaddr, protocol=LEADER_PROTOCOL,
+                                          timeout=self.heartbeat_timeout)
+                except OlaneError as exc:
+                    changed |= network.mark(node.address, False, f"no answer to ping ({exc.name})")
+                    return
+                changed |= network.mark(node.address, True)
+
+        async with trio.open_nursery() as nursery:
+            due = {n.address for n in network.due(self.network_check)}
+            for node in list(network.nodes.values()):
+                if node.state == "gone":
+                    continue
+                if not node.listed:
+                    nursery.start_soon(list_node, node)
+                elif node.address in due:
+                    nursery.start_soon(ping, node)
+        if changed:
+            self._changed("target", target)
+
+    def route_of(self, target: Target, address: str) -> list[str]:
+        """The relays a call to `address` on `target` passes (empty when it is called directly)."""
+        return target.network.hops(address) if target.routes(address) else []
 
     # -- calls ------------------------------------------------------------------------
 
@@ -317,6 +446,8 @@ class ConsoleSession:
             params=params, streaming=streaming, max_chunks=self.max_chunks, stall_after=self.stall_after,
         )
         record.number = self._call_counter
+        record.route = self.route_of(target, address)
+        record.protocol = LEADER_PROTOCOL if target.routes(address) else None
         self.calls.append(record)
         self._changed("calls", record)
         return record
@@ -341,12 +472,13 @@ class ConsoleSession:
         """A streaming call to a node of ours is resumable: a lost connection is
         resumed in the same record. Taps and unary calls are plain."""
         resumable = False
-        if record.streaming and record.tap_of is None:
+        if record.streaming and record.tap_of is None and record.protocol is None:  # direct, not routed
             target = next((t for t in self.targets if t.multiaddr == record.target), None)
             resumable = target is not None and isinstance(target.streams, list)  # it answered list_streams
         call = self.client.use_streaming(
             record.address, record.method, record.params, via=record.target,
             first_frame_timeout=self.call_timeout, idle_timeout=self.call_timeout, resumable=resumable,
+            protocol=record.protocol,
         )
         if not resumable:
             call.streaming = record.streaming

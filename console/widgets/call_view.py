@@ -36,6 +36,12 @@ def human_bytes(n: float) -> str:
     return f"{n:.1f} GB"
 
 
+def route_text(route: list[str], address: str) -> str:
+    """`via o://leader -> o://leader/alpha  to o://leader/alpha/beta` (the relays, then the target)."""
+    hops = len(route)
+    return f"via {' -> '.join(route)}  to {address}  ({hops} relay{'s' if hops != 1 else ''})"
+
+
 def pretty(value) -> str:
     try:
         text = json.dumps(value, indent=2, ensure_ascii=False, default=_default)
@@ -53,6 +59,7 @@ class CallView(Vertical):
     DEFAULT_CSS = """
     CallView { height: 1fr; }
     CallView .call-status { height: 1; padding: 0 1; background: $boost; }
+    CallView .call-route { height: 1; padding: 0 1; color: $text-muted; }
     CallView .call-findings { height: auto; max-height: 3; padding: 0 1; color: $stream-reorder; }
     CallView .call-findings.-clean { color: $text-muted; }
     CallView Sparkline { height: 2; margin: 0 1; }
@@ -92,6 +99,8 @@ class CallView(Vertical):
     def compose(self) -> ComposeResult:
         r = self.record
         yield Static(self._status_text(), classes="call-status")
+        if r.route:  # a call through a leader: the relays it passes, as the network's addresses say
+            yield Static(route_text(r.route, r.address), classes="call-route", markup=False)
         if r.streaming:
             yield Static("", classes="call-findings -clean")
             yield Sparkline([], classes="call-spark")

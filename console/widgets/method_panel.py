@@ -82,7 +82,8 @@ class MethodPanel(Vertical):
         self.remove_class("-empty")
         risk_style = RISK_STYLE.get(method.risk, "")
         title = (f"[b]{escape(address)}[/b] [b $accent]{escape(method.name or '(type a method)')}[/]"
-                 + f" [dim]on[/] {escape(target.label)}"
+                 + (f" [dim]routed by[/] {escape(target.label)}" if target.routes(address)
+                    else f" [dim]on[/] {escape(target.label)}")
                  + ("  [$secondary]⇶ streams[/]" if method.streaming else "  [$secondary]⇥ answers once[/]")
                  + f"  [{risk_style}]risk {escape(method.risk)}[/]"
                  + ("  [$error]asks before running[/]" if method.requires_approval else ""))

@@ -1,6 +1,9 @@
-"""The tree of nodes -> tool addresses -> methods (and a node's live streams,
-from `list_streams`), rebuilt from the session's targets when they change. A tool whose node cannot list its methods (a plain
-TypeScript node answers 4003 to `handshake`) gets a "type a method" entry."""
+"""The tree of nodes -> tool addresses -> methods, rebuilt from the session's
+targets when they change. A tool whose node cannot list its methods (a plain
+TypeScript node answers 4003 to `handshake`) gets a "type a method" entry.
+A leader shows its own tools, then the nodes of its network nested as their
+addresses nest, each with its state, tools and methods. A node's live streams
+run by others (from `list_streams`) are listed under it; Enter taps one."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,9 +11,13 @@ from dataclasses import dataclass
 from rich.text import Text
 from textual.widgets import Tree
 
+from console.core.network import NetNode
 from console.core.session import MethodInfo, Target, ToolInfo
 
 STATE_MARK = {"connecting": ("◌", "yellow"), "connected": ("●", "green"), "unreachable": ("✖", "red")}
+NODE_MARK = {"checking": ("◌", "yellow"), "reachable": ("●", "green"), "stale": ("◐", "yellow"),
+             "gone": ("✖", "red")}
+OPEN_NETWORK_NODES = 8  # a network this small shows its nodes opened at first
 
 
 @dataclass
@@ -37,6 +44,7 @@ class NodeTree(Tree):
         super().__init__("nodes", **kwargs)
         self.show_root = False
         self.guide_depth = 3
+        self._seen: set = set()  # keys drawn before: a new network node opens only the first time
 
     def rebuild(self, targets: list[Target]) -> None:
         """Redraw from the targets, keeping what was expanded and selected."""
@@ -52,10 +60,23 @@ class NodeTree(Tree):
                 label.append("  connecting…", style="dim")
             elif target.error:
                 label.append(f"  {target.error}", style="red dim")
+            network = target.network
+            if network is not None:
+                counts = network.counts()
+                label.append(f"  {len(network.nodes)} node{'s' if len(network.nodes) != 1 else ''}", style="dim")
+                for state in ("stale", "gone"):
+                    if counts.get(state):
+                        label.append(f" · {counts[state]} {state}", style="yellow" if state == "stale" else "red")
+                if network.poll_error and target.state == "connected":
+                    label.append(f"  registry: {network.poll_error}", style="red dim")
             node = self.root.add(label, data=target,
-                                 expand=first_time or self._key(target) in expanded or target.embedded)
-            for tool in target.tools:
-                self._add_tool(node, target, tool, expanded)
+                                 expand=first_time or self._key(target) in expanded or target.embedded
+                                 or (network is not None and self._key(target) not in self._seen))
+            self._seen.add(self._key(target))
+            for tool in target.tools:  # a leader's own tools start closed: its nodes matter more
+                self._add_tool(node, target, tool, expanded, network is None and len(target.tools) <= 4)
+            if network is not None:
+                self._add_network_nodes(node, target, "o://leader", expanded)
             if target.streams:  # others' streams running there now (none: no entry)
                 self._add_streams(node, target, expanded)
         for n in self._walk():
@@ -64,12 +85,37 @@ class NodeTree(Tree):
         if cursor_line is not None and cursor_line >= 0:
             self.cursor_line = cursor_line
 
-    def _add_tool(self, parent, target: Target, tool: ToolInfo, expanded: set) -> None:
+    def _add_network_nodes(self, parent, target: Target, under: str, expanded: set) -> None:
+        network = target.network
+        small = len(network.nodes) <= OPEN_NETWORK_NODES
+        for net_node in network.children(under):
+            key = ("netnode", target.multiaddr, net_node.address)
+            mark, colour = NODE_MARK.get(net_node.state, ("?", ""))
+            label = Text.assemble((f"{mark} ", colour), (net_node.address, "bold" if net_node.state != "gone" else "dim"))
+            if net_node.state != "reachable":  # ● green says reachable; the others are spelled out
+                label.append(f"  {net_node.state}", style=colour)
+            peer = net_node.peer_id
+            if peer:
+                label.append(f"  …{peer[-4:]}", style="dim")
+            if net_node.error and net_node.state != "reachable":
+                label.append(f"  {net_node.error}", style="dim")
+            opened = key in expanded or (key not in self._seen and small and net_node.state != "gone")
+            self._seen.add(key)
+            row = parent.add(label, data=("netnode", target, net_node), expand=opened)
+            for tool in net_node.tools:
+                if net_node.state != "gone":
+                    self._add_tool(row, target, tool, expanded, len(net_node.tools) <= 4)
+            self._add_network_nodes(row, target, net_node.address, expanded)
+
+    def _add_tool(self, parent, target: Target, tool: ToolInfo, expanded: set, open_first: bool) -> None:
         label = Text(tool.address, style="bold")
         if tool.listing_error:
             label.append("  (no method list)", style="dim")
         key = ("tool", target.multiaddr, tool.address)
-        node = parent.add(label, data=(target, tool), expand=key in expanded or len(target.tools) <= 4)
+        # opened by default the first time only: a rebuild keeps what the operator closed
+        opened = key in expanded if key in self._seen else open_first
+        self._seen.add(key)
+        node = parent.add(label, data=(target, tool), expand=opened)
         own = [m for m in tool.methods.values() if not m.builtin]
         builtins = [m for m in tool.methods.values() if m.builtin]
         for method in own:
@@ -136,6 +182,8 @@ class NodeTree(Tree):
             return ("streams", data[1].multiaddr)
         if isinstance(data, StreamRef):
             return ("stream", data.target.multiaddr, data.stream.get("streamId"))
+        if isinstance(data, tuple) and data and data[0] == "netnode":
+            return ("netnode", data[1].multiaddr, data[2].address)
         if isinstance(data, tuple) and len(data) == 2:
             return ("tool", data[0].multiaddr, data[1].address)
         return None
@@ -165,3 +213,8 @@ class NodeTree(Tree):
                 return data.target
             node = node.parent
         return None
+
+    def network_nodes(self) -> dict[str, NetNode]:
+        """The network nodes drawn now, by address (for tests and the jump list)."""
+        return {n.data[2].address: n.data[2] for n in self._walk()
+                if isinstance(n.data, tuple) and n.data and n.data[0] == "netnode"}
