@@ -237,7 +237,7 @@ class StreamRecord:
             self.first_chunk_at = at
         key = sequence if self.sequence_path is None else value_at_path(data, self.sequence_path)
         flags = self.check.check(key)
-        if self.state.ended:
+        if self.ended_at is not None:  # ended (cheaper than state.ended, once per chunk)
             flags |= AFTER_FINAL
             self.frames_after_final += 1
         index = self.count

@@ -37,7 +37,7 @@ class StreamRef:
 
 class NodeTree(Tree):
     DEFAULT_CSS = """
-    NodeTree { width: 100%; height: 1fr; }
+    NodeTree { width: 100%; height: 1fr; overflow-x: hidden; }  /* a lone scrollbar thumb under long node errors read as a stray glyph; `e` lists them whole */
     """
 
     def __init__(self, **kwargs) -> None:
