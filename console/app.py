@@ -40,7 +40,7 @@ from console.widgets.call_view import STATE_GLYPHS, CallView
 from console.widgets.chunk_log import ChunkLog
 from console.widgets.key_bar import KeyBar
 from console.widgets.method_panel import MethodPanel
-from console.widgets.node_tree import MethodRef, NodeTree
+from console.widgets.node_tree import MethodRef, NodeTree, StreamRef
 from console.widgets.send_box import SendBox
 from themes import DEFAULT_THEME, STREAM_DEFAULTS, THEMES
 
@@ -186,7 +186,9 @@ class OlaneConsole(SessionActions, App):
 
     @on(SessionChanged)
     async def _on_session_changed(self, event: SessionChanged) -> None:
-        if event.kind in ("targets", "target"):
+        if event.kind == "streams":  # at most every few seconds per node (the session's refresh)
+            self.node_tree.rebuild(self.session.targets)
+        elif event.kind in ("targets", "target"):
             self.node_tree.rebuild(self.session.targets)
             method_panel = self.method_panel
             if (method_panel.target is None and isinstance(event.what, Target) and event.what.embedded
@@ -305,6 +307,9 @@ class OlaneConsole(SessionActions, App):
 
     @on(Tree.NodeSelected)
     def _method_selected(self, event: Tree.NodeSelected) -> None:
+        if isinstance(event.node.data, StreamRef):
+            self.start_tap(event.node.data.target, event.node.data.stream)
+            return
         if isinstance(event.node.data, MethodRef):
             self._focus_form()
 
@@ -335,6 +340,13 @@ class OlaneConsole(SessionActions, App):
         # sent at once: opening the stream takes round trips that overlap the tab's layout
         # (sending after the tab's first paint measured worse: the request then meets the
         # paints that follow it)
+        self.bridge.submit(self.session.run_call, record)
+        self._open_tab(record)
+        return record
+
+    def start_tap(self, target: Target, stream: dict[str, Any]) -> StreamRecord:
+        """Open a tab tapping one of the node's live streams (marked TAP)."""
+        record = self.session.new_tap(target, stream)
         self.bridge.submit(self.session.run_call, record)
         self._open_tab(record)
         return record

@@ -27,6 +27,7 @@ from .stream_io import STREAM_ENDED, FrameWriter, StreamGone, close_quietly, pee
 from .compression import Squeezed, StreamCompressor
 from .incoming import INPUT_METHOD, CallerGone, Incoming, Inputs
 from .limits import STOP_GRACE
+from .live_frames import serve_live
 from .tools import Request, StreamEnd
 
 if TYPE_CHECKING:
@@ -178,6 +179,8 @@ class StreamSession:
         sequence = 0
         incoming = self.inputs.take(req.id) if req.input else None
         squeeze = False
+        record = None  # this stream in node.streams (a plain streaming request)
+        answer = None
         try:
             metrics.begin(req, self.peer_id)
         except OlaneError as exc:
@@ -207,8 +210,13 @@ class StreamSession:
                     request.incoming = _input_for(spec, incoming, kwargs)
                 if req.compress is not None:
                     squeeze = self._squeezes(req)
-                if spec.streaming:
+                if spec.streaming and (spec.sink or req.resumable or req.share is not None):
+                    streaming = True  # a tap, a resume, a resumable or shared stream (node_runtime/live.py)
+                    answer = await serve_live(self, req, codec, tool, spec, kwargs, request)
+                elif spec.streaming:
                     streaming = True
+                    record = node.streams.begin(req, self.peer_id, tool.address.value)
+                    taps = record.taps  # watchers' copies (list_streams / tap); empty almost always
                     final_data: Any = _DEFAULT_FINAL
                     deltas: list[str] = []
                     encoder = ChunkEncoder(req, codec)
@@ -228,6 +236,9 @@ class StreamSession:
                                 final_data = item.data
                                 break
                             sequence += 1
+                            record.chunks = sequence
+                            if taps and record.fan_out(sequence, item):
+                                await trio.sleep(0)  # let a tap that keeps up take its chunks
                             if type(item) is dict:
                                 delta = item.get("delta")
                                 if type(delta) is str:
@@ -282,11 +293,13 @@ class StreamSession:
             await self._terminal(answer, codec, streaming, sequence,
                                  None if not squeeze else 0 if req.compress == "zstd" else self.limits.compress_min_bytes)
         except StreamGone:
-            pass  # the caller is gone: nobody to answer
+            answer = None
         finally:
             if incoming is not None:
                 self.inputs.close(req.id, incoming)
             metrics.end(req)
+            if record is not None:
+                node.streams.end(record, answer)
 
     def _squeezes(self, req: IncomingRequest) -> bool:
         """Whether this answer goes out compressed (compression.py): asked for, or

@@ -187,7 +187,14 @@ class CallView(Vertical):
         r = self.record
         state = r.effective_state(now)
         text = Text()
+        if r.tap_of is not None:  # a copy of someone's stream, not a call of ours
+            text.append(" TAP ", style="bold reverse")
+            text.append(" ")
         text.append(f"{STATE_GLYPHS[state]} {state.value.upper()}", style="bold")
+        if r.resumed_at:
+            text.append(f"  resumed at seq {r.resumed_at[-1]:,}", style="bold yellow")
+            if len(r.resumed_at) > 1:
+                text.append(f" ({len(r.resumed_at)}×)", style="yellow")
         if not r.streaming:
             text.append(f"  {r.address} {r.method}", style="dim")
         if r.outbox is not None:
