@@ -27,7 +27,6 @@ from .errors import ErrorCode, OlaneError
 
 if TYPE_CHECKING:
     from .limits import Limits
-    from .streams import StreamRegistry
 
 #: the `method` of an input frame (never a tool method: those cannot start with "_")
 INPUT_METHOD = "_input"
@@ -163,10 +162,10 @@ class Incoming:
 class Inputs:
     """The input queues of the requests running on one stream, by request id."""
 
-    def __init__(self, limits: "Limits", registry: "StreamRegistry | None" = None,
+    def __init__(self, limits: "Limits", budget: "Callable[[], Any] | None" = None,
                  gone: "Callable[[], bool] | None" = None) -> None:
         self._limits = limits
-        self._registry = registry
+        self._budget = budget  # makes a queue's share of the node-wide bytes (streams.InputBudget)
         self._gone = gone  # whether the stream's caller left (stream_io.peer_gone)
         self._open: dict[Any, Incoming] = {}
         self.dropped = 0  # input frames for no open request (ended, or never asked)
@@ -174,9 +173,7 @@ class Inputs:
     def open(self, request_id: Any) -> Incoming:
         """Called by the reader as it reads a request that asked to send input,
         before the next frame is read (its first chunk may be in the same read)."""
-        from .streams import InputBudget
-
-        budget = InputBudget(self._registry) if self._registry is not None else None
+        budget = self._budget() if self._budget is not None else None
         incoming = Incoming(self._limits.input_queue_chunks, self._limits.input_queue_bytes, budget)
         old = self._open.get(request_id)
         if old is not None:  # a second request with a running one's id: the first keeps it

@@ -27,6 +27,7 @@ from .stream_io import STREAM_ENDED, FrameWriter, StreamGone, close_quietly, pee
 from .compression import Squeezed, StreamCompressor
 from .incoming import INPUT_METHOD, CallerGone, Incoming, Inputs
 from .limits import STOP_GRACE
+from .streams import InputBudget
 from .live_frames import serve_live
 from .tools import Request, StreamEnd
 
@@ -51,7 +52,7 @@ class StreamSession:
         self.peer_id = node.peers.peer_of(stream)
         self.budget = None  # this stream's share of Limits.max_buffered_bytes (streams.InputBudget)
         # bidirectional calls' input queues (incoming.py)
-        self.inputs = Inputs(self.limits, node.streams, partial(peer_gone, stream))
+        self.inputs = Inputs(self.limits, partial(InputBudget, node.streams), partial(peer_gone, stream))
         self.running = 0  # requests running on this stream now
         self.last_active = trio.current_time()  # when a request last arrived or ended
         self._decoder: FrameDecoder | None = None
