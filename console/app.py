@@ -40,7 +40,8 @@ from console.widgets.call_view import STATE_GLYPHS, CallView
 from console.widgets.chunk_log import ChunkLog
 from console.widgets.key_bar import KeyBar
 from console.widgets.method_panel import MethodPanel
-from console.widgets.node_tree import MethodRef, NodeTree
+from console.widgets.node_tree import MethodRef, NodeTree, StreamRef
+from console.widgets.send_box import SendBox
 from themes import DEFAULT_THEME, STREAM_DEFAULTS, THEMES
 
 REFRESH_HZ = 30
@@ -81,6 +82,10 @@ class OlaneConsole(SessionActions, App):
         Binding("ctrl+w", "close_tab", "Close", id="close-tab"),
         Binding("right_square_bracket,ctrl+pagedown", "next_tab", "Next tab", id="next-tab"),
         Binding("left_square_bracket,ctrl+pageup", "previous_tab", "Previous tab", id="previous-tab", show=False),
+        # ahead of a scrolled pane's own ctrl+pageup/down (page left/right): a tree taller than its
+        # pane gets a scrollbar, and with it a horizontal overflow that would take these keys
+        Binding("ctrl+pagedown", "next_tab", "Next tab", show=False, priority=True),
+        Binding("ctrl+pageup", "previous_tab", "Previous tab", show=False, priority=True),
         Binding("h", "history", "History", id="history"),
         Binding("ctrl+o", "open_recording", "Open recording", id="open-recording", show=False),
         Binding("d", "compare", "Compare tabs", id="compare", show=False),
@@ -181,7 +186,9 @@ class OlaneConsole(SessionActions, App):
 
     @on(SessionChanged)
     async def _on_session_changed(self, event: SessionChanged) -> None:
-        if event.kind in ("targets", "target"):
+        if event.kind == "streams":  # at most every few seconds per node (the session's refresh)
+            self.node_tree.rebuild(self.session.targets)
+        elif event.kind in ("targets", "target"):
             self.node_tree.rebuild(self.session.targets)
             method_panel = self.method_panel
             if (method_panel.target is None and isinstance(event.what, Target) and event.what.embedded
@@ -304,6 +311,9 @@ class OlaneConsole(SessionActions, App):
 
     @on(Tree.NodeSelected)
     def _method_selected(self, event: Tree.NodeSelected) -> None:
+        if isinstance(event.node.data, StreamRef):
+            self.start_tap(event.node.data.target, event.node.data.stream)
+            return
         if isinstance(event.node.data, MethodRef):
             self._focus_form()
 
@@ -330,10 +340,17 @@ class OlaneConsole(SessionActions, App):
                    streaming: bool | None = None) -> StreamRecord:
         """Open a tab for the call and start it on the trio side."""
         streaming = method.streaming or method.typed_by_hand if streaming is None else streaming
-        record = self.session.new_call(target, address, method.name, params, streaming)
+        record = self.session.new_call(target, address, method.name, params, streaming, method.takes_input)
         # sent at once: opening the stream takes round trips that overlap the tab's layout
         # (sending after the tab's first paint measured worse: the request then meets the
         # paints that follow it)
+        self.bridge.submit(self.session.run_call, record)
+        self._open_tab(record)
+        return record
+
+    def start_tap(self, target: Target, stream: dict[str, Any]) -> StreamRecord:
+        """Open a tab tapping one of the node's live streams (marked TAP)."""
+        record = self.session.new_tap(target, stream)
         self.bridge.submit(self.session.run_call, record)
         self._open_tab(record)
         return record
@@ -400,6 +417,22 @@ class OlaneConsole(SessionActions, App):
         if action == "focus_tree":
             return self.focused is not self.node_tree
         return True
+
+    @on(SendBox.Send)
+    def _send_input(self, event: SendBox.Send) -> None:
+        """A bidirectional tab's send box: queue the values, wake the call's pump on the trio side."""
+        outbox = event.outbox
+        taken = outbox.put(event.values)
+        if taken < len(event.values):
+            self.notify(f"send box full: {len(event.values) - taken} value(s) not sent", severity="warning")
+        if event.end:
+            outbox.ask_end()
+        record = next((v.record for v in self.views.values() if v.record.outbox is outbox), None)
+        if record is not None:
+            self.bridge.submit(self._wake_on_trio_side, record)
+
+    async def _wake_on_trio_side(self, record: StreamRecord) -> None:
+        self.session.wake_input(record)
 
     @on(TabbedContent.TabActivated)
     def _tab_changed(self) -> None:

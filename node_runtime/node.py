@@ -17,6 +17,7 @@ from .codec import JSON, MSGPACK
 from .limits import STOP_GRACE, Limits
 from .metrics import NodeMetrics
 from .peers import PeerPool
+from .resuming import ResumableCall, SharedCall
 from .routing import Router
 from .server import StreamSession
 from .stream_io import reset_quietly
@@ -53,6 +54,8 @@ class Node:
         key: bytes | None = None,
         allow: Iterable[str] | None = None,
         batch: bool | None = None,
+        compress: str | None = None,
+        admins: Iterable[str] = (),
     ) -> None:
         if isinstance(tools, Tool):
             tools = [tools]
@@ -66,13 +69,21 @@ class Node:
             raise ValueError("codec must be auto, json or msgpack")
         self.codec = codec
         self.batch = batch
+        if compress not in (None, "zstd", False):
+            raise ValueError("compress must be None, False or 'zstd'")
+        #: serving: "zstd" compresses answers by default (streams, and large unary answers) for callers
+        #: that accept it. Calling: None accepts compressed answers from peers that list zstd, "zstd"
+        #: asks for them on every call, False never (docs/protocol-extensions.md)
+        self.compress = compress
         self.allow_remote_stop = allow_remote_stop
         self.connection_id = str(uuid.uuid4())
         self.metrics = NodeMetrics(self.limits.max_active_requests, self.limits.max_requests_per_peer)
         self.router = Router(self.tools)
         self.router.node = self  # relaying (leaders, parents) dials through this node
         self.leader: str | None = None  # multiaddr of the leader calls by address go through (Client(leader=...))
-        self.streams = StreamRegistry(self.limits.max_buffered_bytes)
+        # `admins`: peer ids that may list and tap every stream here (each caller sees its own anyway)
+        self.streams = StreamRegistry(self.limits.max_buffered_bytes, limits=self.limits, admins=admins,
+                                      own_peer_id=lambda: self.peer_id)
         self.peers = PeerPool(seed=seed, key=key, listen=listen, limits=self.limits, allow=allow,
                               busy=lambda: self.streams.peers())
         for tool in self.tools:
@@ -87,6 +98,7 @@ class Node:
     async def run(self) -> AsyncIterator["Node"]:
         handlers = {protocol: self._make_handler(protocol) for protocol in [*self.router.protocols, REUSE_PROTOCOL]}
         async with self.peers.run(handlers), trio.open_nursery() as nursery:
+            self.streams.nursery = nursery  # resumable and shared streams run here, apart from their callers
             if self.limits.idle_stream_timeout > 0:
                 nursery.start_soon(self.streams.retire_idle, self.limits.idle_stream_timeout)
             started: list[Tool] = []
@@ -97,6 +109,7 @@ class Node:
                 yield self
             finally:
                 nursery.cancel_scope.cancel()
+                self.streams.nursery = None
                 # writes still in flight may wait on a peer that stopped reading: bound them
                 self.stopping = True
                 self.streams.stop_soon(STOP_GRACE)
@@ -191,7 +204,11 @@ class Node:
         codec: str | None = None,
         protocol: str | None = None,
         timeout: float | None = None,
-    ) -> StreamingCall:
+        compress: "str | bool | None" = None,
+        resumable: bool = False,
+        share: str | None = None,
+        resume_within: float = 30.0,
+    ) -> "StreamingCall | ResumableCall":
         """Call a method and iterate its chunks: `async for chunk in node.use_streaming(...)`.
 
         `via` is the multiaddr (or peer id, once connected) of the node serving
@@ -199,10 +216,48 @@ class Node:
         `protocol` overrides the libp2p protocol dialed (e.g. `/o/reuse` to call
         back a peer over the connection it opened). `timeout` is one deadline
         for the whole call; the other two bound waits for a frame (4017 each).
+        `compress="zstd"` asks a peer that lists it for a compressed answer
+        (False: never; None: the node's `compress`).
+        `resumable=True` (a node of ours only): a `ResumableCall` that, when the
+        connection drops, resumes the stream (reconnecting within `resume_within`
+        s) so every chunk comes once; `.resumes` counts how often. `share=KEY`
+        joins the stream of the same method and params with that key, if one
+        runs (else starts it): every joiner gets every chunk from its join.
         """
         via, protocol = self._through_leader(via, protocol)
-        return StreamingCall(self, address, method, params, via=via, first_frame_timeout=first_frame_timeout,
-                             idle_timeout=idle_timeout, codec=codec, protocol=protocol, timeout=timeout)
+        if resumable:
+            return ResumableCall(self, address, method, params, via=via, protocol=protocol, codec=codec,
+                                 first_frame_timeout=first_frame_timeout, idle_timeout=idle_timeout,
+                                 timeout=timeout, resume_within=resume_within)
+        kind = StreamingCall if share is None else SharedCall
+        call = kind(self, address, method, params, via=via, first_frame_timeout=first_frame_timeout,
+                    idle_timeout=idle_timeout, codec=codec, protocol=protocol, timeout=timeout, compress=compress)
+        call.share = share
+        return call
+
+    def open_bidirectional(
+        self,
+        address: "str | Address",
+        method: str,
+        params: dict[str, Any] | None = None,
+        *,
+        via: str | None = None,
+        first_frame_timeout: float | None = None,
+        idle_timeout: float | None = None,
+        codec: str | None = None,
+        protocol: str | None = None,
+        timeout: float | None = None,
+        compress: "str | bool | None" = None,
+    ):
+        """A call that sends input chunks while it reads the answer (bidirectional.py):
+        `async with node.open_bidirectional(...) as call: await call.send(x); await call.end();
+        async for chunk in call: ...`. Only toward peers whose identify lists "input" (else 4003)."""
+        from .bidirectional import open_bidirectional
+
+        via, protocol = self._through_leader(via, protocol)
+        return open_bidirectional(self, address, method, params, via=via, first_frame_timeout=first_frame_timeout,
+                                  idle_timeout=idle_timeout, codec=codec, protocol=protocol, timeout=timeout,
+                                  compress=compress)
 
     async def use(
         self,
@@ -214,12 +269,14 @@ class Node:
         timeout: float | None = None,
         codec: str | None = None,
         protocol: str | None = None,
+        compress: "str | bool | None" = None,
     ) -> Any:
         """Call a method; return the final frame's data (raises OlaneError on an error frame).
         `timeout` is one deadline for the whole call: dial, stream, answer (4017)."""
         via, protocol = self._through_leader(via, protocol)
         call = StreamingCall(self, address, method, params, via=via, first_frame_timeout=None,
-                             idle_timeout=None, codec=codec, streaming=False, protocol=protocol, timeout=timeout)
+                             idle_timeout=None, codec=codec, streaming=False, protocol=protocol, timeout=timeout,
+                             compress=compress)
         return await call.result()
 
     def _through_leader(self, via: str | None, protocol: str | None) -> tuple[str | None, str | None]:
@@ -234,7 +291,7 @@ class Client(Node):
 
     def __init__(self, *, limits: Limits | None = None, codec: str = "auto", address: str | None = None,
                  seed: str | None = None, key: bytes | None = None, leader: str | None = None,
-                 batch: bool | None = None) -> None:
+                 batch: bool | None = None, compress: "str | bool | None" = None) -> None:
         super().__init__((), listen=(), limits=limits, codec=codec, address=address, seed=seed, key=key,
-                         batch=batch)
+                         batch=batch, compress=compress)
         self.leader = leader  # calls without `via` go through this leader (multiaddr)

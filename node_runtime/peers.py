@@ -47,6 +47,7 @@ class PeerPool:
         self._known: dict[str, Any] = {}  # multiaddr or peer id text -> libp2p peer ID
         self._codecs: dict[tuple[str, str], str] = {}  # (peer id, protocol) -> codec it speaks
         self._batches: dict[tuple[str, str], bool] = {}  # (peer id, protocol) -> sends batched chunk frames
+        self._features: dict[tuple[str, str], frozenset[str]] = {}  # (peer id, protocol) -> extensions it listed
         self._probing: dict[tuple[str, str], trio.Event] = {}  # identify asked, answer not yet in
         self._slots: dict[str, int] = {}  # peer id -> streams we have open to it
         self._last_used: dict[str, float] = {}  # peer id -> when a stream of ours last used it
@@ -309,6 +310,15 @@ class PeerPool:
                     asking.set()
         return codec, self._batches.get(key, False)
 
+    def note_features(self, peer, protocol: str, features: "frozenset[str]") -> None:
+        """The extensions `peer` listed in its `identify` answer (its `frames` and
+        `compression` entries: "batch", "input", "zstd")."""
+        self._features[(peer.to_string(), protocol)] = frozenset(features)
+
+    def features(self, peer, protocol: str) -> "frozenset[str] | None":
+        """What note_features recorded; None when `peer` was never asked."""
+        return self._features.get((peer.to_string(), protocol))
+
     def codecs_learned(self) -> dict[tuple[str, str], str]:
         """(peer id, protocol) -> the codec learned for it."""
         return dict(self._codecs)
@@ -395,7 +405,22 @@ class PeerPool:
 
         try:
             with trio.fail_after(self.limits.dial_timeout):
-                stream = await self.host.new_stream(peer, [TProtocol(protocol or address.protocol)])
+                try:
+                    stream = await self.host.new_stream(peer, [TProtocol(protocol or address.protocol)])
+                except Exception as exc:
+                    if "no valid connections" not in str(exc).lower():
+                        raise
+                    # the connection died (its socket closed) but py-libp2p still lists it for a
+                    # while instead of dialing anew: close it, then dial once
+                    await self._close_peer(peer)
+                    try:
+                        stream = await self.host.new_stream(peer, [TProtocol(protocol or address.protocol)])
+                    except Exception as again:
+                        if _refused(again):  # nothing listens there: the node is gone (or moved)
+                            raise OlaneError(ErrorCode.FAILED_TO_DIAL_TARGET,
+                                             f"{peer.to_string()} refused the connection: its node is not "
+                                             f"running there any more") from None
+                        raise exc from None  # what the first attempt said (e.g. closed by an allowlist)
             self._proven.add(peer.to_string())
             self.streams_opened += 1
             return stream
@@ -427,6 +452,18 @@ class PeerPool:
             return stream.muxed_conn.peer_id.to_string()
         except Exception:
             return None
+
+
+def _refused(exc: BaseException, depth: int = 0) -> bool:
+    """Whether a py-libp2p dial failure comes from a refused TCP connection
+    (it wraps the OSError a few levels down, in causes and multi-errors)."""
+    if isinstance(exc, ConnectionRefusedError):
+        return True
+    if depth > 8:
+        return False
+    grouped = getattr(exc, "exceptions", None) or getattr(exc, "errors", None) or ()  # py-libp2p's MultiError: errors
+    inner = [exc.__cause__, exc.__context__, *(grouped if isinstance(grouped, (list, tuple)) else ())]
+    return any(e is not None and _refused(e, depth + 1) for e in inner)
 
 
 def _reusable(stream) -> bool:

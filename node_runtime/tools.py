@@ -17,7 +17,9 @@ from typing import Any, Callable, Literal
 
 from .addresses import Address
 from .codec import CODECS
+from .compression import COMPRESSIONS
 from .errors import ErrorCode, OlaneError
+from .incoming import Incoming
 
 RISK_LEVELS = ("low", "medium", "high")
 
@@ -55,6 +57,8 @@ class Request:
     peer_id: str | None = None
     node: Any = None
     started: float = field(default_factory=time.monotonic)
+    #: a bidirectional method's input: the chunks the caller sends (an ended one when it sends none)
+    incoming: Incoming | None = None
 
 
 def tool_method(
@@ -65,8 +69,11 @@ def tool_method(
     category: str | None = None,
     examples: list[dict[str, Any]] | None = None,
     requires_approval: bool | None = None,
+    incoming: bool = False,
 ) -> Callable[[Callable], Callable]:
-    """Describe a `_tool_` method: what it does, its parameters, its risk."""
+    """Describe a `_tool_` method: what it does, its parameters, its risk.
+    `incoming=True`: the method reads `request.incoming` (the caller's input
+    chunks); a parameter annotated `Incoming` says the same and receives it."""
     if risk not in RISK_LEVELS:
         raise ValueError(f"risk must be one of {RISK_LEVELS}")
 
@@ -78,10 +85,18 @@ def tool_method(
             "category": category,
             "examples": examples,
             "requires_approval": requires_approval,
+            "incoming": incoming,
         }
         return fn
 
     return mark
+
+
+def serves_sink(fn: Callable) -> Callable:
+    """Mark a built-in whose coroutine returns a `live.Sink` the server streams
+    (its chunks keep the sequences of the stream they copy)."""
+    fn.__olane_sink__ = True
+    return fn
 
 
 # --- metadata -----------------------------------------------------------------
@@ -152,6 +167,11 @@ class MethodSpec:
     category: str | None = None
     examples: list[dict[str, Any]] | None = None
     requires_approval: bool = False
+    #: takes the caller's input chunks (a bidirectional or client-streaming method)
+    takes_input: bool = False
+    #: the parameter that receives them (None: the method reads request.incoming)
+    incoming_param: str | None = None
+    sink: bool = False  # answers a live.Sink to serve (tap, resume: node_runtime/live_frames.py)
 
     def to_wire(self) -> dict[str, Any]:
         approval: dict[str, Any] = {"riskLevel": self.risk}
@@ -166,6 +186,8 @@ class MethodSpec:
             "approvalMetadata": approval,
             "performance": {"supportsStreaming": self.streaming},
         }
+        if self.takes_input:  # only on methods of ours that take input (docs/protocol-extensions.md)
+            out["performance"]["supportsInput"] = True
         if self.examples:
             out["examples"] = self.examples
         return out
@@ -254,10 +276,14 @@ def _method_spec(name: str, fn: Callable) -> MethodSpec:
         hints = {}
     params: list[ParamSpec] = []
     positional = [p for p in signature.parameters.values() if p.name != "self"]
+    incoming_param = None
     for p in positional[1:]:  # the first one is the Request
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
         annotation = hints.get(p.name, p.annotation)
+        if annotation is Incoming or annotation == "Incoming":  # the caller's input, not a parameter
+            incoming_param = p.name
+            continue
         type_name, options = _describe_annotation(annotation)
         doc = extra.pop(p.name, Param())
         required = p.default is inspect.Parameter.empty if doc.required is None else doc.required
@@ -293,16 +319,20 @@ def _method_spec(name: str, fn: Callable) -> MethodSpec:
     description = info.get("description") or inspect.getdoc(fn) or ""
     risk = info.get("risk", "low")
     requires_approval = info.get("requires_approval")
+    sink = bool(getattr(fn, "__olane_sink__", False))
     return MethodSpec(
         name=name,
         function=fn,
-        streaming=inspect.isasyncgenfunction(fn),
+        sink=sink,
+        streaming=sink or inspect.isasyncgenfunction(fn),
         description=description.strip(),
         params=params,
         risk=risk,
         category=info.get("category"),
         examples=info.get("examples"),
         requires_approval=(risk == "high") if requires_approval is None else requires_approval,
+        takes_input=bool(info.get("incoming")) or incoming_param is not None,
+        incoming_param=incoming_param,
     )
 
 
@@ -364,7 +394,11 @@ class Tool:
             "transports": node.transports() if node else [],
             "peerId": node.peer_id if node else None,
             "codecs": list(CODECS),
-            "frames": ["batch"],  # several chunks per frame when a caller asks (docs/protocol-extensions.md)
+            # several chunks per frame, input chunks from the caller, compressed answers: each
+            # only when a caller asks (docs/protocol-extensions.md)
+            "frames": ["batch", "input"],
+            "compression": list(COMPRESSIONS),
+            "streams": ["resume", "tap", "share"],  # live streams (docs/protocol-extensions.md)
         }
 
     @tool_method(
@@ -399,3 +433,38 @@ class Tool:
             raise OlaneError(ErrorCode.NOT_AUTHORIZED, "this node does not allow remote stop")
         self.node.request_stop()
         return {"stopping": True}
+
+    # --- live streams (docs/protocol-extensions.md, "Live streams") ---------------
+
+    @tool_method("The streaming requests this node runs now that the caller may watch (its own; every one "
+                 "for the node's admins): {streams: [{streamId, address, method, params, callerPeerId, started, "
+                 "chunks, chunksPerSecond, taps, resumable}]}.", category="builtin")
+    async def _tool_list_streams(self, request: Request) -> dict[str, Any]:
+        return {"streams": self.node.streams.listing(request.peer_id)}
+
+    @tool_method("Copies of a running stream's chunks, with its sequences, while it runs. A tap that reads "
+                 "too slowly loses chunks; the next chunk it gets says how many (`_dropped`).",
+                 params={"streamId": Param("the stream, from list_streams", type="string", required=True),
+                         "from": Param("now: chunks from now on; buffer: also those the node still holds",
+                                       type="string", options=["now", "buffer"], default="now")},
+                 category="builtin")
+    @serves_sink
+    async def _tool_tap(self, request: Request):
+        start = request.params.get("from") or "now"
+        return self.node.streams.tap(request.peer_id, request.params.get("streamId"), start)
+
+    @tool_method("Resume a resumable stream whose connection was lost: chunks after `after`, then live.",
+                 params={"streamId": Param("the id its first chunk carried", type="string", required=True),
+                         "after": Param("the last sequence received", type="number", required=True, minimum=0)},
+                 category="builtin")
+    @serves_sink
+    async def _tool_resume(self, request: Request):
+        after = request.params.get("after")
+        if isinstance(after, float) and after.is_integer():
+            after = int(after)
+        return self.node.streams.resume(request.peer_id, request.params.get("streamId"), after)
+
+    @tool_method("End a resumable stream now, rather than keep it for a resume (its caller gave up on it).",
+                 params={"streamId": Param("the stream", type="string", required=True)}, category="builtin")
+    async def _tool_stop_stream(self, request: Request) -> dict[str, Any]:
+        return self.node.streams.stop(request.peer_id, request.params.get("streamId"))

@@ -17,6 +17,7 @@ import trio
 
 from node_runtime import Client, ErrorCode, Limits, Node, OlaneError, code_name
 
+from .outbox import Outbox
 from .network import LEADER, Network
 from .stream_store import DEFAULT_MAX_CHUNKS, DEFAULT_STALL_AFTER, StreamRecord
 
@@ -33,6 +34,7 @@ class MethodInfo:
     requires_approval: bool = False
     builtin: bool = False
     typed_by_hand: bool = False  # not listed by the node; the operator typed it
+    takes_input: bool = False  # a bidirectional (or client-streaming) method: its tab has a send box
 
     @classmethod
     def from_wire(cls, name: str, meta: Any) -> "MethodInfo":
@@ -49,6 +51,7 @@ class MethodInfo:
             risk=risk,
             requires_approval=bool(meta.get("requiresApproval")) or risk == "high",
             builtin=approval.get("category") == "builtin",
+            takes_input=bool(performance.get("supportsInput")),
         )
 
 
@@ -69,6 +72,9 @@ class Target:
     peer_id: str | None = None
     tools: list[ToolInfo] = field(default_factory=list)
     name: str | None = None  # the operator's name for it, shown instead of the peer id
+    #: its live streams as `list_streams` last answered (those this console may see); None: not asked
+    #: yet or not offered (a TypeScript node)
+    streams: "list[dict[str, Any]] | bool | None" = None
     network: Network | None = None  # a leader: the nodes its registry lists (console/core/network.py)
 
     @property
@@ -170,6 +176,7 @@ class ConsoleSession:
         history: Any = None,
         record_dir: Any = None,
         record_cap_bytes: int = 200_000_000,
+        stream_refresh: float = 2.0,
         network_poll: float = 3.0,
         network_check: float = 10.0,
         network_gone_keep: float = 30.0,
@@ -192,11 +199,14 @@ class ConsoleSession:
         self.errors: list[ErrorEntry] = []
         self.listeners: list[Callable[[str, Any], None]] = []
         self._scopes: dict[int, trio.CancelScope] = {}
+        self._wakes: dict[int, trio.Event] = {}  # bidirectional calls' send pumps, waiting for more
         self._call_counter = 0
         self.names: dict[str, str] = {}  # multiaddr -> the operator's name for that node
         self.history = history  # a console.core.history.History: every ended call is appended
         self.record_dir = record_dir  # a folder: every ended call is kept there as a recording
         self.record_cap_bytes = record_cap_bytes
+        self.stream_refresh = stream_refresh  # seconds between two `list_streams` of each node (0: never)
+        self._live_calls: dict[int, Any] = {}  # record id -> its call while it runs
         # networks (a leader among the targets): its registry is read every `network_poll` s
         # (and at once on `poll_network`), every node pinged through it every `network_check` s,
         # a node gone from the registry shown as gone for `network_gone_keep` s
@@ -238,6 +248,8 @@ class ConsoleSession:
                 await self._connect_all(initial_targets)
                 if self.heartbeat > 0:
                     nursery.start_soon(self._heartbeat)
+                if self.stream_refresh > 0:
+                    nursery.start_soon(self._watch_streams)
 
     async def _serve_embedded(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
         tools = self.embedded_tools
@@ -245,7 +257,8 @@ class ConsoleSession:
             from tool_library import build_tools
 
             tools = build_tools()
-        async with Node(tools, seed=self.seed, limits=self.limits) as node:
+        # the console's own identity may list and tap every stream of the node it embeds
+        async with Node(tools, seed=self.seed, limits=self.limits, admins=[self.client.peer_id]) as node:
             self.node = node
             self.targets.insert(0, Target(node.listen_addrs[0], embedded=True))
             self._changed("targets")
@@ -429,14 +442,17 @@ class ConsoleSession:
     # -- calls ------------------------------------------------------------------------
 
     def new_call(self, target: Target, address: str, method: str, params: dict[str, Any],
-                 streaming: bool) -> StreamRecord:
-        """A record for a call about to start (UI side); run it with `run_call` in trio."""
+                 streaming: bool, takes_input: bool = False) -> StreamRecord:
+        """A record for a call about to start (UI side); run it with `run_call` in trio.
+        `takes_input`: a bidirectional call; the record's `outbox` holds what its tab sends."""
         self._call_counter += 1
         record = StreamRecord(
             title=f"{method} #{self._call_counter}", target=target.multiaddr, address=address, method=method,
             params=params, streaming=streaming, max_chunks=self.max_chunks, stall_after=self.stall_after,
         )
         record.number = self._call_counter
+        if takes_input:
+            record.outbox = Outbox()
         record.route = self.route_of(target, address)
         record.protocol = LEADER_PROTOCOL if target.routes(address) else None
         self.calls.append(record)
@@ -456,31 +472,57 @@ class ConsoleSession:
         # else: once it has ended, after its history line and recording are written (run_call)
         self._changed("calls", None)
 
+    def new_tap(self, target: Target, stream: dict[str, Any]) -> StreamRecord:
+        """A record for a tap on one of `target`'s live streams (an entry of its
+        `streams`); run it with `run_call`. Its chunks keep the stream's sequences,
+        so chunks the tap lost show as gaps."""
+        record = self.new_call(target, str(stream.get("address") or ""), "tap",
+                               {"streamId": stream.get("streamId"), "from": "buffer"}, True)
+        record.tap_of = str(stream.get("streamId"))
+        record.title = f"tap {stream.get('method')} #{record.number}"
+        return record
+
+    async def abort_connection(self, record: StreamRecord) -> bool:
+        """(trio) Kill the connection a running call reads from, as a network failure
+        would (a resumable call then resumes in the same record)."""
+        call = self._live_calls.get(id(record))
+        return call is not None and call.abort_connection()
+
+    async def _open_call(self, record: StreamRecord):
+        """A streaming call to a node of ours is resumable: a lost connection is
+        resumed in the same record. Taps and unary calls are plain."""
+        if record.outbox is not None:  # a bidirectional call (its tab has a send box): not resumable
+            from node_runtime.bidirectional import BidirectionalCall
+
+            return BidirectionalCall(self.client, record.address, record.method, record.params, via=record.target,
+                                     first_frame_timeout=self.call_timeout, idle_timeout=self.call_timeout,
+                                     protocol=record.protocol)
+        resumable = False
+        if record.streaming and record.tap_of is None and record.protocol is None:  # direct, not routed
+            target = next((t for t in self.targets if t.multiaddr == record.target), None)
+            resumable = target is not None and isinstance(target.streams, list)  # it answered list_streams
+        call = self.client.use_streaming(
+            record.address, record.method, record.params, via=record.target,
+            first_frame_timeout=self.call_timeout, idle_timeout=self.call_timeout, resumable=resumable,
+            protocol=record.protocol,
+        )
+        if not resumable:
+            call.streaming = record.streaming
+        return call
+
     async def run_call(self, record: StreamRecord) -> None:
         """(trio) Make the call and fill its record until it ends or is cancelled."""
         scope = trio.CancelScope()
         self._scopes[id(record)] = scope
-        call = self.client.use_streaming(
-            record.address, record.method, record.params, via=record.target,
-            first_frame_timeout=self.call_timeout, idle_timeout=self.call_timeout,
-            protocol=record.protocol,
-        )
-        call.streaming = record.streaming
-        add_chunk = record.add_chunk
+        outbox = record.outbox
+        call = await self._open_call(record)
+        self._live_calls[id(record)] = call
         try:
             with scope:
-                await call.start()
-                # times count from the request write (as `olane stream` counts them), not from
-                # the dial and stream negotiation before it, which wait on the screen's work
-                record.codec = call.wire_codec
-                record.mark_running(call.started_at)
-                if call.started_at is not None:
-                    record.request_at = 0.0  # `started` is now the request write itself
-                async for response in call.responses():
-                    if response.last:
-                        record.finish(response.data, response.sequence, response.chunks)
-                    else:
-                        add_chunk(response.data, response.sequence, response.size)
+                if outbox is None:
+                    await self._read_answer(call, record)
+                else:
+                    await self._bidirectional(call, record)
             if scope.cancelled_caught or not record.state.ended:
                 record.cancel()
         except OlaneError as exc:
@@ -494,6 +536,7 @@ class ConsoleSession:
             self.log_error(record.title, exc)
         finally:
             self._scopes.pop(id(record), None)
+            self._live_calls.pop(id(record), None)
             frames_after = getattr(call, "frames_after_final", 0)
             if frames_after:
                 record.frames_after_final += frames_after
@@ -502,6 +545,77 @@ class ConsoleSession:
             if record.closed:  # its tab was closed while it ran
                 record.release()
             self._changed("call-ended", record)
+
+    async def _read_answer(self, call, record: StreamRecord, started=None) -> None:
+        """(trio) Start the call and put its answer in the record."""
+        await call.start()
+        if started is not None:
+            started()
+        # times count from the request write (as `olane stream` counts them), not from
+        # the dial and stream negotiation before it, which wait on the screen's work
+        record.codec = call.wire_codec
+        record.mark_running(call.started_at)
+        if call.started_at is not None:
+            record.request_at = 0.0  # `started` is now the request write itself
+        add_chunk = record.add_chunk
+        resumes = 0
+        tap = record.tap_of is not None
+        async for response in call.responses():
+            if tap and (lost := response.extra("_dropped")):
+                record.tap_dropped += lost
+            if response.last:
+                record.finish(response.data, response.sequence, response.chunks)
+            else:
+                if getattr(call, "resumes", 0) != resumes:  # a ResumableCall went on over a new stream
+                    resumes = call.resumes
+                    record.note_resumed(call.resumed_at[-1] + 1)
+                add_chunk(response.data, response.sequence, response.size)
+
+    async def _bidirectional(self, call, record: StreamRecord) -> None:
+        """(trio) A call with a send box: its writer and the pump of the record's
+        outbox run beside the reading, and stop when it ends."""
+        try:
+            async with trio.open_nursery() as nursery:
+                def started() -> None:
+                    nursery.start_soon(call.writer.run)
+                    nursery.start_soon(self._pump_input, call, record)
+
+                await self._read_answer(call, record, started)
+                nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:  # the reading's own error, not trio's wrapping of it
+            errors = [e for e in group.exceptions if not isinstance(e, trio.Cancelled)]
+            if len(errors) == 1 and not isinstance(errors[0], BaseExceptionGroup):
+                raise errors[0] from None
+            raise
+
+    def wake_input(self, record: StreamRecord) -> None:
+        """(trio) The record's outbox has more to send (or its end)."""
+        wake = self._wakes.get(id(record))
+        if wake is not None:
+            wake.set()
+
+    async def _pump_input(self, call, record: StreamRecord) -> None:
+        """(trio) Send what the tab put in the record's outbox, in order, then its end."""
+        outbox = record.outbox
+        try:
+            while True:
+                while outbox.pending:
+                    value = outbox.take()
+                    await call.send(value)
+                    outbox.mark_sent(value)
+                    record.version += 1
+                if outbox.end_asked:
+                    await call.end()
+                    outbox.mark_ended()
+                    record.version += 1
+                    return
+                wake = self._wakes[id(record)] = trio.Event()
+                await wake.wait()
+        except OlaneError as exc:
+            outbox.stop(exc.message)
+            record.version += 1
+        finally:
+            self._wakes.pop(id(record), None)
 
     async def _keep(self, record: StreamRecord) -> None:
         """(trio) The ended call into the history, and into a recording when every call is kept."""
@@ -571,6 +685,34 @@ class ConsoleSession:
                     if target.state != "connecting" and target.tools:
                         nursery.start_soon(self._check, target)
 
+    async def _watch_streams(self) -> None:
+        """List every connected node's live streams now and then (fixed rate: the
+        tree shows them; a node that does not offer `list_streams` is not asked again)."""
+        while True:
+            async with trio.open_nursery() as nursery:
+                for target in list(self.targets):
+                    if target.state == "connected" and target.tools and target.streams is not False:
+                        nursery.start_soon(self.refresh_streams, target)
+            await trio.sleep(self.stream_refresh)
+
+    async def refresh_streams(self, target: Target) -> None:
+        """(trio) Ask `target` for its live streams; tell the screen when they changed."""
+        try:
+            answer = await self.client.use(target.tools[0].address, "list_streams", {}, via=target.multiaddr,
+                                           timeout=self.heartbeat_timeout)
+            listed = answer.get("streams") if isinstance(answer, dict) else None
+            streams = [e for e in listed if isinstance(e, dict) and e.get("streamId")] if isinstance(listed, list) else []
+        except OlaneError as exc:
+            if exc.code in (ErrorCode.INVALID_ACTION, ErrorCode.NOT_IMPLEMENTED):
+                target.streams = False  # a node without live streams (TypeScript olane)
+            return
+        # the console's own calls and taps are in their tabs already: list the others' streams
+        mine = self.client.peer_id
+        streams = [e for e in streams if e.get("method") != "tap" and e.get("callerPeerId") != mine]
+        if streams != target.streams:
+            target.streams = streams
+            self._changed("streams", target)
+
     async def _check(self, target: Target) -> None:
         try:
             await self.client.use(target.tools[0].address, "ping", {}, via=target.multiaddr,
@@ -592,3 +734,4 @@ class ConsoleSession:
 
     async def node_metrics(self, target: Target, address: str) -> Any:
         return await self.client.use(address, "get_metrics", {}, via=target.multiaddr, timeout=10)
+

@@ -180,6 +180,7 @@ class StreamRecord:
         self.codec: str | None = None  # the frames' codec on the wire, once known
         self.replay_of: Any = None  # the recording's path, for a replayed call
         self.recording_path: Any = None  # where this call was last written as a recording
+        self.outbox: Any = None  # a bidirectional call's input (console.core.outbox.Outbox)
         self.route: list[str] = []  # the relays a call through a leader passes (o://leader, o://leader/alpha)
         self.protocol: str | None = None  # the libp2p protocol dialed, when not the address's own (/o/leader)
         self.state = State.STARTING
@@ -196,6 +197,9 @@ class StreamRecord:
         self.missing_final = False  # the stream ended without a final frame
         self.sequence_path: str | None = None  # None: the `_sequence` the node sends
         self.check = SequenceCheck()
+        self.tap_of: str | None = None  # a tap: the stream id it copies (its gaps are chunks the tap lost)
+        self.tap_dropped = 0  # chunks the node said this tap lost (`_dropped`)
+        self.resumed_at: list[int] = []  # a resumable call went on over a new stream at these sequences
         self.version = 0  # bumped on every change, so a screen can skip idle refreshes
         self.released = False  # its data let go (release)
         self.closed = False  # its tab was closed (ConsoleSession.forget_call)
@@ -299,6 +303,9 @@ class StreamRecord:
         chunks held; counters of dropped chunks are lost."""
         self.sequence_path = path or None
         self.check = SequenceCheck()
+        self.tap_of: str | None = None  # a tap: the stream id it copies (its gaps are chunks the tap lost)
+        self.tap_dropped = 0  # chunks the node said this tap lost (`_dropped`)
+        self.resumed_at: list[int] = []  # a resumable call went on over a new stream at these sequences
         for i in range(self.first_held, self.count):
             slot = i % self._capacity
             key = self._key(slot)  # the wire `_sequence` stays as it came
@@ -402,9 +409,15 @@ class StreamRecord:
         end = min(int(self.elapsed(now)), len(self.per_second))
         return [float(b[0]) for b in self.per_second[max(0, end - seconds):end]]
 
+    def note_resumed(self, sequence: int) -> None:
+        self.resumed_at.append(sequence)
+        self.version += 1
+
     def lint(self) -> list[str]:
         """Protocol findings, worst first."""
         out: list[str] = []
+        if self.tap_dropped:
+            out.append(f"tap lost {self.tap_dropped:,} chunk(s) (read too slowly)")
         if self.missing_final:
             out.append("stream ended without a final frame")
         if self.frames_after_final:
@@ -424,6 +437,7 @@ class StreamRecord:
             out.append(f"{c.reordered} chunk(s) out of order")
         if c.duplicates:
             out.append(f"{c.duplicates} duplicate sequence(s)")
-        if self.state is State.COMPLETED and isinstance(self.final_chunks, int) and self.final_chunks != self.count:
+        if (self.state is State.COMPLETED and isinstance(self.final_chunks, int) and self.final_chunks != self.count
+                and self.tap_of is None):  # a tap's final frame counts the whole stream's chunks
             out.append(f"final frame declares {self.final_chunks} chunks, {self.count} arrived")
         return out
