@@ -206,6 +206,7 @@ class MethodPanel(Vertical):
             values, _ = P.collect(self.method.parameters, self.entries())
             self.raw_mode = True
             await self._build_form(values)
+            self._focus_first_field()
             return
         values, problem = self.values()
         if problem and not self._raw_rejected:
@@ -216,6 +217,13 @@ class MethodPanel(Vertical):
         self.raw_mode = False
         self._raw_rejected = False
         await self._build_form(values if not problem else None)
+        self._focus_first_field()
+
+    def _focus_first_field(self) -> None:
+        """The focused field went with the old form: its first field now (F2 again works
+        from there; typing goes to the JSON or the form as shown)."""
+        fields = [w for w in self.query("Input, Select, Switch, TextArea") if w.display]
+        (fields[0] if fields else self.query_one("#run", Button)).focus()
 
     def request_run(self) -> None:
         if self.method is None or self.target is None:
