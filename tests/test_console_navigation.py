@@ -248,7 +248,7 @@ def test_console_run_option_is_checked_before_the_console_opens():
 async def test_tab_walks_the_form_field_by_field_to_run_with_no_hidden_stops():
     """Typing after each Tab lands in the next field; Tab after the last field is Run; Tab
     from the tree is the first field (the form's scroll box is no stop of its own, it
-    showed no focus and swallowed what was typed next)."""
+    showed no focus and swallowed what was typed next). Closing the call's tab drops it."""
     from console_helpers import select_method
 
     async with running_console() as (app, pilot):
@@ -259,7 +259,11 @@ async def test_tab_walks_the_form_field_by_field_to_run_with_no_hidden_stops():
         assert app.focused is panel.query_one("#run")
         await pilot.press("enter")
         await wait_for(pilot, lambda: app.session.calls and app.session.calls[-1].state.ended, what="the call")
-        assert app.session.calls[-1].params == {"count": 3, "delayMs": 10}
+        record = app.session.calls[-1]
+        assert record.params == {"count": 3, "delayMs": 10} and record.held == 3
+        await pilot.press("ctrl+w")  # closing its tab lets go of the call's data
+        await wait_for(pilot, lambda: not app.views, what="the tab closed")
+        assert app.session.calls == [] and record.held == 0 and record.count == 3
         app.node_tree.focus()
         await pilot.pause()
         await pilot.press("tab")
