@@ -43,6 +43,28 @@ py-libp2p that changes it fails a test and the fix can go) and the fix.
    half a window of room while the reader keeps up. The fix does that, for
    every Yamux stream of the process (py-libp2p makes streams deep inside its
    muxer; the class is the one place to reach them), once.
+6. Every Yamux lock acquisition is a trip through the scheduler. Yamux
+   guards its stream table (`Yamux.streams_lock`) and each stream's window
+   (`YamuxStream.window_lock`) with `trio.Lock`, and acquiring a free
+   `trio.Lock` is still a schedule point (every runnable task runs before the
+   acquirer goes on). The read loop takes one or two per frame (a window update
+   takes both), so while 100 streams are busy on a connection each frame read
+   waits for a whole scheduler pass, and 100 stream opens (SYN, multistream
+   answer, request: several frames each) came through one after another, about
+   one frame per pass. No one holds either lock across an await (every guarded
+   block is plain bookkeeping), so the fix swaps them for a lock that is taken
+   at once when free and queues only when held (`QuickLock`), for every Yamux
+   connection and stream of the process, once. The connection's write lock,
+   held across socket writes, stays a `trio.Lock`.
+7. A TCP read asks the socket for just the bytes wanted. Noise reads each
+   message as a 2-byte length, then the body (`read_exactly` on
+   `TrioTCPStream.read`), and each `TrioTCPStream.read` takes a `trio.Lock`
+   and calls `receive_some(n)`: four schedule points and two system calls per
+   message, however many messages already wait in the socket. The fix reads
+   ahead (`READ_AHEAD` bytes per system call) and serves reads from what it
+   holds without a trip through the scheduler, for every TCP connection of the
+   process, once. Only the connection's one reader (the Noise handshake, then
+   the Yamux read loop) reads it, so the order of bytes is unchanged.
 """
 from __future__ import annotations
 
@@ -272,6 +294,110 @@ def window_updates_go_style() -> None:
     YamuxStream._olane_original_window_update = YamuxStream._auto_tune_and_send_window_update
     YamuxStream._auto_tune_and_send_window_update = auto_tune_and_send_window_update
     _GO_STYLE_WINDOW_UPDATES = True
+
+
+class QuickLock:
+    """Fix 6: a lock for blocks that never await (plain bookkeeping): taken at
+    once when free, with no trip through the scheduler; when held (a block that
+    does await, such as Yamux's close), waiters queue in order and each is
+    handed the lock in turn, as with `trio.Lock`."""
+
+    __slots__ = ("_held", "_waiting")
+
+    def __init__(self) -> None:
+        self._held = False
+        self._waiting = trio.lowlevel.ParkingLot()
+
+    def locked(self) -> bool:
+        return self._held
+
+    async def acquire(self) -> None:
+        if not self._held:
+            self._held = True
+            return
+        await self._waiting.park()  # release() hands the lock over: still held, now ours
+
+    def release(self) -> None:
+        if not self._held:
+            raise RuntimeError("QuickLock released while not held")
+        if self._waiting:
+            self._waiting.unpark()
+        else:
+            self._held = False
+
+    async def __aenter__(self) -> None:
+        await self.acquire()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        self.release()
+
+
+_QUICK_YAMUX_LOCKS = False
+
+
+def quick_yamux_locks() -> None:
+    """Fix 6: the stream-table and window locks of Yamux connections and streams
+    made from now on are QuickLocks (no schedule point when free). Process-wide, idempotent."""
+    global _QUICK_YAMUX_LOCKS
+    if _QUICK_YAMUX_LOCKS:
+        return
+    from libp2p.stream_muxer.yamux.yamux import Yamux, YamuxStream
+
+    conn_init = Yamux.__init__
+    stream_init = YamuxStream.__init__
+
+    def yamux_init(self, *args, **kwargs) -> None:
+        conn_init(self, *args, **kwargs)
+        self.streams_lock = QuickLock()
+
+    def stream_init_quick(self, *args, **kwargs) -> None:
+        stream_init(self, *args, **kwargs)
+        self.window_lock = QuickLock()
+
+    Yamux.__init__ = yamux_init
+    YamuxStream.__init__ = stream_init_quick
+    _QUICK_YAMUX_LOCKS = True
+
+
+#: fix 7: bytes asked of a TCP socket per read (what the Yamux read loop then takes
+#: frame by frame without waiting)
+READ_AHEAD = 256 * 1024
+
+_TCP_READ_AHEAD = False
+
+
+def tcp_read_ahead() -> None:
+    """Fix 7: TCP reads take up to READ_AHEAD bytes from the socket and hand them
+    out as asked, with no schedule point while bytes are held. Process-wide, idempotent."""
+    global _TCP_READ_AHEAD
+    if _TCP_READ_AHEAD:
+        return
+    from libp2p.io.trio import TrioTCPStream
+
+    original = TrioTCPStream.read
+
+    async def read(self, n: int | None = None) -> bytes:
+        held = self.__dict__.get("_olane_held")
+        if held:  # bytes read ahead: no socket call, no schedule point
+            pos = self._olane_pos
+            if n is None or n >= len(held) - pos:
+                self._olane_held = None
+                return held[pos:] if pos else held
+            end = pos + n
+            self._olane_pos = end
+            return held[pos:end]
+        if n == 0:
+            return b""
+        data = await original(self, max(n or 0, READ_AHEAD))
+        if n is None or len(data) <= n:
+            return data
+        self._olane_held = data
+        self._olane_pos = n
+        return data[:n]
+
+    TrioTCPStream._olane_original_read = original
+    TrioTCPStream.read = read
+    _TCP_READ_AHEAD = True
 
 
 async def _read_answers(stream, count: int) -> list[str]:
