@@ -194,12 +194,15 @@ class StreamSession:
                     batch: _Batch | None = None
                     batch_bytes = min(BATCH_BYTES, limit - encoder.overhead() - 64) if req.batch else 0
                     agen = spec.function(tool, request, **kwargs)
+                    active = metrics.active  # the node's running requests
                     try:
                         async for item in agen:
                             if type(item) is StreamEnd:
                                 final_data = item.data
                                 break
                             sequence += 1
+                            if not sequence % SLICE_CHUNKS and len(active) > 1:
+                                await trio.lowlevel.checkpoint()  # let the node's other requests in
                             if type(item) is dict:
                                 delta = item.get("delta")
                                 if type(delta) is str:
@@ -291,6 +294,13 @@ _DEFAULT_FINAL = object()
 
 #: at most this many bytes of chunk data in one batched frame
 BATCH_BYTES = 64 * 1024
+
+#: while other requests run on the node, a streaming tool lets them in every this many
+#: chunks: a tool's loop has no schedule point of its own until its stream's write buffer
+#: fills (256 KiB, ~2,300 chunks of 100 B), and a new stream's negotiation and request
+#: each wait for a whole scheduler pass of every such loop. Alone, it never yields
+#: (its writer takes bigger batches).
+SLICE_CHUNKS = 128
 
 
 def _too_large(size: int, limit: int) -> OlaneError:
