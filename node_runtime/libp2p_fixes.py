@@ -354,6 +354,8 @@ def quick_yamux_locks() -> None:
         stream_init(self, *args, **kwargs)
         self.window_lock = QuickLock()
 
+    Yamux._olane_original_init = conn_init
+    YamuxStream._olane_original_init = stream_init
     Yamux.__init__ = yamux_init
     YamuxStream.__init__ = stream_init_quick
     _QUICK_YAMUX_LOCKS = True
