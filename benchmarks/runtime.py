@@ -14,6 +14,9 @@ the client. Sections:
 - slow:       1M chunks read by a consumer that pauses now and then and once
               for 10 s (py-libp2p alone kills a stream after 5 s), while the
               node's RSS is sampled every 0.5 s;
+- live:       (only with --only live) resumption: kill-to-resumed-chunk time; tap fan-out with 1, 10 and
+              100 taps: chunks/s per tap, chunks dropped, the tapped stream's rate against untapped
+              (benchmarks/live.py);
 - network:    (only with --network or --only network) routed vs direct chunks/s and
               first-frame latency through 1 and 2 relays, a relay's RSS under 100 slow
               streams, a leader with 200 nodes joining and leaving (benchmarks/network.py);
@@ -38,13 +41,15 @@ import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
+import trio
+
 from node_runtime import Request, Tool, tool_method
 
 from .common import Report, Row, ServedNode, is_interrupt, narrate, percentile
 
 BENCH_ADDRESS = "o://bench"
 RAW_PROTOCOL = "/olane-bench/raw/1.0.0"
-SECTIONS = ("baseline", "throughput", "latency", "many", "slow", "soak", "compare", "network")
+SECTIONS = ("baseline", "throughput", "latency", "many", "slow", "live", "soak", "compare", "network")
 #: what `olane bench` runs without --only, --soak or --compare (the soak takes long: ask for it)
 DEFAULT_SECTIONS = ("baseline", "throughput", "latency", "many", "slow")
 CODECS = ("json", "msgpack")
@@ -76,6 +81,23 @@ class BenchTool(Tool):
         pad = "x" * max(0, size - 21)
         for i in range(1, count + 1):
             yield {"i": i, "pad": pad}
+
+    @tool_method("As flood, once the stream has `taps` taps (the live section's fan-out).")
+    async def _tool_flood_tapped(self, request: Request, count: int = 1000, size: int = 100, taps: int = 0):
+        record = request.node.streams.record_of(request.id)
+        while record is not None and len(record.taps) < taps:
+            await trio.sleep(0.005)
+        pad = "x" * max(0, size - 21)
+        for i in range(1, count + 1):
+            yield {"i": i, "pad": pad}
+
+    @tool_method("Stream `count` small dicts at about `perSecond` chunks a second (the live section's resumes).")
+    async def _tool_paced(self, request: Request, count: int = 1000, perSecond: int = 2000):
+        start = trio.current_time()
+        for i in range(1, count + 1):
+            if i % 10 == 0:
+                await trio.sleep_until(start + i / perSecond)
+            yield {"i": i}
 
     @tool_method("Stream `count` chunks of `size` raw bytes (base64 text in JSON frames).")
     async def _tool_blob(self, request: Request, count: int = 100, size: int = 64 * KIB):
@@ -570,6 +592,13 @@ def _run_sections(sections: list[str], plan: Plan, report: Report, *, quick: boo
                 report.failures.append(f"slow consumer {codec}: {type(exc).__name__}: {exc}")
                 print(f"  {codec:<8} failed: {type(exc).__name__}: {exc}", flush=True)
 
+    if "live" in sections:
+        from .live import LivePlan, section_live
+
+        lplan = LivePlan.quick() if quick else LivePlan()
+        run(f"live streams: resumable {lplan.resume_chunks:,} chunks at {lplan.resume_rate:,}/s with its connection "
+            f"killed {lplan.kills} times; taps on a {lplan.tap_chunks:,} x 100 B flood (1, 10, 100 taps, read by another "
+            f"process)", lambda node: section_live(node, lplan, report))
     if "network" in sections:
         from .network import NetworkPlan, run_network
 

@@ -10,12 +10,15 @@ sqlite-shaped batches, and the chart view under a stream of numbers flat out.
 
 Reported: rows/s (chunks/s for the chart) into the console, the newest row the table
 drew, UI event-loop stall p50/p99/max, refresh tick p99, and the console's RSS growth;
-targets >= 50,000 rows/s and stall p99 < 50 ms (issue 11).
+targets >= 50,000 rows/s and stall p99 < 50 ms (issue 11). Then the table is sorted by
+`total` as an operator does it (S: in slices between frames): its time, and the stall and
+key latency while it runs (target: stall p99 < 50 ms).
 """
 from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,6 +93,7 @@ async def run_view(app, target, run: ViewRun, rss) -> None:
     gc.collect()
     await asyncio.sleep(0.5)
     run.rss_before = rss.now()
+    run.notes["load"] = os.getloadavg()[0]
     run.start = time.perf_counter()
     record = run.record = app.start_call(target, run.address, tool.methods[run.method], run.params)
     # the new call's tab becomes the active one once it exists
@@ -111,10 +115,14 @@ async def run_view(app, target, run: ViewRun, rss) -> None:
     await asyncio.sleep(0.3)  # the last refresh
     if run.view == "table":
         await _wait(lambda: run.model.row_count >= run.expected, 5, "the last rows in the table")
-        column = run.model.columns.index("total")
-        started = time.perf_counter()
-        run.model.sort(column, True)
-        run.sort_s = time.perf_counter() - started
+        # sort by total as an operator does (S on the column): in slices, the loop running
+        table = view.views.table
+        table.column = run.model.columns.index("total")
+        started = run.notes["sort_start"] = time.perf_counter()
+        table.action_sort()
+        await _wait(lambda: run.model.sorting is None and run.model.sort_column == table.column, 120, "the sort")
+        run.notes["sort_end"] = time.perf_counter()
+        run.sort_s = run.notes["sort_end"] - started
         await asyncio.sleep(0.2)
     await asyncio.sleep(0.3)
     run.rss_after = rss.now()
@@ -145,8 +153,20 @@ def report_view(run: ViewRun, probes, report, failures: list[str], Row, percenti
                         "first_to_last_s": round(span, 3), "newest_row_drawn": run.shown,
                         "sort_s": round(run.sort_s or 0, 3)},
                        f"rows into the table view {rows:>10,} in {span:6.2f} s   {per_s:>9,.0f} rows/s; newest row "
-                       f"drawn #{run.shown:,}; sorting {rows:,} rows by total took {run.sort_s or 0:.2f} s",
+                       f"drawn #{run.shown:,}",
                        f">= {TARGET_ROWS_PER_S:,} rows/s", per_s >= TARGET_ROWS_PER_S))
+        if "sort_end" in run.notes:
+            lag = [v for _, v in probes.between(probes.lag, run.notes["sort_start"], run.notes["sort_end"])]
+            keys = [v for _, v in probes.between(probes.keys, run.notes["sort_start"], run.notes["sort_end"])]
+            s99 = percentile(lag, 99) * 1000 if lag else float("nan")
+            smax = max(lag) * 1000 if lag else float("nan")
+            k99 = percentile(keys, 99) * 1000 if keys else float("nan")
+            report.add(Row("views", "table_sort",
+                           {"rows": rows, "sort_s": round(run.sort_s or 0, 3), "stall_p99_ms": round(s99, 2),
+                            "stall_max_ms": round(smax, 2), "keys": len(keys), "key_p99_ms": round(k99, 2)},
+                           f"sorting {rows:,} rows by total (S, in slices) {run.sort_s or 0:5.2f} s; loop stall meanwhile "
+                           f"p99 {s99:.1f} max {smax:.1f} ms; {len(keys)} keys answered, p99 {k99:.1f} ms",
+                           f"stall p99 < {TARGET_STALL_P99_MS:g} ms", s99 < TARGET_STALL_P99_MS))
     else:
         series = run.model.series
         charted = series[0].count if series else 0

@@ -26,6 +26,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Header, Static, TabbedContent, TabPane, Tabs, Tree
 
+from console.core.collector import Collector
 from console.core.config import Settings, config_path, data_dir
 from console.core.session import ConsoleSession, MethodInfo, Target, cli_command, olane_program, project_folder
 from console.core.stream_store import DEFAULT_MAX_CHUNKS, State, StreamRecord
@@ -39,7 +40,7 @@ from console.widgets.call_view import STATE_GLYPHS, CallView
 from console.widgets.chunk_log import ChunkLog
 from console.widgets.key_bar import KeyBar
 from console.widgets.method_panel import MethodPanel
-from console.widgets.node_tree import MethodRef, NodeTree
+from console.widgets.node_tree import MethodRef, NodeTree, StreamRef
 from themes import DEFAULT_THEME, STREAM_DEFAULTS, THEMES
 
 REFRESH_HZ = 30
@@ -115,6 +116,9 @@ class OlaneConsole(SessionActions, App):
         saved = [(t.multiaddr, t.address) for t in self.settings.targets]
         self.initial_targets = wanted + [t for t in saved if t not in wanted]
         self.refresh_hz = refresh_hz
+        self.collector = Collector()
+        self._form_next = False  # the next method highlighted gets the focus in its form (jump-to)
+        self._taken = 0  # chunks in the open tabs' records at the last refresh (busy or idle)
         self.bridge = TrioBridge()
         self.views: dict[str, CallView] = {}  # pane id -> view
         self._tab_states: dict[str, State] = {}
@@ -154,6 +158,7 @@ class OlaneConsole(SessionActions, App):
         # what exists now (modules, libp2p, widgets) lives as long as the app: keep it out
         # of full collections, which otherwise stall the screen 100+ ms under a firehose
         gc.freeze()
+        self.collector.install()  # full passes at idle moments, not mid-stream (core/collector.py)
         self.bridge.submit(self.session.run, self.initial_targets)
         self.set_interval(1 / self.refresh_hz, self._refresh_visible)
         self.node_tree.focus()
@@ -167,6 +172,7 @@ class OlaneConsole(SessionActions, App):
             except Exception:
                 pass
         await self.bridge.stop()  # a guest run left behind breaks later trio runs in this thread
+        self.collector.uninstall()
 
     # -- session -> screen ---------------------------------------------------------------
 
@@ -175,7 +181,9 @@ class OlaneConsole(SessionActions, App):
 
     @on(SessionChanged)
     async def _on_session_changed(self, event: SessionChanged) -> None:
-        if event.kind in ("targets", "target"):
+        if event.kind == "streams":  # at most every few seconds per node (the session's refresh)
+            self.node_tree.rebuild(self.session.targets)
+        elif event.kind in ("targets", "target"):
             self.node_tree.rebuild(self.session.targets)
             method_panel = self.method_panel
             if (method_panel.target is None and isinstance(event.what, Target) and event.what.embedded
@@ -237,6 +245,11 @@ class OlaneConsole(SessionActions, App):
         view = self.current_view
         if view is not None:
             view.sync()
+        taken = sum(v.record.count for v in self.views.values())
+        sorting = any(v.views.table is not None and v.views.table.model.sorting is not None
+                      for v in self.views.values())
+        self.collector.tick(busy=taken != self._taken or sorting)
+        self._taken = taken
 
     def _label_tab(self, pane_id: str, record: StreamRecord, state: State) -> None:
         try:
@@ -283,13 +296,22 @@ class OlaneConsole(SessionActions, App):
             panel = self.method_panel
             if (panel.target, panel.address, panel.method) != (data.target, data.address, data.method):
                 await panel.show(data.target, data.address, data.method)
+            if self._form_next:  # jumped to this method: straight into its form, as Enter does
+                self._form_next = False
+                self._focus_form()
 
     @on(Tree.NodeSelected)
     def _method_selected(self, event: Tree.NodeSelected) -> None:
+        if isinstance(event.node.data, StreamRef):
+            self.start_tap(event.node.data.target, event.node.data.stream)
+            return
         if isinstance(event.node.data, MethodRef):
-            panel = self.method_panel
-            fields = [w for w in panel.query("Input, Select, Switch, TextArea") if w.display]
-            (fields[0] if fields else panel.query_one("#run")).focus()
+            self._focus_form()
+
+    def _focus_form(self) -> None:
+        panel = self.method_panel
+        fields = [w for w in panel.query("Input, Select, Switch, TextArea") if w.display]
+        (fields[0] if fields else panel.query_one("#run")).focus()
 
     @on(MethodPanel.RunRequested)
     def _run_requested(self, event: MethodPanel.RunRequested) -> None:
@@ -313,6 +335,13 @@ class OlaneConsole(SessionActions, App):
         # sent at once: opening the stream takes round trips that overlap the tab's layout
         # (sending after the tab's first paint measured worse: the request then meets the
         # paints that follow it)
+        self.bridge.submit(self.session.run_call, record)
+        self._open_tab(record)
+        return record
+
+    def start_tap(self, target: Target, stream: dict[str, Any]) -> StreamRecord:
+        """Open a tab tapping one of the node's live streams (marked TAP)."""
+        record = self.session.new_tap(target, stream)
         self.bridge.submit(self.session.run_call, record)
         self._open_tab(record)
         return record
@@ -358,10 +387,15 @@ class OlaneConsole(SessionActions, App):
         if action == "cancel_call":
             record = self.current_record
             return record is not None and not record.state.ended and record.replay_of is None
+        if action in ("follow", "order_by", "filter_chunks"):  # a unary answer has no chunks to act on
+            view = self.current_view
+            return view is not None and view.record.streaming
         if action in self._CALL_ACTIONS:
             return self.current_view is not None
-        if action in ("next_tab", "previous_tab"):
-            return len(self.views) > 1
+        if action in ("next_tab", "previous_tab"):  # with one tab: to it, from the tree or the form
+            return len(self.views) > 1 or (len(self.views) == 1 and self.current_view is not None
+                                           and self.current_view not in (self.focused.ancestors_with_self
+                                                                         if self.focused is not None else ()))
         if action == "pick_paths":
             view = self.current_view
             return view is not None and view.views.name in ("fields", "chart")
@@ -425,8 +459,10 @@ class OlaneConsole(SessionActions, App):
         at = panes.index(tabs.active) if tabs.active in panes else 0
         tabs.active = panes[(at + step) % len(panes)]
         view = self.views[tabs.active]
-        if view.log is not None and self.focused is not None and isinstance(self.focused, ChunkLog):
-            self.call_after_refresh(view.log.focus)  # keys keep acting on the stream in view
+        # the keys act on the call in view from now on (with one tab, ] is how to reach it)
+        target = view.views.focus_target or view.log
+        if target is not None:
+            self.call_after_refresh(target.focus)
 
     def action_previous_tab(self) -> None:
         self.action_next_tab(-1)
@@ -566,8 +602,16 @@ class OlaneConsole(SessionActions, App):
             if place is None:
                 return
             tree = self.node_tree
+            panel = self.method_panel
+            already = place.kind == "method" and (panel.target, panel.address, panel.method) == (
+                place.data.target, place.data.address, place.data.method)
             if tree.reveal(place.data):
                 tree.focus()
+                if place.kind == "method":  # its form, once the panel shows it
+                    if already:
+                        self._focus_form()
+                    else:
+                        self._form_next = True
             else:
                 self.notify("no longer in the tree", severity="warning")
 

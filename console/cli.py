@@ -63,8 +63,10 @@ def main(ctx: click.Context) -> None:
               help="admit only the peer ids in FILE (one a line, # comments); re-read on SIGHUP")
 @click.option("--leader", "leader_ma", default=None, help="join the network of the leader at this multiaddr")
 @click.option("--parent", default="o://leader", show_default=True, help="with --leader: the address to nest under")
+@click.option("--admin", "admins", multiple=True, metavar="PEER_ID",
+              help="a peer id that may list and tap every stream here (repeatable; each caller sees its own anyway)")
 def node(address, listen, seed, key_file, tool_names, files_root, sqlite_db, allow_writes, sqlite_timeout, allow_ids,
-         allow_file, leader_ma, parent) -> None:
+         allow_file, leader_ma, parent, admins) -> None:
     """Serve tools; print `listening <multiaddr>` once ready; stop on SIGINT/SIGTERM."""
     import trio
 
@@ -83,7 +85,7 @@ def node(address, listen, seed, key_file, tool_names, files_root, sqlite_db, all
                    "call every method (see --allow / --allow-file)", err=True)
 
     async def serve() -> None:
-        async with Node(tools, seed=seed, key=key, listen=listen, allow=allowed) as n, \
+        async with Node(tools, seed=seed, key=key, listen=listen, allow=allowed, admins=admins) as n, \
                 _maybe_joined(n, leader_ma, parent, units):
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
                 print(f"listening {n.listen_addrs[0]}", flush=True)
@@ -355,10 +357,20 @@ _target_options = [
 ]
 
 
-def _with_target_options(fn):
-    for option in reversed(_target_options):
+def _with_target_options(fn, options=None):
+    for option in reversed(options or _target_options):
         fn = option(fn)
     return fn
+
+
+def _with_watch_options(fn):
+    return _with_target_options(fn, _watch_options)
+
+
+def _with_stream_target_options(fn):
+    """As _with_target_options, with METHOD optional (not given with --resume)."""
+    return _with_target_options(fn, [_target_options[0], click.argument("method", required=False),
+                                     *_target_options[2:]])
 
 
 @main.command()
@@ -389,18 +401,29 @@ def call(multiaddr, method, address, params, timeout, idle_timeout, codec, seed,
 
 
 @main.command()
-@_with_target_options
+@_with_stream_target_options
 @click.option("--timing", is_flag=True,
               help="on stderr at the end: time to the first chunk, from the request frame written (as the console counts it)")
 @click.option("--record", "record_path", type=click.Path(dir_okay=False), default=None,
               help="also write the call to FILE as a recording (docs/recordings.md)")
+@click.option("--resumable", is_flag=True,
+              help="ask for a resumable stream (a node of ours): prints `resumable as <ID>` on stderr; a dropped "
+                   "connection is resumed by itself")
+@click.option("--resume", "resume_id", default=None, metavar="ID",
+              help="resume the stream ID (started by this caller identity: same --seed or --key) after --after")
+@click.option("--after", type=click.IntRange(min=0), default=0, show_default=True,
+              help="with --resume: the last sequence received")
 def stream(multiaddr, method, address, params, timeout, idle_timeout, codec, seed, key_file, direct, timing,
-           record_path) -> None:
+           record_path, resumable, resume_id, after) -> None:
     """Stream METHOD: one JSON line per chunk, then {"final": ..., "chunks": N}."""
     import time
 
     from console.commands.recordings import finish_recorder, record_failure
 
+    if resume_id is None and method is None:
+        _fail_usage("METHOD", "give the METHOD to stream (or --resume ID)")
+    if resume_id is not None and record_path:
+        _fail_usage("--record", "a resumed stream cannot be recorded")
     multiaddr, address = _named(multiaddr, address)
     values = _params(params)
     identity = _identity(seed, key_file)
@@ -412,6 +435,10 @@ def stream(multiaddr, method, address, params, timeout, idle_timeout, codec, see
                                 codec=None if codec == "auto" else codec)
 
     async def go(client, target, via, protocol):
+        if resumable or resume_id is not None:
+            await _stream_resumable(client, target, method, values, via, protocol, timeout, idle_timeout,
+                                    resume_id, after, timing)
+            return
         await _warn_unknown_params(client, target, method, values, via, protocol)
         if recorder is not None:
             from console.commands.recordings import stream_call
@@ -445,6 +472,111 @@ def stream(multiaddr, method, address, params, timeout, idle_timeout, codec, see
     finally:
         if recorder is not None:
             finish_recorder(recorder)
+
+
+async def _stream_resumable(client, target, method, values, via, protocol, timeout, idle_timeout, resume_id, after,
+                            timing) -> None:
+    """olane stream --resumable / --resume: the chunks as `olane stream` prints them,
+    resuming by itself when the connection drops."""
+    import time
+
+    from node_runtime.resuming import ResumableCall
+
+    call = ResumableCall(client, target, method or "resume", values, via=via, protocol=protocol, codec=None,
+                         first_frame_timeout=idle_timeout, idle_timeout=idle_timeout, timeout=timeout,
+                         stream_id=resume_id, after=after)
+    out = sys.stdout
+    count = 0
+    announced = resume_id is not None
+    resumes = 0
+    first = None
+    async for response in call.responses():
+        if response.last:
+            break
+        if not announced and call.stream_id is not None:
+            announced = True
+            click.echo(f"resumable as {call.stream_id}", err=True)
+        if call.resumes != resumes:
+            resumes = call.resumes
+            click.echo(f"resumed at seq {call.resumed_at[-1] + 1}", err=True)
+        count += 1
+        if first is None:
+            first = time.monotonic()
+        out.write(_dumps({"seq": response.sequence, "data": response.data}) + "\n")
+        out.flush()  # a caller killed mid-stream has printed the last sequence to resume after
+    out.write(_dumps({"final": call.final, "chunks": count}) + "\n")
+    out.flush()
+    if timing and call.started_at is not None and first is not None:
+        click.echo(f"first chunk {(first - call.started_at) * 1000:.1f} ms after the request was written", err=True)
+
+
+# --- live streams: list and tap ------------------------------------------------------
+
+
+_watch_options = [
+    click.argument("multiaddr"),
+    click.option("--address", default=None, help="olane address of a tool there (default: the first it serves)"),
+    click.option("--seed", default=None, help="text seed for the caller identity (the node's --admin, or the "
+                                              "stream's own caller)"),
+    click.option("--key", "key_file", default=None, metavar="FILE", help="key file for the caller identity"),
+    click.option("--timeout", type=float, default=None, help="seconds for the whole command"),
+]
+
+
+@main.command("streams")
+@_with_watch_options
+@click.option("--json", "as_json", is_flag=True, help="one JSON document")
+def streams_command(multiaddr, address, seed, key_file, timeout, as_json) -> None:
+    """The node's streams running now that this caller may see (`list_streams`): every one
+    for the node's admins (`olane node --admin`), else the caller's own."""
+    identity = _identity(seed, key_file)
+
+    async def go(client, target, via, protocol):
+        listed = (await client.use(target, "list_streams", via=via, protocol=protocol,
+                                   timeout=timeout or 30))["streams"]
+        if as_json:
+            click.echo(_dumps(listed))
+            return
+        if not listed:
+            click.echo("no streams you may see", err=True)
+            return
+        for e in listed:
+            flags = "".join(f for f, on in (("R", e.get("resumable")), ("S", e.get("share")),
+                                            ("z", e.get("suspended"))) if on)
+            click.echo(f"{e['streamId']}  {e['address']} {e['method']} {e['params']}  chunks={e['chunks']} "
+                       f"rate={e['chunksPerSecond']:g}/s taps={e['taps']} {flags} caller={e['callerPeerId']}")
+
+    _run_client(multiaddr, address, "auto", identity, go, timeout, any_tool=True)
+
+
+@main.command("tap")
+@_with_watch_options
+@click.argument("stream_id", metavar="ID")
+@click.option("--from", "start", type=click.Choice(["now", "buffer"]), default="now", show_default=True,
+              help="buffer: also the chunks the node still holds (resumable and shared streams)")
+def tap_command(multiaddr, address, seed, key_file, timeout, stream_id, start) -> None:
+    """Copies of stream ID's chunks while it runs, as `olane stream` prints them; a gap
+    (chunks this tap lost: it read too slowly) is said on stderr."""
+    identity = _identity(seed, key_file)
+
+    async def go(client, target, via, protocol):
+        call = client.use_streaming(target, "tap", {"streamId": stream_id, "from": start}, via=via,
+                                    protocol=protocol, timeout=timeout)
+        out = sys.stdout
+        count = dropped = 0
+        async for response in call.responses():
+            lost = response.extra("_dropped") or 0
+            if lost:
+                dropped += lost
+                click.echo(f"dropped {lost} chunk(s) before seq {response.sequence}", err=True)
+            if response.last:
+                break
+            count += 1
+            out.write(_dumps({"seq": response.sequence, "data": response.data}) + "\n")
+        out.write(_dumps({"final": call.final, "chunks": count, "dropped": dropped}) + "\n")
+        out.flush()
+
+    _run_client(multiaddr, address, "auto", identity, go, timeout, any_tool=True)
 
 
 @main.command()
@@ -662,7 +794,7 @@ async def _route(client, multiaddr: str, target: str, direct: bool) -> tuple[str
 
 
 def _run_client(multiaddr: str, address: str | None, codec: str, identity, body, timeout: float | None = None,
-                direct: bool = False, on_error=None) -> None:
+                direct: bool = False, on_error=None, any_tool: bool = False) -> None:
     """Run `body(client, target, via, protocol)` as the caller `identity` (seed, key);
     `timeout` bounds all of it, finding the tool included."""
     import trio
@@ -699,6 +831,8 @@ def _run_client(multiaddr: str, address: str | None, codec: str, identity, body,
         target = address
         if target is None:
             candidates = await client.tool_addresses(multiaddr)
+            if any_tool and candidates:  # a built-in every tool answers
+                candidates = candidates[:1]
             if len(candidates) != 1:
                 what = "several tools" if candidates else "no olane tool"
                 click.echo(f"{multiaddr} serves {what}; pick one with --address:", err=True)

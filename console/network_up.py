@@ -71,8 +71,12 @@ async def _start_node(p: Planned, lma: str, logs: Path) -> tuple[trio.Process, s
     proc = await trio.lowlevel.open_process(
         [*olane_command(), "node", "--tools", p.name, "--address", p.address, "--leader", lma, "--parent", p.parent,
          "--listen", "/ip4/127.0.0.1/tcp/0"],
-        stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL)  # (no PDEATHSIG: trio forks from a
-    log.close()                                                    # worker thread, whose exit would fire it)
+        stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
+        # its own session: a closed terminal's SIGHUP (which a node takes as "reread the allow
+        # file") reaches only us, and we stop the nodes. (No PDEATHSIG: trio forks from a
+        # worker thread, whose exit would fire it.)
+        start_new_session=True)
+    log.close()
     buffer = b""
     with trio.move_on_after(START_WAIT):
         while b"\n" not in buffer:
@@ -113,7 +117,7 @@ def network_up(count: int, *, ttl: float = 30.0, heartbeat: float = 5.0) -> None
 
     async def up() -> None:
         procs: list[trio.Process] = []
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
             async with Leader(ttl=ttl, heartbeat=heartbeat) as lead:
                 lma = lead.listen_addrs[0]
                 try:

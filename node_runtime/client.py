@@ -17,7 +17,7 @@ from .addresses import Address
 from .errors import ErrorCode, OlaneError
 from .framing import FrameDecoder, frame
 from .messages import ChunkReader, Response, batch_chunk, new_id, parse_response, route_request
-from .stream_io import STREAM_ENDED, close_quietly, reset_quietly, write_shielded
+from .stream_io import STREAM_ENDED, abort_transport, close_quietly, reset_quietly, write_shielded
 
 if TYPE_CHECKING:
     from .node import Node
@@ -34,6 +34,10 @@ class StreamingCall:
     `idle_timeout` bound the wait for the first frame of this call and between
     two of its frames (frames for other ids and partial frames do not count).
     Each ends the call with 4017 TIMEOUT."""
+
+    #: ask our servers for a resumable stream / to join the shared stream of this key (node_runtime/resuming.py)
+    resumable = False
+    share: str | None = None
 
     def __init__(
         self,
@@ -126,7 +130,7 @@ class StreamingCall:
             envelope = route_request(
                 self.address.value, self.method, self.params, request_id=self.id,
                 connection_id=node.connection_id, caller_address=node.address.value, streaming=self.streaming,
-                batch=batch,
+                batch=batch, resumable=self.resumable, share=self.share,
             )
             request = frame(codecs.encode(envelope, codec))
             self.started_at = time.monotonic()
@@ -199,6 +203,11 @@ class StreamingCall:
         release, self._release = self._release, None
         if release is not None:
             release()
+
+    def abort_connection(self) -> bool:
+        """Close the TCP connection under this call at once, as a network failure
+        would (tests and benchmarks of resumption). True when there was one."""
+        return self._stream is not None and abort_transport(self._stream)
 
     async def __aenter__(self) -> "StreamingCall":
         await self.start()

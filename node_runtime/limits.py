@@ -57,6 +57,24 @@ class Limits:
     write_timeout: float = 30.0
     #: bytes asked of the stream per read
     read_size: int = 256 * 1024
+    #: seconds a resumable stream whose caller is gone stays suspended, waiting for a resume; then 4002
+    resume_grace: float = 30.0
+    #: newest chunks a resumable (or shared) stream keeps for replay; a resume from before them -> 4010.
+    #: They must cover what was in flight when the connection died (the writer's buffer and more)
+    resume_buffer_chunks: int = 8192
+    #: ... and at most this many bytes of them (as JSON)
+    resume_buffer_bytes: int = 4 * 1024 * 1024
+    #: chunks queued for one tap before it drops (and says so with `_dropped`)
+    tap_queue_chunks: int = 1024
+    #: taps one stream may have at once; more -> 4016
+    max_taps_per_stream: int = 128
+    #: chunks queued for one reader of a resumable or shared stream before the generator waits
+    sink_queue_chunks: int = 256
+    #: resumable and shared streams a node holds at once (suspended ones count, each up to
+    #: resume_buffer_bytes); more -> 4016
+    max_live_streams: int = 64
+    #: characters of a stream's parameters `list_streams` shows
+    list_params_chars: int = 200
     #: a relay's stream to the next hop: the most its Yamux receive window may grow to, so a
     #: relayed stream whose caller reads slowly parks at most this much in the relay
     #: (py-libp2p grows windows to 16 MiB for readers that keep up; libp2p_fixes.py fix 3)

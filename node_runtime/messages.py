@@ -14,6 +14,9 @@ from .errors import ErrorCode, OlaneError
 ROUTE = "route"
 #: envelope param by which a caller of ours asks for batched chunk frames (only our servers read it)
 BATCH_FLAG = "_batch"
+#: envelope params asking our servers for a resumable stream / to join a shared one (docs/protocol-extensions.md)
+RESUMABLE_FLAG = "_resumable"
+SHARE_FLAG = "_share"
 
 
 def new_id() -> str:
@@ -34,6 +37,8 @@ class IncomingRequest:
     streaming_requested: bool = False
     raw: dict[str, Any] = field(default_factory=dict, repr=False)  # the frame as read (relays forward it)
     batch: bool = False  # the caller asked for several chunks per frame (docs/protocol-extensions.md)
+    resumable: bool = False  # ... for a stream it may resume after losing its connection
+    share: str | None = None  # ... to join the stream of this share key (same method and params)
 
     @property
     def terminal_method(self) -> str:
@@ -89,6 +94,8 @@ def parse_request(message: dict[str, Any], max_id_bytes: int = 1024) -> Incoming
             streaming_requested=bool(params.get("_isStreaming") or inner_params.get("_isStreaming")),
             raw=message,
             batch=params.get(BATCH_FLAG) is True,
+            resumable=params.get(RESUMABLE_FLAG) is True,
+            share=_share_key(params.get(SHARE_FLAG), max_id_bytes),
         )
     connection_id = params.get("_connectionId") or ""
     _check_id(connection_id, "_connectionId", max_id_bytes)
@@ -100,6 +107,15 @@ def parse_request(message: dict[str, Any], max_id_bytes: int = 1024) -> Incoming
         connection_id=connection_id,
         streaming_requested=bool(params.get("_isStreaming")),
     )
+
+
+def _share_key(value: Any, max_bytes: int) -> str | None:
+    if value is None:
+        return None
+    if type(value) is not str or not value or len(value) > max_bytes:
+        raise OlaneError(ErrorCode.INVALID_REQUEST, f"{SHARE_FLAG} must be a non-empty string of at most {max_bytes} "
+                                                    f"characters")
+    return value
 
 
 def _result(req: IncomingRequest, body: dict[str, Any]) -> dict[str, Any]:
@@ -176,6 +192,8 @@ def route_request(
     caller_address: str,
     streaming: bool,
     batch: bool = False,
+    resumable: bool = False,
+    share: str | None = None,
 ) -> dict[str, Any]:
     """The `route` envelope a client sends (the shape TypeScript clients send).
     `batch` asks our own servers for several chunks per frame; send it only to a
@@ -198,6 +216,10 @@ def route_request(
     }
     if batch:
         envelope["params"][BATCH_FLAG] = True
+    if resumable:
+        envelope["params"][RESUMABLE_FLAG] = True
+    if share is not None:
+        envelope["params"][SHARE_FLAG] = share
     return envelope
 
 
@@ -227,6 +249,14 @@ class Response:
         if self._raw is None:
             self._raw = codecs.decode_answer(self._payload) if self._payload is not None else {}
         return self._raw
+
+    def extra(self, key: str) -> Any:
+        """A key of the frame's `result` beyond the usual ones (`_streamId`, `_dropped`
+        of live streams), or None. A chunk read by the fast path has none: its frame
+        was exactly the plain envelope."""
+        raw = self._raw
+        result = raw.get("result") if raw is not None else None
+        return result.get(key) if type(result) is dict else None
 
     def __repr__(self) -> str:
         return (f"Response(id={self.id!r}, data={self.data!r}, last={self.last!r}, error={self.error!r}, "

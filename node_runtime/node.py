@@ -18,6 +18,7 @@ from .codec import JSON, MSGPACK
 from .limits import STOP_GRACE, Limits
 from .metrics import NodeMetrics
 from .peers import PeerPool
+from .resuming import ResumableCall, SharedCall
 from .routing import Router
 from .server import StreamSession
 from .stream_io import reset_quietly
@@ -68,6 +69,7 @@ class Node:
         key: bytes | None = None,
         allow: Iterable[str] | None = None,
         batch: bool | None = None,
+        admins: Iterable[str] = (),
     ) -> None:
         if isinstance(tools, Tool):
             tools = [tools]
@@ -87,7 +89,9 @@ class Node:
         self.router = Router(self.tools)
         self.router.node = self  # relaying (leaders, parents) dials through this node
         self.leader: str | None = None  # multiaddr of the leader calls by address go through (Client(leader=...))
-        self.streams = StreamRegistry(self.limits.max_buffered_bytes)
+        # `admins`: peer ids that may list and tap every stream here (each caller sees its own anyway)
+        self.streams = StreamRegistry(self.limits.max_buffered_bytes, limits=self.limits, admins=admins,
+                                      own_peer_id=lambda: self.peer_id)
         self.peers = PeerPool(seed=seed, key=key, listen=listen, limits=self.limits, allow=allow,
                               busy=lambda: self.streams.peers())
         for tool in self.tools:
@@ -103,6 +107,7 @@ class Node:
         handlers = {protocol: self._make_handler(protocol) for protocol in [*self.router.protocols, REUSE_PROTOCOL]}
         async with self.peers.run(handlers), trio.open_nursery() as nursery:
             freeze_startup_heap()
+            self.streams.nursery = nursery  # resumable and shared streams run here, apart from their callers
             if self.limits.idle_stream_timeout > 0:
                 nursery.start_soon(self.streams.retire_idle, self.limits.idle_stream_timeout)
             started: list[Tool] = []
@@ -113,6 +118,7 @@ class Node:
                 yield self
             finally:
                 nursery.cancel_scope.cancel()
+                self.streams.nursery = None
                 # writes still in flight may wait on a peer that stopped reading: bound them
                 self.stopping = True
                 self.streams.stop_soon(STOP_GRACE)
@@ -207,7 +213,10 @@ class Node:
         codec: str | None = None,
         protocol: str | None = None,
         timeout: float | None = None,
-    ) -> StreamingCall:
+        resumable: bool = False,
+        share: str | None = None,
+        resume_within: float = 30.0,
+    ) -> "StreamingCall | ResumableCall":
         """Call a method and iterate its chunks: `async for chunk in node.use_streaming(...)`.
 
         `via` is the multiaddr (or peer id, once connected) of the node serving
@@ -215,10 +224,23 @@ class Node:
         `protocol` overrides the libp2p protocol dialed (e.g. `/o/reuse` to call
         back a peer over the connection it opened). `timeout` is one deadline
         for the whole call; the other two bound waits for a frame (4017 each).
+
+        `resumable=True` (a node of ours only): a `ResumableCall` that, when the
+        connection drops, resumes the stream (reconnecting within `resume_within`
+        s) so every chunk comes once; `.resumes` counts how often. `share=KEY`
+        joins the stream of the same method and params with that key, if one
+        runs (else starts it): every joiner gets every chunk from its join.
         """
         via, protocol = self._through_leader(via, protocol)
-        return StreamingCall(self, address, method, params, via=via, first_frame_timeout=first_frame_timeout,
-                             idle_timeout=idle_timeout, codec=codec, protocol=protocol, timeout=timeout)
+        if resumable:
+            return ResumableCall(self, address, method, params, via=via, protocol=protocol, codec=codec,
+                                 first_frame_timeout=first_frame_timeout, idle_timeout=idle_timeout,
+                                 timeout=timeout, resume_within=resume_within)
+        kind = StreamingCall if share is None else SharedCall
+        call = kind(self, address, method, params, via=via, first_frame_timeout=first_frame_timeout,
+                    idle_timeout=idle_timeout, codec=codec, protocol=protocol, timeout=timeout)
+        call.share = share
+        return call
 
     async def use(
         self,

@@ -390,7 +390,22 @@ class PeerPool:
 
         try:
             with trio.fail_after(self.limits.dial_timeout):
-                stream = await self.host.new_stream(peer, [TProtocol(protocol or address.protocol)])
+                try:
+                    stream = await self.host.new_stream(peer, [TProtocol(protocol or address.protocol)])
+                except Exception as exc:
+                    if "no valid connections" not in str(exc).lower():
+                        raise
+                    # the connection died (its socket closed) but py-libp2p still lists it for a
+                    # while instead of dialing anew: close it, then dial once
+                    await self._close_peer(peer)
+                    try:
+                        stream = await self.host.new_stream(peer, [TProtocol(protocol or address.protocol)])
+                    except Exception as again:
+                        if _refused(again):  # nothing listens there: the node is gone (or moved)
+                            raise OlaneError(ErrorCode.FAILED_TO_DIAL_TARGET,
+                                             f"{peer.to_string()} refused the connection: its node is not "
+                                             f"running there any more") from None
+                        raise exc from None  # what the first attempt said (e.g. closed by an allowlist)
             self._proven.add(peer.to_string())
             self.streams_opened += 1
             return stream
@@ -422,6 +437,18 @@ class PeerPool:
             return stream.muxed_conn.peer_id.to_string()
         except Exception:
             return None
+
+
+def _refused(exc: BaseException, depth: int = 0) -> bool:
+    """Whether a py-libp2p dial failure comes from a refused TCP connection
+    (it wraps the OSError a few levels down, in causes and multi-errors)."""
+    if isinstance(exc, ConnectionRefusedError):
+        return True
+    if depth > 8:
+        return False
+    grouped = getattr(exc, "exceptions", None) or getattr(exc, "errors", None) or ()  # py-libp2p's MultiError: errors
+    inner = [exc.__cause__, exc.__context__, *(grouped if isinstance(grouped, (list, tuple)) else ())]
+    return any(e is not None and _refused(e, depth + 1) for e in inner)
 
 
 def _reusable(stream) -> bool:

@@ -25,6 +25,7 @@ from .framing import FrameDecoder, frame
 from .messages import ChunkEncoder, IncomingRequest, error_frame, final_frame, parse_request, unreadable_frame_error
 from .stream_io import STREAM_ENDED, FrameWriter, StreamGone, close_quietly, reset_quietly
 from .limits import STOP_GRACE
+from .live_frames import serve_live
 from .tools import Request, StreamEnd
 
 if TYPE_CHECKING:
@@ -164,6 +165,8 @@ class StreamSession:
         metrics = node.metrics
         streaming = False
         sequence = 0
+        record = None  # this stream in node.streams (a plain streaming request)
+        answer = None
         try:
             metrics.begin(req, self.peer_id)
         except OlaneError as exc:
@@ -181,8 +184,13 @@ class StreamSession:
                     id=req.id, method=req.method, params=req.params, caller_address=req.caller_address,
                     connection_id=req.connection_id, peer_id=self.peer_id, node=node,
                 )
-                if spec.streaming:
+                if spec.streaming and (spec.sink or req.resumable or req.share is not None):
+                    streaming = True  # a tap, a resume, a resumable or shared stream (node_runtime/live.py)
+                    answer = await serve_live(self, req, codec, tool, spec, kwargs, request)
+                elif spec.streaming:
                     streaming = True
+                    record = node.streams.begin(req, self.peer_id, tool.address.value)
+                    taps = record.taps  # watchers' copies (list_streams / tap); empty almost always
                     final_data: Any = _DEFAULT_FINAL
                     deltas: list[str] = []
                     encoder = ChunkEncoder(req, codec)
@@ -201,7 +209,10 @@ class StreamSession:
                                 final_data = item.data
                                 break
                             sequence += 1
-                            if not sequence % SLICE_CHUNKS and len(active) > 1:
+                            record.chunks = sequence
+                            if taps and record.fan_out(sequence, item):
+                                await trio.sleep(0)  # let a tap that keeps up take its chunks
+                            elif not sequence % SLICE_CHUNKS and len(active) > 1:
                                 await trio.lowlevel.checkpoint()  # let the node's other requests in
                             if type(item) is dict:
                                 delta = item.get("delta")
@@ -252,9 +263,11 @@ class StreamSession:
                 answer = _error_answer(req, err, streaming, sequence)
             await self._terminal(answer, codec, streaming, sequence)
         except StreamGone:
-            pass  # the caller is gone: nobody to answer
+            answer = None
         finally:
             metrics.end(req)
+            if record is not None:
+                node.streams.end(record, answer)
 
     async def _send(self, message: dict, codec: str) -> None:
         """Encode and queue one frame; OlaneError 4008 when the message cannot be

@@ -149,6 +149,13 @@ class FrameWriter:
         if self.error is not None:
             raise StreamGone(f"stream closed: {self.error}")
 
+    async def wait_taken(self) -> None:
+        """Wait until the writer has taken everything queued so far (it may still be
+        writing it): a producer that waits here before queueing more sends what
+        piled up meanwhile as one batch instead of a frame per wake-up."""
+        while self._pending and self.error is None:
+            await self._room.park()
+
     def grew(self, n: int) -> None:
         """A deferred frame already queued holds `n` more bytes."""
         self._pending_bytes += n

@@ -84,6 +84,13 @@ def tool_method(
     return mark
 
 
+def serves_sink(fn: Callable) -> Callable:
+    """Mark a built-in whose coroutine returns a `live.Sink` the server streams
+    (its chunks keep the sequences of the stream they copy)."""
+    fn.__olane_sink__ = True
+    return fn
+
+
 # --- metadata -----------------------------------------------------------------
 
 _TYPE_NAMES = {int: "number", float: "number", str: "string", bool: "boolean", dict: "object", list: "array"}
@@ -152,6 +159,7 @@ class MethodSpec:
     category: str | None = None
     examples: list[dict[str, Any]] | None = None
     requires_approval: bool = False
+    sink: bool = False  # answers a live.Sink to serve (tap, resume: node_runtime/live_frames.py)
 
     def to_wire(self) -> dict[str, Any]:
         approval: dict[str, Any] = {"riskLevel": self.risk}
@@ -293,10 +301,12 @@ def _method_spec(name: str, fn: Callable) -> MethodSpec:
     description = info.get("description") or inspect.getdoc(fn) or ""
     risk = info.get("risk", "low")
     requires_approval = info.get("requires_approval")
+    sink = bool(getattr(fn, "__olane_sink__", False))
     return MethodSpec(
         name=name,
         function=fn,
-        streaming=inspect.isasyncgenfunction(fn),
+        sink=sink,
+        streaming=sink or inspect.isasyncgenfunction(fn),
         description=description.strip(),
         params=params,
         risk=risk,
@@ -365,6 +375,7 @@ class Tool:
             "peerId": node.peer_id if node else None,
             "codecs": list(CODECS),
             "frames": ["batch"],  # several chunks per frame when a caller asks (docs/protocol-extensions.md)
+            "streams": ["resume", "tap", "share"],  # live streams (docs/protocol-extensions.md)
         }
 
     @tool_method(
@@ -399,3 +410,38 @@ class Tool:
             raise OlaneError(ErrorCode.NOT_AUTHORIZED, "this node does not allow remote stop")
         self.node.request_stop()
         return {"stopping": True}
+
+    # --- live streams (docs/protocol-extensions.md, "Live streams") ---------------
+
+    @tool_method("The streaming requests this node runs now that the caller may watch (its own; every one "
+                 "for the node's admins): {streams: [{streamId, address, method, params, callerPeerId, started, "
+                 "chunks, chunksPerSecond, taps, resumable}]}.", category="builtin")
+    async def _tool_list_streams(self, request: Request) -> dict[str, Any]:
+        return {"streams": self.node.streams.listing(request.peer_id)}
+
+    @tool_method("Copies of a running stream's chunks, with its sequences, while it runs. A tap that reads "
+                 "too slowly loses chunks; the next chunk it gets says how many (`_dropped`).",
+                 params={"streamId": Param("the stream, from list_streams", type="string", required=True),
+                         "from": Param("now: chunks from now on; buffer: also those the node still holds",
+                                       type="string", options=["now", "buffer"], default="now")},
+                 category="builtin")
+    @serves_sink
+    async def _tool_tap(self, request: Request):
+        start = request.params.get("from") or "now"
+        return self.node.streams.tap(request.peer_id, request.params.get("streamId"), start)
+
+    @tool_method("Resume a resumable stream whose connection was lost: chunks after `after`, then live.",
+                 params={"streamId": Param("the id its first chunk carried", type="string", required=True),
+                         "after": Param("the last sequence received", type="number", required=True, minimum=0)},
+                 category="builtin")
+    @serves_sink
+    async def _tool_resume(self, request: Request):
+        after = request.params.get("after")
+        if isinstance(after, float) and after.is_integer():
+            after = int(after)
+        return self.node.streams.resume(request.peer_id, request.params.get("streamId"), after)
+
+    @tool_method("End a resumable stream now, rather than keep it for a resume (its caller gave up on it).",
+                 params={"streamId": Param("the stream", type="string", required=True)}, category="builtin")
+    async def _tool_stop_stream(self, request: Request) -> dict[str, Any]:
+        return self.node.streams.stop(request.peer_id, request.params.get("streamId"))

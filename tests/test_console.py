@@ -134,15 +134,16 @@ async def test_two_streams_run_at_once_in_two_tabs():
     async with running_console() as (app, pilot):
         target = embedded_target(app)
         demo = target.tool("o://demo")
-        first = app.start_call(target, "o://demo", demo.methods["stream_items"], {"count": 60, "delayMs": 10})
-        second = app.start_call(target, "o://demo", demo.methods["stream_progress"], {"totalSteps": 40, "delayMs": 10})
+        # long enough (2 s, 1.5 s) that both still run when a loaded machine gets to look
+        first = app.start_call(target, "o://demo", demo.methods["stream_items"], {"count": 200, "delayMs": 10})
+        second = app.start_call(target, "o://demo", demo.methods["stream_progress"], {"totalSteps": 150, "delayMs": 10})
         await wait_for(pilot, lambda: first.count > 5 and second.count > 5, what="both streams flowing")
         assert not first.state.ended and not second.state.ended  # both at once
         assert len(app.views) == 2 and app.query_one("#calls").tab_count == 2
         await wait_for(pilot, lambda: first.state.ended and second.state.ended, what="both ends")
-        assert (first.state, first.count) == (State.COMPLETED, 60)
-        assert (second.state, second.count) == (State.COMPLETED, 40)
-        assert second.chunk(39).data["progress"] == 100
+        assert (first.state, first.count) == (State.COMPLETED, 200)
+        assert (second.state, second.count) == (State.COMPLETED, 150)
+        assert second.chunk(149).data["progress"] == 100
 
 
 async def test_a_node_killed_mid_stream_turns_the_pane_to_an_error_and_the_app_stays_usable():

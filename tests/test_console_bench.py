@@ -33,6 +33,10 @@ def test_quick_run_prints_every_figure_and_completes():
     assert rows["single_screen"]["newest_shown"] == 20_000  # the last chunk reached the screen
     assert rows["table_rows_per_s"]["rows"] == 5_000 and rows["table_rows_per_s"]["newest_row_drawn"] == 5_000
     assert rows["chart_chunks_per_s"]["charted"] == 4_000  # a fifth of --chunks, every value charted
+    assert rows["table_sort"]["rows"] == 5_000 and "stall p99" in rows["table_sort"]["target"]  # S, as typed
+    # issue 14's targets for the single stream, next to the load average
+    assert "p99 <= 16, max <= 50 ms" in rows["single_stall"]["target"] and rows["single_gc"]["target"] == "<= 2 full"
+    assert rows["single_chunks_per_s"]["target"] == ">= 150,000 chunks/s" and "load average" in text
     assert all(r["verdict"] in ("PASS", "MISS") for r in rows.values() if r["target"])
 
 

@@ -90,16 +90,19 @@ async def test_jump_to_finds_stream_items_and_shows_it():
                        and app.method_panel.method.name == "stream_items", what="the method shown")
         tree = app.query_one(NodeTree)
         assert isinstance(tree.cursor_node.data, MethodRef) and tree.cursor_node.data.method.name == "stream_items"
-        assert app.focused is tree
+        # straight into its form (typing goes to its first field, as after Enter in the tree)
+        await wait_for(pilot, lambda: app.focused is not None and app.method_panel in app.focused.ancestors
+                       and app.focused.id != "run", what="the form's first field focused")
         title = str(app.method_panel.query_one(".method-title").render())
         assert "o://demo" in title and "stream_items" in title and "embedded node" in title
         # a built-in, folded away at first, is opened to be shown
-        await pilot.press("colon")
+        await pilot.press("escape", "colon")  # out of the form (keys there type), then jump
         await wait_for(pilot, lambda: isinstance(app.screen, JumpScreen))
         await pilot.press(*"sqlite ping", "enter")
         await wait_for(pilot, lambda: app.method_panel.method is not None and app.method_panel.method.name == "ping"
                        and app.method_panel.address == "o://sqlite", what="a built-in shown")
         assert tree.cursor_node.data.method.name == "ping"
+        await wait_for(pilot, lambda: app.focused is app.method_panel.query_one("#run"), what="Run, for no fields")
 
 
 async def test_with_12_tabs_the_active_one_is_visible_and_keys_switch_tabs():

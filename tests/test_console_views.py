@@ -51,6 +51,21 @@ async def test_a_query_opens_in_the_table_view_with_its_rows_and_sorts_by_total(
         assert totals == sorted(totals, reverse=True)
         first = visible_text(table)[1].split()
         assert float(first[-1]) == totals[0]  # the top line shows the largest total
+        # a big table sorts in slices and the keys keep working meanwhile (here 3,000 rows
+        # made to sort slowly: 500 rows a step, the loop let run 30 ms after each)
+        table.sort_in_place_rows, table.sort_step_rows, table.sort_slice_seconds, table.sort_pause = 0, 500, 0, 0.03
+        await pilot.press("left", "S")  # by status
+        assert model.sorting is not None and model.sorting[0] == 1
+        await wait_for(pilot, lambda: "sorting by status ↑" in str(view.query_one(".call-columns").render()),
+                       what="the header saying so")
+        await pilot.press("right")  # answered while sorting
+        assert table.column == 2 and model.sorting is not None
+        await wait_for(pilot, lambda: model.sorting is None, timeout=20, what="the sort to end")
+        statuses = [model.record(i)["status"] for i in range(3000)]
+        assert statuses == sorted(statuses) and model.sort_column == 1 and table.cursor == 0
+        await pilot.press("S", "S")  # total ↑, then ↓ (the second S cancels the first and goes on)
+        await wait_for(pilot, lambda: model.sorting is None and model.descending, timeout=20, what="the sort")
+        await pilot.pause(0.1)
         # Enter shows the row whole
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, ValueScreen), what="the row")
@@ -82,8 +97,16 @@ async def test_metrics_watch_charts_cpu_without_typing_a_path():
         assert any(block in text for block in "▁▂▃▄▅▆▇█")
         await pilot.press("x")  # cancel the endless stream
         await wait_for(pilot, lambda: record.state.ended, what="the cancel")
-        # the choice is remembered for o://metrics watch
+        # the choice is remembered for o://metrics watch: the next one opens charting cpu
+        # (paths taken from its first chunk, which comes after the view opened)
         assert Settings.load().views["o://metrics watch"] == "chart"
+        again = app.start_call(target, "o://metrics", target.tool("o://metrics").methods["watch"],
+                               {"intervalMs": 100, "count": 3})
+        await wait_for(pilot, lambda: again.state.ended, timeout=20, what="the second watch")
+        await pilot.pause(0.2)
+        view = app.current_view
+        assert view.record is again and view.views.name == "chart"
+        assert view.views.chart.model.paths == ["cpu.percent", "memory.percent"]
 
 
 async def test_files_read_of_a_text_file_shows_its_text():
@@ -155,6 +178,23 @@ async def test_fields_view_shows_the_chosen_paths_as_columns_remembered_per_meth
         await run_call(app, pilot, "o://demo", "stream_items", {"count": 3, "delayMs": 0})
         again = app.current_view
         assert again is not view and again.views.name == "fields" and again.log.fields == ["name", "progress"]
+        # more fields than the pane is wide: → and ← shift them a field at a time, the columns before stay
+        log = again.log
+        log.set_fields(["timestamp", "name", "data", "timestamp", "id", "progress"])
+        log.focus()
+        await pilot.pause(0.3)
+        header = str(again.query_one(".call-columns").render())
+        first = visible_text(log)[0]
+        assert header.rstrip().endswith("▶") and "◀" not in header and first.split()[0] == "1"
+        assert len(first.rstrip()) <= log.size.width and "progress" not in header  # cut at the pane's edge
+        await pilot.press("right", "right", "right")
+        await pilot.pause(0.3)
+        header = str(again.query_one(".call-columns").render())
+        assert "◀" in header and "progress" in header and visible_text(log)[0].split()[0] == "1"
+        assert "Item 1" in visible_text(log)[0] and log.data_x > 0  # shifted no further than the last field needs
+        await pilot.press("left", "left", "left")
+        await pilot.pause(0.3)
+        assert log.data_x == 0 and "◀" not in str(again.query_one(".call-columns").render())
 
 
 async def test_maximize_fills_the_screen_with_the_pane_and_restores_it():

@@ -359,9 +359,11 @@ def test_cli_leader_node_call_and_network(tmp_path):
         stop_process(leader)
 
 
-def test_network_up_prints_the_leader_lists_nested_nodes_and_stops_every_process_on_ctrl_c(tmp_path):
+def test_network_up_prints_the_leader_lists_nested_nodes_and_stops_every_process_when_its_terminal_closes(tmp_path):
     """`olane network up --nodes 3`: a leader and 3 node processes (one two deep); `olane network
-    --json` lists them reachable; SIGINT to `network up` alone stops every node process."""
+    --json` lists them reachable; the SIGHUP a closed terminal sends its process group stops
+    every node process (nodes take SIGHUP as "reread the allow file", so `network up` keeps them
+    in their own sessions and stops them itself; Ctrl-C's SIGINT takes the same path)."""
     import json as _json
     import os
     import re
@@ -382,7 +384,7 @@ def test_network_up_prints_the_leader_lists_nested_nodes_and_stops_every_process
         assert nodes <= set(rows), rows.keys()
         assert all(rows[a]["reachable"] for a in nodes)
         assert len({rows[a]["peerId"] for a in nodes}) == 3  # three processes
-        up.send_signal(signal.SIGINT)
+        os.killpg(up.pid, signal.SIGHUP)  # what a closed terminal sends its foreground group
         assert up.wait(30) == 0
         narrative = up.stderr.read()
         pids = [int(p) for p in re.findall(r"^node o://\S+ pid (\d+) ", narrative, re.M)]
@@ -391,3 +393,22 @@ def test_network_up_prints_the_leader_lists_nested_nodes_and_stops_every_process
             assert not os.path.exists(f"/proc/{pid}") or "olane" not in open(f"/proc/{pid}/cmdline").read()
     finally:
         stop_process(up)
+        _kill_listed_nodes(up)
+
+
+def _kill_listed_nodes(up) -> None:
+    """After a failure: the node processes `network up` said it started must not outlive the test."""
+    import os
+    import re
+    import signal
+
+    try:
+        narrative = up.stderr.read() if not up.stderr.closed else ""
+    except ValueError:
+        narrative = ""
+    for pid in re.findall(r"^node o://\S+ pid (\d+) ", narrative or "", re.M):
+        try:
+            if "olane" in open(f"/proc/{pid}/cmdline").read():
+                os.kill(int(pid), signal.SIGKILL)
+        except (FileNotFoundError, ProcessLookupError):
+            pass

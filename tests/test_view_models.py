@@ -215,3 +215,32 @@ def test_view_models_import_neither_textual_nor_rich():
             "bad = [m for m in ('textual', 'rich') if m in sys.modules]; assert not bad, bad")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
+
+
+def test_a_sort_in_slices_orders_as_one_sort_does_and_keeps_ties_in_arrival_order():
+    from console.core.views.slice_sort import sort_in_slices
+
+    keys = [(i * 7919) % 13 for i in range(2_000)] + [None, "a"]  # ties, then keys that do not compare
+    job = sort_in_slices(keys[:2_000], step=64, descending=True)
+    steps = 0
+    try:
+        while True:
+            assert 0.0 <= next(job) <= 1.0
+            steps += 1
+    except StopIteration as done:
+        order = done.value
+    assert steps > 30  # many small steps, not one
+    assert order == sorted(range(2_000), key=keys.__getitem__, reverse=True)  # stable, as sorted() is
+    # the table's sort in slices: the same rows as the sort in one go, even for mixed values
+    record = StreamRecord(title="x")
+    for n, value in enumerate(keys):
+        record.add_chunk({"k": value, "n": n} if value is not None else {"n": n}, n + 1, 10)
+    model = TableModel(record)
+    model.sync()
+    for _ in model.sort_steps(0, False, rows_per_step=100):
+        assert model.sorting is not None and model.sorting[:2] == (0, False)
+    assert model.sorting is None and model.sort_column == 0
+    sliced = [model.record(i)["n"] for i in range(len(keys))]
+    model.sort(0)
+    assert sliced == [model.record(i)["n"] for i in range(len(keys))]
+    assert model.record(len(keys) - 1).get("k") is None and model.record(len(keys) - 2)["k"] == "a"

@@ -69,6 +69,9 @@ class Target:
     peer_id: str | None = None
     tools: list[ToolInfo] = field(default_factory=list)
     name: str | None = None  # the operator's name for it, shown instead of the peer id
+    #: its live streams as `list_streams` last answered (those this console may see); None: not asked
+    #: yet or not offered (a TypeScript node)
+    streams: "list[dict[str, Any]] | bool | None" = None
     network: Network | None = None  # a leader: the nodes its registry lists (console/core/network.py)
 
     @property
@@ -170,6 +173,7 @@ class ConsoleSession:
         history: Any = None,
         record_dir: Any = None,
         record_cap_bytes: int = 200_000_000,
+        stream_refresh: float = 2.0,
         network_poll: float = 3.0,
         network_check: float = 10.0,
         network_gone_keep: float = 30.0,
@@ -197,6 +201,8 @@ class ConsoleSession:
         self.history = history  # a console.core.history.History: every ended call is appended
         self.record_dir = record_dir  # a folder: every ended call is kept there as a recording
         self.record_cap_bytes = record_cap_bytes
+        self.stream_refresh = stream_refresh  # seconds between two `list_streams` of each node (0: never)
+        self._live_calls: dict[int, Any] = {}  # record id -> its call while it runs
         # networks (a leader among the targets): its registry is read every `network_poll` s
         # (and at once on `poll_network`), every node pinged through it every `network_check` s,
         # a node gone from the registry shown as gone for `network_gone_keep` s
@@ -238,6 +244,8 @@ class ConsoleSession:
                 await self._connect_all(initial_targets)
                 if self.heartbeat > 0:
                     nursery.start_soon(self._heartbeat)
+                if self.stream_refresh > 0:
+                    nursery.start_soon(self._watch_streams)
 
     async def _serve_embedded(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
         tools = self.embedded_tools
@@ -245,7 +253,8 @@ class ConsoleSession:
             from tool_library import build_tools
 
             tools = build_tools()
-        async with Node(tools, seed=self.seed, limits=self.limits) as node:
+        # the console's own identity may list and tap every stream of the node it embeds
+        async with Node(tools, seed=self.seed, limits=self.limits, admins=[self.client.peer_id]) as node:
             self.node = node
             self.targets.insert(0, Target(node.listen_addrs[0], embedded=True))
             self._changed("targets")
@@ -443,17 +452,47 @@ class ConsoleSession:
         self._changed("calls", record)
         return record
 
+    def new_tap(self, target: Target, stream: dict[str, Any]) -> StreamRecord:
+        """A record for a tap on one of `target`'s live streams (an entry of its
+        `streams`); run it with `run_call`. Its chunks keep the stream's sequences,
+        so chunks the tap lost show as gaps."""
+        record = self.new_call(target, str(stream.get("address") or ""), "tap",
+                               {"streamId": stream.get("streamId"), "from": "buffer"}, True)
+        record.tap_of = str(stream.get("streamId"))
+        record.title = f"tap {stream.get('method')} #{record.number}"
+        return record
+
+    async def abort_connection(self, record: StreamRecord) -> bool:
+        """(trio) Kill the connection a running call reads from, as a network failure
+        would (a resumable call then resumes in the same record)."""
+        call = self._live_calls.get(id(record))
+        return call is not None and call.abort_connection()
+
+    async def _open_call(self, record: StreamRecord):
+        """A streaming call to a node of ours is resumable: a lost connection is
+        resumed in the same record. Taps and unary calls are plain."""
+        resumable = False
+        if record.streaming and record.tap_of is None and record.protocol is None:  # direct, not routed
+            target = next((t for t in self.targets if t.multiaddr == record.target), None)
+            resumable = target is not None and isinstance(target.streams, list)  # it answered list_streams
+        call = self.client.use_streaming(
+            record.address, record.method, record.params, via=record.target,
+            first_frame_timeout=self.call_timeout, idle_timeout=self.call_timeout, resumable=resumable,
+            protocol=record.protocol,
+        )
+        if not resumable:
+            call.streaming = record.streaming
+        return call
+
     async def run_call(self, record: StreamRecord) -> None:
         """(trio) Make the call and fill its record until it ends or is cancelled."""
         scope = trio.CancelScope()
         self._scopes[id(record)] = scope
-        call = self.client.use_streaming(
-            record.address, record.method, record.params, via=record.target,
-            first_frame_timeout=self.call_timeout, idle_timeout=self.call_timeout,
-            protocol=record.protocol,
-        )
-        call.streaming = record.streaming
+        call = await self._open_call(record)
+        self._live_calls[id(record)] = call
         add_chunk = record.add_chunk
+        resumes = 0
+        tap = record.tap_of is not None
         try:
             with scope:
                 await call.start()
@@ -464,9 +503,14 @@ class ConsoleSession:
                 if call.started_at is not None:
                     record.request_at = 0.0  # `started` is now the request write itself
                 async for response in call.responses():
+                    if tap and (lost := response.extra("_dropped")):
+                        record.tap_dropped += lost
                     if response.last:
                         record.finish(response.data, response.sequence, response.chunks)
                     else:
+                        if getattr(call, "resumes", 0) != resumes:  # a ResumableCall went on over a new stream
+                            resumes = call.resumes
+                            record.note_resumed(call.resumed_at[-1] + 1)
                         add_chunk(response.data, response.sequence, response.size)
             if scope.cancelled_caught or not record.state.ended:
                 record.cancel()
@@ -481,6 +525,7 @@ class ConsoleSession:
             self.log_error(record.title, exc)
         finally:
             self._scopes.pop(id(record), None)
+            self._live_calls.pop(id(record), None)
             frames_after = getattr(call, "frames_after_final", 0)
             if frames_after:
                 record.frames_after_final += frames_after
@@ -555,6 +600,34 @@ class ConsoleSession:
                 for target in list(self.targets):
                     if target.state != "connecting" and target.tools:
                         nursery.start_soon(self._check, target)
+
+    async def _watch_streams(self) -> None:
+        """List every connected node's live streams now and then (fixed rate: the
+        tree shows them; a node that does not offer `list_streams` is not asked again)."""
+        while True:
+            async with trio.open_nursery() as nursery:
+                for target in list(self.targets):
+                    if target.state == "connected" and target.tools and target.streams is not False:
+                        nursery.start_soon(self.refresh_streams, target)
+            await trio.sleep(self.stream_refresh)
+
+    async def refresh_streams(self, target: Target) -> None:
+        """(trio) Ask `target` for its live streams; tell the screen when they changed."""
+        try:
+            answer = await self.client.use(target.tools[0].address, "list_streams", {}, via=target.multiaddr,
+                                           timeout=self.heartbeat_timeout)
+            listed = answer.get("streams") if isinstance(answer, dict) else None
+            streams = [e for e in listed if isinstance(e, dict) and e.get("streamId")] if isinstance(listed, list) else []
+        except OlaneError as exc:
+            if exc.code in (ErrorCode.INVALID_ACTION, ErrorCode.NOT_IMPLEMENTED):
+                target.streams = False  # a node without live streams (TypeScript olane)
+            return
+        # the console's own calls and taps are in their tabs already: list the others' streams
+        mine = self.client.peer_id
+        streams = [e for e in streams if e.get("method") != "tap" and e.get("callerPeerId") != mine]
+        if streams != target.streams:
+            target.streams = streams
+            self._changed("streams", target)
 
     async def _check(self, target: Target) -> None:
         try:

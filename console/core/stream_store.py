@@ -196,6 +196,9 @@ class StreamRecord:
         self.missing_final = False  # the stream ended without a final frame
         self.sequence_path: str | None = None  # None: the `_sequence` the node sends
         self.check = SequenceCheck()
+        self.tap_of: str | None = None  # a tap: the stream id it copies (its gaps are chunks the tap lost)
+        self.tap_dropped = 0  # chunks the node said this tap lost (`_dropped`)
+        self.resumed_at: list[int] = []  # a resumable call went on over a new stream at these sequences
         self.version = 0  # bumped on every change, so a screen can skip idle refreshes
         # The ring, one list per field (a column each): a tuple per chunk would be one more
         # GC-tracked object per chunk (it holds the data dict), and a full ring churning them
@@ -234,7 +237,7 @@ class StreamRecord:
             self.first_chunk_at = at
         key = sequence if self.sequence_path is None else value_at_path(data, self.sequence_path)
         flags = self.check.check(key)
-        if self.state.ended:
+        if self.ended_at is not None:  # ended (cheaper than state.ended, once per chunk)
             flags |= AFTER_FINAL
             self.frames_after_final += 1
         index = self.count
@@ -297,6 +300,9 @@ class StreamRecord:
         chunks held; counters of dropped chunks are lost."""
         self.sequence_path = path or None
         self.check = SequenceCheck()
+        self.tap_of: str | None = None  # a tap: the stream id it copies (its gaps are chunks the tap lost)
+        self.tap_dropped = 0  # chunks the node said this tap lost (`_dropped`)
+        self.resumed_at: list[int] = []  # a resumable call went on over a new stream at these sequences
         for i in range(self.first_held, self.count):
             slot = i % self._capacity
             key = self._key(slot)  # the wire `_sequence` stays as it came
@@ -389,9 +395,15 @@ class StreamRecord:
         end = min(int(self.elapsed(now)), len(self.per_second))
         return [float(b[0]) for b in self.per_second[max(0, end - seconds):end]]
 
+    def note_resumed(self, sequence: int) -> None:
+        self.resumed_at.append(sequence)
+        self.version += 1
+
     def lint(self) -> list[str]:
         """Protocol findings, worst first."""
         out: list[str] = []
+        if self.tap_dropped:
+            out.append(f"tap lost {self.tap_dropped:,} chunk(s) (read too slowly)")
         if self.missing_final:
             out.append("stream ended without a final frame")
         if self.frames_after_final:
@@ -411,6 +423,7 @@ class StreamRecord:
             out.append(f"{c.reordered} chunk(s) out of order")
         if c.duplicates:
             out.append(f"{c.duplicates} duplicate sequence(s)")
-        if self.state is State.COMPLETED and isinstance(self.final_chunks, int) and self.final_chunks != self.count:
+        if (self.state is State.COMPLETED and isinstance(self.final_chunks, int) and self.final_chunks != self.count
+                and self.tap_of is None):  # a tap's final frame counts the whole stream's chunks
             out.append(f"final frame declares {self.final_chunks} chunks, {self.count} arrived")
         return out

@@ -20,7 +20,9 @@ flag: `GAP` (sequences skipped), `ORD` (arrived late), `DUP` (seen before), `LAT
 (after the final frame), `NOKEY` / `BADKEY` (no whole number at `_sequence` or at the
 path `o` orders by: that chunk was not judged, and the findings count them). The status line has state, chunks/s, bytes/s, time to the
 first chunk, and pauses with an *N new* count when you scroll up or move the cursor;
-**End** follows the tail again. Enter on a chunk shows it whole; **/** filters
+**End** follows the tail again. **←** / **→** shift the data column (the JSON, or the
+fields view's columns a field at a time: `◀` / `▶` in the header say more is out of
+view). Enter on a chunk shows it whole; **/** filters
 the chunks by text in their JSON. Each tab names its node (`· embedded`, or the end of
 the peer id); **]** / **[** switch tabs. **g** or **:** jumps to a node, tool or method
 by part of its name.

@@ -15,7 +15,7 @@ from textual.css.query import NoMatches
 from textual.widgets import Sparkline, Static
 
 from console.core.stream_store import State, StreamRecord
-from console.core.views.cells import json_default
+from console.core.views.cells import compact, json_default
 from console.widgets.chunk_log import ChunkLog
 from console.widgets.views.stream_views import StreamViews
 from console.widgets.views.table_view import TableView
@@ -64,10 +64,10 @@ class CallView(Vertical):
     CallView .call-findings.-clean { color: $text-muted; }
     CallView Sparkline { height: 2; margin: 0 1; }
     CallView .call-columns { height: 1; padding: 0 0; color: $text-muted; text-style: bold; }
-    CallView .call-detail { height: auto; max-height: 45%; border-top: solid $panel; padding: 0 1; }
+    CallView .call-detail { height: auto; max-height: 35%; border-top: solid $panel; padding: 0 1; }
     CallView .call-detail.-unary { height: 1fr; max-height: 100%; }
     CallView .call-detail.-unary.-valued { height: auto; max-height: 30%; }
-    CallView .call-detail.-beside-view { max-height: 8; }
+    CallView .call-detail.-beside-view { max-height: 25%; }
     CallView .call-end.-failed { color: $stream-error; text-style: bold; }
     CallView .call-end.-completed { color: $success; }
     CallView .call-end.-cancelled { color: $warning; }
@@ -181,7 +181,14 @@ class CallView(Vertical):
         r = self.record
         state = r.effective_state(now)
         text = Text()
+        if r.tap_of is not None:  # a copy of someone's stream, not a call of ours
+            text.append(" TAP ", style="bold reverse")
+            text.append(" ")
         text.append(f"{STATE_GLYPHS[state]} {state.value.upper()}", style="bold")
+        if r.resumed_at:
+            text.append(f"  resumed at seq {r.resumed_at[-1]:,}", style="bold yellow")
+            if len(r.resumed_at) > 1:
+                text.append(f" ({len(r.resumed_at)}×)", style="yellow")
         if not r.streaming:
             text.append(f"  {r.address} {r.method}", style="dim")
         if r.streaming:
@@ -255,6 +262,9 @@ class CallView(Vertical):
         elif state is State.COMPLETED and not r.streaming:
             self._show_unary(r.final)
             self._update(body, "")
+        elif state is State.COMPLETED and self.views.name in ("table", "chart"):
+            # beside a table or a chart the rows are the point: the final frame on one line
+            self._update(body, "final data: " + compact(r.final))
         elif state is State.COMPLETED:
             self._update(body, "final data:\n" + pretty(r.final))
         elif state is State.FAILED and r.error is not None and r.error.details is not None:

@@ -73,11 +73,14 @@ class Columns:
     def __init__(self) -> None:
         self.widths = {name: len(header) for name, header in COLUMN_HEADERS}
 
-    def fit(self, chunk: Chunk) -> None:
+    def fit(self, chunk: Chunk) -> dict[str, str]:
+        """Widen to a chunk's cells; returns them (for `prefix`)."""
         widths = self.widths
-        for name, text in _cells(chunk).items():
+        cells = _cells(chunk)
+        for name, text in cells.items():
             if len(text) > widths[name]:
                 widths[name] = len(text)
+        return cells
 
     def shown(self, width: int) -> list[str]:
         names = [name for name, _ in COLUMN_HEADERS]
@@ -96,10 +99,10 @@ class Columns:
         return " ".join(f"{labels[n]:>{self.widths[n]}}" if n != "flag" else f"{labels[n]:<{self.widths[n]}}"
                         for n in names) + " data"
 
-    def prefix(self, chunk: Chunk, width: int) -> str:
+    def prefix(self, chunk: Chunk, width: int, cells: dict | None = None, names: list | None = None) -> str:
         """The cells before the data, with the space that follows them."""
-        cells = _cells(chunk)
-        names = self.shown(width)
+        cells = _cells(chunk) if cells is None else cells
+        names = self.shown(width) if names is None else names
         widths = self.widths
         head = " ".join(f"{cells[n]:>{widths[n]}}" if n != "flag" else f"{cells[n]:<{widths[n]}}" for n in names)
         return head + " "
@@ -115,23 +118,31 @@ def format_chunk(chunk: Chunk, width: int = 200) -> str:
 
 
 def json_segments(text: str, style, styles: dict) -> list[Segment]:
-    """A JSON preview cut into coloured segments (keys, strings, numbers, literals)."""
+    """A JSON preview cut into coloured segments (keys, strings, numbers, literals).
+    `styles` maps key/string/number/literal to a colour added to `style`."""
     out: list[Segment] = []
+    append = out.append
+    key, string = style + styles["key"], style + styles["string"]
+    number, literal = style + styles["number"], style + styles["literal"]
     at = 0
     for m in _TOKENS.finditer(text):
-        if m.start() > at:
-            out.append(Segment(text[at:m.start()], style))
-        if m.group(1) is not None:
-            out.append(Segment(m.group(1), style + (styles["key"] if m.group(2) else styles["string"])))
-            if m.group(2):
-                out.append(Segment(m.group(2), style))
-        elif m.group(3) is not None:
-            out.append(Segment(m.group(3), style + styles["number"]))
+        start = m.start()
+        if start > at:
+            append(Segment(text[at:start], style))
+        quoted, colon, digits, word = m.groups()
+        if quoted is not None:
+            if colon:
+                append(Segment(quoted, key))
+                append(Segment(colon, style))
+            else:
+                append(Segment(quoted, string))
+        elif digits is not None:
+            append(Segment(digits, number))
         else:
-            out.append(Segment(m.group(4), style + styles["literal"]))
+            append(Segment(word, literal))
         at = m.end()
     if at < len(text):
-        out.append(Segment(text[at:], style))
+        append(Segment(text[at:], style))
     return out
 
 
@@ -170,6 +181,8 @@ class ChunkLog(ScrollView, can_focus=True):
         Binding("home", "first", "First", show=False),
         Binding("end", "follow", "Follow tail", show=False),
         Binding("enter", "select", "Show chunk", show=False),
+        Binding("left", "shift(-1)", "Data left", show=False),
+        Binding("right", "shift(1)", "Data right", show=False),
     ]
 
     class Selected(Message):
@@ -197,6 +210,7 @@ class ChunkLog(ScrollView, can_focus=True):
         self._seen_when_paused = 0
         self._synced_version = -1
         self._styles: dict = {}
+        self._styles_key: tuple | None = None  # (theme, focus) the styles were made for
         self.columns = Columns()
         self.filter_text: str | None = None  # show only chunks whose JSON contains this
         self._matches: list[int] = []  # absolute indexes of matching chunks (filter on)
@@ -205,10 +219,16 @@ class ChunkLog(ScrollView, can_focus=True):
         self._json_cache: dict = {}
         self.fields: list[str] | None = None  # the fields view: these JSON paths as columns
         self._field_widths: list[int] = []
+        self._frame: dict = {}  # during render_lines: index -> (chunk, its cells)
+        self.data_x = 0  # how far the data column is shifted left (← →)
+        self._names: list[str] = []  # during render_lines: the columns shown
+        self._plain = False  # this frame draws lines without JSON colours (a firehose)
+        self._frame_count = 0  # record.count at the last frame
 
     def set_fields(self, paths: list[str] | None) -> None:
         """Show the values at these JSON paths as columns instead of the JSON preview."""
         self.fields = list(paths) if paths else None
+        self.data_x = 0
         self._field_widths = [min(FIELD_WIDTH, max(4, len(p))) for p in self.fields or []]
         record = self.record  # fitted to the first and the newest chunks (and widened as wider ones are drawn)
         sample = list(range(record.first_held, min(record.count, record.first_held + 50)))
@@ -218,11 +238,53 @@ class ChunkLog(ScrollView, can_focus=True):
         self.refresh()
 
     def columns_header(self) -> str:
-        """The header line above the log: the fitted columns, then data or the chosen fields."""
+        """The header line above the log: the fitted columns, then data or the chosen fields
+        (shifted as the lines are: ◀ when some are left of view, ▶ when some are right of it)."""
         head = self.header()
         if not self.fields:
+            if self.data_x:
+                return head[:-len("data")] + f"◀ data from character {self.data_x + 1}"
             return head
-        return head[:-len("data")] + "  ".join(p[:w].ljust(w) for p, w in zip(self.fields, self._field_widths))
+        text = "  ".join(p[:w].ljust(w) for p, w in zip(self.fields, self._field_widths))
+        prefix = head[:-len("data")]
+        if self.data_x:  # in the space before the first field shown
+            prefix = prefix[:-1] + "◀"
+        return prefix + self._marked(text[self.data_x:], self._data_room(len(prefix)))
+
+    @staticmethod
+    def _marked(text: str, room: int) -> str:
+        """`text` cut to `room` cells, ending in ▶ when fields are out of view on the right."""
+        if len(text) <= room:
+            return text
+        return text[:max(0, room - 1)] + "▶" if room > 1 else text[:room]
+
+    def _data_room(self, prefix: int) -> int:
+        return max(0, (self.size.width or 80) - prefix)
+
+    def _fields_width(self) -> int:
+        return sum(self._field_widths) + 2 * max(0, len(self._field_widths) - 1)
+
+    def action_shift(self, step: int) -> None:
+        """Shift the data column (the fields, or the JSON) left or right: by a field in the
+        fields view, by 16 characters in the log; the columns before it stay put."""
+        prefix = len(self.header()) - len("data")
+        room = self._data_room(prefix)
+        if self.fields:
+            starts, at = [], 0
+            for w in self._field_widths:
+                starts.append(at)
+                at += w + 2
+            limit = max(0, self._fields_width() - room)
+            if step > 0:  # the next field first, but no further than shows the last one's end
+                x = self.data_x if self.data_x >= limit else min(
+                    limit, next((x for x in starts if x > self.data_x), limit))
+            else:
+                x = next((x for x in reversed(starts) if x < self.data_x), 0)
+        else:
+            x = max(0, min(PREVIEW_LIMIT - room, self.data_x + 16 * step))
+        if x != self.data_x:
+            self.data_x = max(0, x)
+            self.refresh()
 
     def _field_text(self, data) -> str:
         parts = []
@@ -286,7 +348,7 @@ class ChunkLog(ScrollView, can_focus=True):
             self._synced_version = record.version
             if self.filter_text is not None:
                 self._scan()
-            self.virtual_size = Size(self.scrollable_content_region.width, self._line_count())
+            self._set_lines(self._line_count())
             self.refresh()
         if self.following:
             self._follow()
@@ -295,6 +357,14 @@ class ChunkLog(ScrollView, can_focus=True):
             y = self._line_of(self._anchor)
             if int(self.scroll_y) != y:
                 self.scroll_to(y=y, animate=False, immediate=True)
+
+    def _set_lines(self, lines: int) -> None:
+        """A new line count without a layout pass: the log's own size does not depend on
+        it (1fr high, no scrollbars), and a reflow per refresh cost ~20 ms under a firehose."""
+        size = Size(self.scrollable_content_region.width, lines)
+        if size != self.virtual_size:
+            self.set_reactive(ChunkLog.virtual_size, size)
+            self._scroll_update(size)
 
     def _follow(self) -> None:
         y = self._bottom_top()
@@ -335,26 +405,46 @@ class ChunkLog(ScrollView, can_focus=True):
     # -- rendering ---------------------------------------------------------------
 
     def render_lines(self, crop):
-        # styles once per frame, not once per line (rich_style costs ~140 us a call)
-        base = self.rich_style
-        component = self.get_component_rich_style
-        self._styles = {
-            "base": base,
-            GAP: base + component("chunk-log--gap"),
-            REORDERED: base + component("chunk-log--reordered"),
-            DUPLICATE: base + component("chunk-log--duplicate"),
-            "late": base + component("chunk-log--late"),
-            "unjudged": base + component("chunk-log--unjudged"),
-            "cursor": component("chunk-log--cursor"),
-            **self._json_styles(component),
-        }
+        # styles once per theme and focus, not per frame (component styles cost ~0.5 ms each)
+        key = (self.app.theme, self.has_focus)
+        if self._styles_key != key:
+            self._styles_key = key
+            base = self.rich_style
+            component = self.get_component_rich_style
+            self._styles = {
+                "base": base,
+                GAP: base + component("chunk-log--gap"),
+                REORDERED: base + component("chunk-log--reordered"),
+                DUPLICATE: base + component("chunk-log--duplicate"),
+                "late": base + component("chunk-log--late"),
+                "unjudged": base + component("chunk-log--unjudged"),
+                "cursor": component("chunk-log--cursor"),
+                **self._json_styles(component),
+            }
         top = int(self.scroll_y)
+        frame = self._frame = {}  # the chunks in view and their cells: built once per frame
+        columns = self.columns
         for y in range(self.size.height):  # widths fitted to the chunks in view
             index = self._index_at(top + y)
             chunk = self.record.chunk(index) if index is not None else None
             if chunk is not None:
-                self.columns.fit(chunk)
-        return super().render_lines(crop)
+                frame[index] = (chunk, columns.fit(chunk))
+                if self.fields:  # field widths fitted to every line in view before any is drawn
+                    self._field_text(chunk.data)
+        self._names = columns.shown(self.size.width)
+        # a firehose replaces every line in view each frame, faster than anyone reads: such
+        # frames skip the JSON colours (about 40 of a line's 60 us); they come back as it slows
+        count = self.record.count
+        self._plain = self.following and count - self._frame_count > self.size.height
+        self._frame_count = count
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._frame = {}
+
+    def notify_style_update(self) -> None:
+        self._styles_key = None  # a class or theme change: look the styles up again
+        super().notify_style_update()
 
     def header(self) -> str:
         """The column titles, aligned with the lines."""
@@ -372,7 +462,9 @@ class ChunkLog(ScrollView, can_focus=True):
 
     def render_line(self, y: int) -> Strip:
         index = self._index_at(int(self.scroll_y) + y)
-        chunk = self.record.chunk(index) if index is not None else None
+        cached = self._frame.get(index)
+        chunk, cells = cached if cached is not None else (
+            self.record.chunk(index) if index is not None else None, None)
         width = self.size.width
         styles = self._styles
         if chunk is None:
@@ -393,12 +485,13 @@ class ChunkLog(ScrollView, can_focus=True):
         if index == self.cursor:
             style = style + styles["cursor"]
         scroll_x = int(self.scroll_x)
-        prefix = self.columns.prefix(chunk, width)
+        prefix = self.columns.prefix(chunk, width, cells, self._names if cells is not None else None)
+        x = self.data_x  # the data column shifted by ← →; the columns before it stay
         if self.fields:
-            segments = [Segment(prefix + self._field_text(chunk.data), style)]
+            segments = [Segment(prefix + self._field_text(chunk.data)[x:], style)]
         else:
-            body = preview(chunk.data)[:max(0, scroll_x + width - len(prefix))]
-            if flags:  # a flagged line keeps its flag's colour throughout
+            body = preview(chunk.data)[x:x + max(0, scroll_x + width - len(prefix))]
+            if flags or self._plain:  # a flagged line keeps its flag's colour throughout
                 segments = [Segment(prefix + body, style)]
             else:
                 segments = [Segment(prefix, style), *json_segments(body, style, styles)]

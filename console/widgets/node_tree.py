@@ -2,7 +2,8 @@
 targets when they change. A tool whose node cannot list its methods (a plain
 TypeScript node answers 4003 to `handshake`) gets a "type a method" entry.
 A leader shows its own tools, then the nodes of its network nested as their
-addresses nest, each with its state, tools and methods."""
+addresses nest, each with its state, tools and methods. A node's live streams
+run by others (from `list_streams`) are listed under it; Enter taps one."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -26,9 +27,17 @@ class MethodRef:
     method: MethodInfo
 
 
+@dataclass
+class StreamRef:
+    """A live stream of a node (an entry of its `list_streams`): Enter taps it."""
+
+    target: Target
+    stream: dict
+
+
 class NodeTree(Tree):
     DEFAULT_CSS = """
-    NodeTree { width: 100%; height: 1fr; }
+    NodeTree { width: 100%; height: 1fr; overflow-x: hidden; }  /* a lone scrollbar thumb under long node errors read as a stray glyph; `e` lists them whole */
     """
 
     def __init__(self, **kwargs) -> None:
@@ -68,6 +77,8 @@ class NodeTree(Tree):
                 self._add_tool(node, target, tool, expanded, network is None and len(target.tools) <= 4)
             if network is not None:
                 self._add_network_nodes(node, target, "o://leader", expanded)
+            if target.streams:  # others' streams running there now (none: no entry)
+                self._add_streams(node, target, expanded)
         for n in self._walk():
             if selected is not None and n.data is not None and self._key(n.data) == selected:
                 cursor_line = n.line
@@ -117,6 +128,32 @@ class NodeTree(Tree):
         node.add_leaf(Text("✎ type a method…", style="italic dim"),
                       data=MethodRef(target, tool.address, MethodInfo(name="", typed_by_hand=True)))
 
+    def _add_streams(self, parent, target: Target, expanded: set) -> None:
+        """The node's live streams (refreshed every few seconds by the session)."""
+        streams = target.streams
+        label = Text(f"live streams ({len(streams)})", style="bold")
+        group = parent.add(label, data=("streams", target), expand=True)
+        for entry in streams:
+            group.add_leaf(self._stream_label(entry), data=StreamRef(target, entry))
+
+    @staticmethod
+    def _stream_label(entry: dict) -> Text:
+        # the tree is narrow: method, chunks, rate first; the address and caller after
+        text = Text("⇶ ", style="cyan")
+        text.append(f"{entry.get('method')}", style="bold")
+        text.append(f" {entry.get('chunks', 0):,} · {entry.get('chunksPerSecond', 0):,.0f}/s")
+        if entry.get("taps"):
+            text.append(f" · {entry['taps']} tap{'s' if entry['taps'] != 1 else ''}", style="dim")
+        if entry.get("suspended"):
+            text.append(" · suspended", style="yellow")
+        elif entry.get("share"):
+            text.append(f" · shared by {entry.get('readers', 0)}", style="dim")
+        caller = str(entry.get("callerPeerId") or "")
+        if caller:
+            text.append(f" …{caller[-4:]}", style="dim")
+        text.append(f" {entry.get('address', '')}", style="dim")
+        return text
+
     @staticmethod
     def _method_label(method: MethodInfo) -> Text:
         text = Text(method.name)
@@ -141,6 +178,10 @@ class NodeTree(Tree):
             return ("method", data.target.multiaddr, data.address, data.method.name, data.method.typed_by_hand)
         if isinstance(data, tuple) and data and data[0] == "builtins":
             return ("builtins", data[1].multiaddr, data[2].address)
+        if isinstance(data, tuple) and data and data[0] == "streams":
+            return ("streams", data[1].multiaddr)
+        if isinstance(data, StreamRef):
+            return ("stream", data.target.multiaddr, data.stream.get("streamId"))
         if isinstance(data, tuple) and data and data[0] == "netnode":
             return ("netnode", data[1].multiaddr, data[2].address)
         if isinstance(data, tuple) and len(data) == 2:

@@ -22,11 +22,13 @@ from typing import Any
 
 from . import Source
 from .cells import cell_text, is_number, sort_key
+from .slice_sort import BIG, sort_in_slices, untraced
 
 SAMPLE_ALL = 2_000  # rows measured in full before sampling
 SAMPLE_PER_CHUNK = 20  # rows measured from each later chunk
 MAX_WIDTH = 40  # a column is never drawn wider (Enter shows the whole record)
 SCAN_BUDGET = 20_000  # chunks examined per sync (the rest at the next)
+SORT_SLICE = 5_000  # rows of sorting work per step of `sort_steps` (a few ms)
 SELF = "="  # the chunk's data is the row
 ITSELF_LIST = "."  # the chunk's data is a list of rows
 
@@ -91,6 +93,7 @@ class TableModel:
         self.descending = False
         self._order: array | None = None  # row numbers in sorted order (sorting on)
         self._sorted_total = 0  # rows present when the sort was made
+        self.sorting: tuple | None = None  # (column, descending, fraction done) while sort_steps runs
 
     # -- taking in chunks ----------------------------------------------------------------
 
@@ -307,46 +310,95 @@ class TableModel:
     # -- sorting -----------------------------------------------------------------------------
 
     def sort(self, col: int | None, descending: bool = False) -> None:
-        """Sort the rows held by a column (None: receive order). Rows that arrive later
-        are listed below the sorted ones until the next sort (`unsorted_below`)."""
-        self.sort_column, self.descending = col, descending
+        """Sort the rows held by a column (None: receive order), all at once. Rows that
+        arrive later are listed below the sorted ones until the next sort (`unsorted_below`)."""
+        for _ in self.sort_steps(col, descending):
+            pass
+
+    def sort_steps(self, col: int | None, descending: bool = False, rows_per_step: int = SORT_SLICE):
+        """The same sort in slices: a generator doing about `rows_per_step` rows of work per
+        step, so a screen can keep answering between steps (a 1M-row sort in one go held
+        the loop ~2.5 s). The order in use changes only at the last step; `sorting` says
+        (column, descending, fraction done) meanwhile."""
         if col is None:
-            self._order = None
+            self.sort_column, self.descending, self._order = None, descending, None
+            self.sorting = None
             self.version += 1
             return
-        values: list[Any] = []
-        numbers: list[int] = []
-        cell = self.cell
+        self.sorting = (col, descending, 0.0)
+        try:
+            yield from self._sort_in_slices(col, descending, max(1, rows_per_step))
+        finally:
+            self.sorting = None
+
+    def _sort_in_slices(self, col: int, descending: bool, step: int):
+        values: list[Any] = untraced([]) if self.row_count >= BIG else []
+        numbers = array("q")  # not a list: the collector's young passes never walk an array
         name = self.columns[col]
         pos = self._position(col)
-        for p in range(self._first, len(self._chunk)):
-            data = self.source.data_at(self._chunk[p])
+        total = max(1, self.row_count)
+        sorted_total = self.total  # rows that arrive while sorting stay below, unsorted
+        first = self._first  # the arrays as they are now (new chunks and compaction change them)
+        held = zip(self._chunk[first:], self._start[first:], self._where[first:])
+        done = 0
+        for index, base, where in held:  # 1. the column's values, chunk by chunk
+            data = self.source.data_at(index)
             if data is None:
                 continue
-            rows = self._rows(data, self._where[p])
-            base = self._start[p]
+            rows = self._rows(data, where)
             numbers.extend(range(base, base + len(rows)))
             if pos is not None and rows and type(rows[0]) is list and all(len(r) > pos for r in rows):
                 values.extend([r[pos] for r in rows])  # a batch of positional rows: the fast path
-                continue
-            for row in rows:
-                t = type(row)
-                if (t is list or t is tuple) and pos is not None and pos < len(row):
-                    values.append(row[pos])
-                elif t is dict:
-                    values.append(row.get(name))
-                else:
-                    values.append(cell(row, col))
+            else:
+                for row in rows:
+                    t = type(row)
+                    if (t is list or t is tuple) and pos is not None and pos < len(row):
+                        values.append(row[pos])
+                    elif t is dict:
+                        values.append(row.get(name))
+                    else:
+                        values.append(self.cell(row, col))
+            done += len(rows)
+            if done >= step:
+                self.sorting = (col, descending, 0.2 * len(values) / total)
+                done = 0
+                yield
+        n = len(values)
+        lowest = self.first_row
+        keys: list[Any] | None = None
         try:  # one type throughout (the usual case): compare the values themselves
-            if None in values:
-                raise TypeError
-            ordering = sorted(range(len(values)), key=values.__getitem__, reverse=descending)
-        except TypeError:
-            keys = [sort_key(v) for v in values]
-            ordering = sorted(range(len(keys)), key=keys.__getitem__, reverse=descending)
-        self._order = array("q", (numbers[i] for i in ordering))
-        self._sorted_total = self.total
+            order = yield from self._ordered(values, numbers, col, descending, step)
+        except TypeError:  # mixed types or missing values: numbers, strings, others, missing
+            keys = untraced([]) if n >= BIG else []
+            for i in range(0, n, step):
+                keys.extend([sort_key(v) for v in values[i:i + step]])
+                yield
+            order = yield from self._ordered(keys, numbers, col, descending, step)
+        values = numbers = keys = None  # a million objects each: freed here, a step of their own
+        yield
+        if self.first_row != lowest:  # rows left the ring meanwhile
+            first = self.first_row
+            order = array("q", (r for r in order if r >= first))
+        self.sort_column, self.descending = col, descending
+        self._order = order
+        self._sorted_total = sorted_total
         self.version += 1
+
+    def _ordered(self, keys: list, numbers: array, col: int, descending: bool, step: int):
+        """Row numbers in the order of `keys`, a step of work per yield (slice_sort.py).
+        Raises TypeError on keys that do not compare."""
+        job = sort_in_slices(keys, step, descending)
+        try:
+            while True:
+                self.sorting = (col, descending, 0.2 + 0.75 * next(job))
+                yield
+        except StopIteration as done:
+            ordering = done.value
+        order = array("q")
+        for i in range(0, len(ordering), step):
+            order.extend([numbers[k] for k in ordering[i:i + step]])
+            yield
+        return order
 
     @property
     def unsorted_below(self) -> int:

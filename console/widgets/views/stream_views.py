@@ -48,6 +48,7 @@ class StreamViews:
         self.chart: ChartView | None = None
         self.value: ValueView | None = None
         self._detected = False
+        self._paths_filled = False  # the view's paths were taken from the first chunks
         self._frozen_rows = 0
         if record.streaming:
             self.table = TableView(TableModel(record), classes="call-table")
@@ -168,6 +169,18 @@ class StreamViews:
                     self.show("table", remember=False)
             elif upto - first >= DETECT_CHUNKS or r.state.ended:
                 self._detected = True
+        if not self._paths_filled and r.count and self.name in ("fields", "chart"):
+            # opened in this view (remembered) before any chunk came: its paths from the first ones
+            self._paths_filled = True
+            if self.name == "chart" and not self.chart.model.series:
+                paths = self._remembered(self.settings, "charts") or self.suggested_chart()
+                if paths:
+                    self.chart.model.set_paths(paths)
+                    self.chart._version = -1
+            elif self.name == "fields" and self.log is not None and not self.log.fields:
+                paths = self.fields_paths()
+                if paths:
+                    self.log.set_fields(paths)
         if self.name == "table":
             self.table.sync()
             rows = self.table.model.total
@@ -182,9 +195,11 @@ class StreamViews:
 
     def signature(self) -> tuple:
         """Changes when what the pane's header says about the views changes."""
-        table = self.table.model.version if self.table is not None and self.name == "table" else 0
+        table = ((self.table.model.version, self.table.model.sorting) if self.table is not None
+                 and self.name == "table" else 0)
         chart = self.chart.model.paths if self.chart is not None and self.name == "chart" else ()
-        fields = tuple(self.log.fields or ()) if self.log is not None else ()
+        fields = ((tuple(self.log.fields or ()), self.log.data_x, tuple(self.log._field_widths))
+                  if self.log is not None else ())
         return (self.name, table, tuple(chart), fields)
 
     def header(self) -> str | None:

@@ -4,6 +4,9 @@ and stays put while the rows scroll. `sync()` is called by the screen's fixed-ra
 refresh and takes in new chunks through the model."""
 from __future__ import annotations
 
+import asyncio
+import time
+
 from rich.segment import Segment
 from rich.style import Style
 from textual import events
@@ -13,10 +16,13 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from console.core import collector
 from console.core.views.cells import cell_text
-from console.core.views.rows import TableModel
+from console.core.views.rows import SORT_SLICE, TableModel
 
 GAP = 2  # spaces between columns
+SORT_IN_PLACE_ROWS = 50_000  # sorted in one go (well under a frame); more sort in slices
+SORT_SLICE_SECONDS = 0.008  # sorting work between two turns of the loop
 
 
 class TableView(ScrollView, can_focus=True):
@@ -66,6 +72,11 @@ class TableView(ScrollView, can_focus=True):
         self._version = -1
         self._styles: dict = {}
         self._styles_key: tuple | None = None
+        self._sort_worker = None  # the sort running in slices, if any
+        self.sort_in_place_rows = SORT_IN_PLACE_ROWS  # up to this many rows a sort is one step
+        self.sort_step_rows = SORT_SLICE
+        self.sort_slice_seconds = SORT_SLICE_SECONDS  # work this long, then let the loop run
+        self.sort_pause = 0.0  # how long to let it run (tests slow a sort down with it)
 
     # -- sync -----------------------------------------------------------------------------
 
@@ -101,6 +112,10 @@ class TableView(ScrollView, can_focus=True):
     def summary(self) -> str:
         m = self.model
         text = f"{m.row_count:,} rows × {len(m.columns)} columns"
+        if m.sorting is not None and m.sorting[0] < len(m.columns):
+            col, descending, done = m.sorting
+            text += f" · sorting by {m.columns[col]} {'↓' if descending else '↑'}… {done:.0%}"
+            return text
         if m.sort_column is not None and m.sort_column < len(m.columns):
             text += f" · sorted by {m.columns[m.sort_column]} {'↓' if m.descending else '↑'}"
             if m.unsorted_below:
@@ -224,16 +239,47 @@ class TableView(ScrollView, can_focus=True):
         self.refresh()
 
     def action_sort(self) -> None:
-        """Sort by the column under the cursor: ascending, descending, then receive order."""
+        """Sort by the column under the cursor: ascending, descending, then receive order.
+        A big table sorts in slices between frames (the header says "sorting…"); the keys
+        keep working meanwhile, and S again goes on to the next order."""
         model = self.model
         if not model.columns:
             return
-        if model.sort_column != self.column:
-            model.sort(self.column, False)
-        elif not model.descending:
-            model.sort(self.column, True)
+        column, descending = model.sorting[:2] if model.sorting else (model.sort_column, model.descending)
+        if column != self.column:
+            wanted: tuple = (self.column, False)
+        elif not descending:
+            wanted = (self.column, True)
         else:
-            model.sort(None)
+            wanted = (None, False)
+        if self._sort_worker is not None:
+            self._sort_worker.cancel()
+            self._sort_worker = None
+        if wanted[0] is None or model.row_count <= self.sort_in_place_rows:
+            model.sort(*wanted)
+            self._sorted()
+        else:
+            job = model.sort_steps(*wanted, rows_per_step=self.sort_step_rows)
+            self._sort_worker = self.run_worker(self._sort_slices(job), group="table-sort", exclusive=True)
+            self._version = -1
+            self.refresh()
+
+    async def _sort_slices(self, job) -> None:
+        """(a worker on the app's loop) `job`'s steps, yielding to the loop every few ms."""
+        try:
+            with collector.paused():  # young passes would walk the sort's million-element lists
+                started = time.perf_counter()
+                for _ in job:
+                    if time.perf_counter() - started >= self.sort_slice_seconds:
+                        await asyncio.sleep(self.sort_pause)
+                        started = time.perf_counter()
+            self._sort_worker = None
+            self._sorted()
+        finally:
+            job.close()  # cancelled: the model forgets it was sorting
+
+    def _sorted(self) -> None:
+        model = self.model
         self.cursor = 0 if model.row_count else None
         self.following = False
         self.scroll_to(y=0, animate=False, immediate=True)
