@@ -56,15 +56,6 @@ py-libp2p that changes it fails a test and the fix can go) and the fix.
    at once when free and queues only when held (`QuickLock`), for every Yamux
    connection and stream of the process, once. The connection's write lock,
    held across socket writes, stays a `trio.Lock`.
-7. A TCP read asks the socket for just the bytes wanted. Noise reads each
-   message as a 2-byte length, then the body (`read_exactly` on
-   `TrioTCPStream.read`), and each `TrioTCPStream.read` takes a `trio.Lock`
-   and calls `receive_some(n)`: four schedule points and two system calls per
-   message, however many messages already wait in the socket. The fix reads
-   ahead (`READ_AHEAD` bytes per system call) and serves reads from what it
-   holds without a trip through the scheduler, for every TCP connection of the
-   process, once. Only the connection's one reader (the Noise handshake, then
-   the Yamux read loop) reads it, so the order of bytes is unchanged.
 """
 from __future__ import annotations
 
@@ -359,47 +350,6 @@ def quick_yamux_locks() -> None:
     Yamux.__init__ = yamux_init
     YamuxStream.__init__ = stream_init_quick
     _QUICK_YAMUX_LOCKS = True
-
-
-#: fix 7: bytes asked of a TCP socket per read (what the Yamux read loop then takes
-#: frame by frame without waiting)
-READ_AHEAD = 256 * 1024
-
-_TCP_READ_AHEAD = False
-
-
-def tcp_read_ahead() -> None:
-    """Fix 7: TCP reads take up to READ_AHEAD bytes from the socket and hand them
-    out as asked, with no schedule point while bytes are held. Process-wide, idempotent."""
-    global _TCP_READ_AHEAD
-    if _TCP_READ_AHEAD:
-        return
-    from libp2p.io.trio import TrioTCPStream
-
-    original = TrioTCPStream.read
-
-    async def read(self, n: int | None = None) -> bytes:
-        held = self.__dict__.get("_olane_held")
-        if held:  # bytes read ahead: no socket call, no schedule point
-            pos = self._olane_pos
-            if n is None or n >= len(held) - pos:
-                self._olane_held = None
-                return held[pos:] if pos else held
-            end = pos + n
-            self._olane_pos = end
-            return held[pos:end]
-        if n == 0:
-            return b""
-        data = await original(self, max(n or 0, READ_AHEAD))
-        if n is None or len(data) <= n:
-            return data
-        self._olane_held = data
-        self._olane_pos = n
-        return data[:n]
-
-    TrioTCPStream._olane_original_read = original
-    TrioTCPStream.read = read
-    _TCP_READ_AHEAD = True
 
 
 async def _read_answers(stream, count: int) -> list[str]:
