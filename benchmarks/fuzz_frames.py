@@ -284,6 +284,30 @@ def gen_json_valid(ch: Chooser) -> Fuzzed:
     return Fuzzed("json.request", frame(_j(_json_request(ch, _id(ch)))))
 
 
+def gen_input_frames(ch: Chooser) -> Fuzzed:
+    """Bidirectional calls' input frames (docs/protocol-extensions.md): a call to echo_stream
+    or sum_stream that asked to send input, then input frames, good and bad (wrong types,
+    out of order, for other or unhashable ids, an end with the wrong count), or stray ones."""
+    rid = _id(ch)
+    wire = b""
+    if ch.integer(0, 3):
+        msg = envelope(ch.choice(("echo_stream", "sum_stream", "stream_items")), {}, rid, streaming=True)
+        msg["params"]["_input"] = ch.choice((True, True, True, 1, "yes", None))
+        wire += frame(_j(msg))
+    for n in range(1, ch.integer(1, 6) + 1):
+        params: Any = {"data": _small_value(ch), "_sequence": n}
+        which = ch.integer(0, 7)
+        if which == 0:
+            params["_sequence"] = ch.choice((0, -1, n + 5, "1", None, 1.5))
+        elif which == 1:
+            params = ch.choice(_WRONG_TYPE_VALUES)
+        elif which == 2:
+            params = {"_last": True, "_sequence": n, "_chunks": ch.choice((n - 1, n + 3, "x", None))}
+        frame_id = ch.choice((rid, rid, rid, [rid], {"id": rid}, None, 7, "other"))
+        wire += frame(_j({"jsonrpc": "2.0", "id": frame_id, "method": "_input", "params": params}))
+    return Fuzzed("json.input", wire)
+
+
 def gen_json_not_object(ch: Chooser) -> Fuzzed:
     text = ch.choice((b"[]", b"[1,2]", b'"ping"', b"1", b"-0", b"null", b"true", b"1e999", b'[{"method":"ping"}]',
                       b"  ", b"{", b"}", b'{"id":1,', b'{"id":1}}', b"{}{}", b'{"a":1}\x00', b"\xef\xbb\xbf{}",
@@ -582,6 +606,7 @@ GENERATORS: tuple[tuple[Callable[[Chooser], Fuzzed], int], ...] = (
     (gen_json_numbers, 2),
     (gen_json_random, 3),
     (gen_json_duplicate_keys, 1),
+    (gen_input_frames, 3),
     (gen_nest_json, 8),
     (gen_nest_msgpack, 4),
     (gen_utf8_lone_surrogate_raw, 6),

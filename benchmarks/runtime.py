@@ -14,6 +14,8 @@ the client. Sections:
 - slow:       1M chunks read by a consumer that pauses now and then and once
               for 10 s (py-libp2p alone kills a stream after 5 s), while the
               node's RSS is sampled every 0.5 s;
+- bidirectional, compression: echo_stream chunks/s each way; zstd vs plain wire bytes
+              and rates for sqlite rows and metrics samples (benchmarks/extensions.py);
 - live:       (only with --only live) resumption: kill-to-resumed-chunk time; tap fan-out with 1, 10 and
               100 taps: chunks/s per tap, chunks dropped, the tapped stream's rate against untapped
               (benchmarks/live.py);
@@ -49,9 +51,10 @@ from .common import Report, Row, ServedNode, is_interrupt, narrate, percentile
 
 BENCH_ADDRESS = "o://bench"
 RAW_PROTOCOL = "/olane-bench/raw/1.0.0"
-SECTIONS = ("baseline", "throughput", "latency", "many", "slow", "live", "soak", "compare", "network")
+SECTIONS = ("baseline", "throughput", "latency", "many", "slow", "bidirectional", "compression", "live", "soak",
+            "compare", "network")
 #: what `olane bench` runs without --only, --soak or --compare (the soak takes long: ask for it)
-DEFAULT_SECTIONS = ("baseline", "throughput", "latency", "many", "slow")
+DEFAULT_SECTIONS = ("baseline", "throughput", "latency", "many", "slow", "bidirectional", "compression")
 CODECS = ("json", "msgpack")
 
 TARGET_SMALL_CHUNKS_PER_S = 50_000
@@ -591,6 +594,11 @@ def _run_sections(sections: list[str], plan: Plan, report: Report, *, quick: boo
             except Exception as exc:
                 report.failures.append(f"slow consumer {codec}: {type(exc).__name__}: {exc}")
                 print(f"  {codec:<8} failed: {type(exc).__name__}: {exc}", flush=True)
+
+    if "bidirectional" in sections or "compression" in sections:
+        from .extensions import run as run_extensions
+
+        run_extensions(sections, quick, report)
 
     if "live" in sections:
         from .live import LivePlan, section_live

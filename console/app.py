@@ -41,6 +41,7 @@ from console.widgets.chunk_log import ChunkLog
 from console.widgets.key_bar import KeyBar
 from console.widgets.method_panel import MethodPanel
 from console.widgets.node_tree import MethodRef, NodeTree, StreamRef
+from console.widgets.send_box import SendBox
 from themes import DEFAULT_THEME, STREAM_DEFAULTS, THEMES
 
 REFRESH_HZ = 30
@@ -81,6 +82,10 @@ class OlaneConsole(SessionActions, App):
         Binding("ctrl+w", "close_tab", "Close", id="close-tab"),
         Binding("right_square_bracket,ctrl+pagedown", "next_tab", "Next tab", id="next-tab"),
         Binding("left_square_bracket,ctrl+pageup", "previous_tab", "Previous tab", id="previous-tab", show=False),
+        # ahead of a scrolled pane's own ctrl+pageup/down (page left/right): a tree taller than its
+        # pane gets a scrollbar, and with it a horizontal overflow that would take these keys
+        Binding("ctrl+pagedown", "next_tab", "Next tab", show=False, priority=True),
+        Binding("ctrl+pageup", "previous_tab", "Previous tab", show=False, priority=True),
         Binding("h", "history", "History", id="history"),
         Binding("ctrl+o", "open_recording", "Open recording", id="open-recording", show=False),
         Binding("d", "compare", "Compare tabs", id="compare", show=False),
@@ -331,7 +336,7 @@ class OlaneConsole(SessionActions, App):
                    streaming: bool | None = None) -> StreamRecord:
         """Open a tab for the call and start it on the trio side."""
         streaming = method.streaming or method.typed_by_hand if streaming is None else streaming
-        record = self.session.new_call(target, address, method.name, params, streaming)
+        record = self.session.new_call(target, address, method.name, params, streaming, method.takes_input)
         # sent at once: opening the stream takes round trips that overlap the tab's layout
         # (sending after the tab's first paint measured worse: the request then meets the
         # paints that follow it)
@@ -408,6 +413,22 @@ class OlaneConsole(SessionActions, App):
         if action == "focus_tree":
             return self.focused is not self.node_tree
         return True
+
+    @on(SendBox.Send)
+    def _send_input(self, event: SendBox.Send) -> None:
+        """A bidirectional tab's send box: queue the values, wake the call's pump on the trio side."""
+        outbox = event.outbox
+        taken = outbox.put(event.values)
+        if taken < len(event.values):
+            self.notify(f"send box full: {len(event.values) - taken} value(s) not sent", severity="warning")
+        if event.end:
+            outbox.ask_end()
+        record = next((v.record for v in self.views.values() if v.record.outbox is outbox), None)
+        if record is not None:
+            self.bridge.submit(self._wake_on_trio_side, record)
+
+    async def _wake_on_trio_side(self, record: StreamRecord) -> None:
+        self.session.wake_input(record)
 
     @on(TabbedContent.TabActivated)
     def _tab_changed(self) -> None:

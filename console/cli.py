@@ -413,8 +413,15 @@ def call(multiaddr, method, address, params, timeout, idle_timeout, codec, seed,
               help="resume the stream ID (started by this caller identity: same --seed or --key) after --after")
 @click.option("--after", type=click.IntRange(min=0), default=0, show_default=True,
               help="with --resume: the last sequence received")
+@click.option("--input", "input_path", default=None, metavar="FILE",
+              help="a bidirectional call: send each line of FILE (`-`: stdin), one JSON value a line, as it is read")
+@click.option("--compress", type=click.Choice(["zstd", "none"]), default=None,
+              help="ask for the answer compressed (zstd), or never (none); default: when the node chooses")
+@click.option("--stats", is_flag=True,
+              help="last line on stderr: stats chunks=N wire_bytes=B data_bytes=D elapsed_ms=T (bytes as read "
+                   "off the stream, and as they would have been uncompressed)")
 def stream(multiaddr, method, address, params, timeout, idle_timeout, codec, seed, key_file, direct, timing,
-           record_path, resumable, resume_id, after) -> None:
+           record_path, resumable, resume_id, after, input_path, compress, stats) -> None:
     """Stream METHOD: one JSON line per chunk, then {"final": ..., "chunks": N}."""
     import time
 
@@ -424,6 +431,11 @@ def stream(multiaddr, method, address, params, timeout, idle_timeout, codec, see
         _fail_usage("METHOD", "give the METHOD to stream (or --resume ID)")
     if resume_id is not None and record_path:
         _fail_usage("--record", "a resumed stream cannot be recorded")
+    if input_path is not None and (record_path or resumable or resume_id):
+        _fail_usage("--input", "a call with --input cannot be recorded or resumable (yet)")
+    if input_path not in (None, "-") and not os.path.isfile(input_path):
+        _fail_usage("--input", f"no such file: {input_path}")
+    compress_arg = {"zstd": "zstd", "none": False}.get(compress)
     multiaddr, address = _named(multiaddr, address)
     values = _params(params)
     identity = _identity(seed, key_file)
@@ -446,8 +458,29 @@ def stream(multiaddr, method, address, params, timeout, idle_timeout, codec, see
             await stream_call(client, target, method, values, via=via, protocol=protocol, timeout=timeout,
                               idle_timeout=idle_timeout, recorder=recorder)
             return
-        call = client.use_streaming(target, method, values, via=via, timeout=timeout, protocol=protocol,
-                                    first_frame_timeout=idle_timeout, idle_timeout=idle_timeout)
+        options = dict(via=via, timeout=timeout, protocol=protocol, first_frame_timeout=idle_timeout,
+                       idle_timeout=idle_timeout, compress=compress_arg)
+        began = time.monotonic()
+        if input_path is not None:
+            import trio
+
+            async with client.open_bidirectional(target, method, values, **options) as call:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(_send_input_lines, call, input_path)
+                    count, first = await print_chunks(call)
+                    nursery.cancel_scope.cancel()  # the answer is complete: stop reading input
+        else:
+            call = client.use_streaming(target, method, values, **options)
+            count, first = await print_chunks(call)
+        if timing and call.started_at is not None:
+            whole = (time.monotonic() - call.started_at) * 1000
+            lead = f"first chunk {(first - call.started_at) * 1000:.1f} ms" if first is not None else "no chunk"
+            click.echo(f"{lead} after the request was written; {count} chunks in {whole:.1f} ms", err=True)
+        if stats:
+            click.echo(f"stats chunks={count} wire_bytes={call.wire_bytes} data_bytes={call.data_bytes} "
+                       f"elapsed_ms={(time.monotonic() - began) * 1000:.0f}", err=True)
+
+    async def print_chunks(call):
         count = 0
         first = None
         out = sys.stdout
@@ -461,10 +494,7 @@ def stream(multiaddr, method, address, params, timeout, idle_timeout, codec, see
             out.write(_dumps({"seq": seq, "data": response.data}) + "\n")
         out.write(_dumps({"final": call.final, "chunks": count}) + "\n")
         out.flush()
-        if timing and call.started_at is not None:
-            whole = (time.monotonic() - call.started_at) * 1000
-            lead = f"first chunk {(first - call.started_at) * 1000:.1f} ms" if first is not None else "no chunk"
-            click.echo(f"{lead} after the request was written; {count} chunks in {whole:.1f} ms", err=True)
+        return count, first
 
     try:
         _run_client(multiaddr, address, codec, identity, go, timeout, direct,
@@ -474,6 +504,36 @@ def stream(multiaddr, method, address, params, timeout, idle_timeout, codec, see
             finish_recorder(recorder)
 
 
+async def _send_input_lines(call, path: str) -> None:
+    """`olane stream --input`: each line of `path` (`-`: stdin) is one JSON value, sent
+    as soon as it is read; blank lines are skipped; the end of the file ends the input."""
+    import trio
+
+    from node_runtime import ErrorCode, OlaneError
+
+    source = sys.stdin if path == "-" else open(path, encoding="utf-8")
+    lines = trio.wrap_file(source)
+    try:
+        number = 0
+        async for line in lines:
+            number += 1
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except ValueError as exc:
+                raise OlaneError(ErrorCode.INVALID_PARAMETERS,
+                                 f"line {number} of {'stdin' if path == '-' else path} is not JSON: {exc}") from None
+            try:
+                await call.send(value)
+            except OlaneError:
+                if call.done:  # the answer ended first (its error, if any, is the reader's to report)
+                    return
+                raise
+        await call.end()
+    finally:
+        if path != "-":
+            source.close()
 async def _stream_resumable(client, target, method, values, via, protocol, timeout, idle_timeout, resume_id, after,
                             timing) -> None:
     """olane stream --resumable / --resume: the chunks as `olane stream` prints them,

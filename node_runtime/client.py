@@ -18,6 +18,7 @@ from .errors import ErrorCode, OlaneError
 from .framing import FrameDecoder, frame
 from .messages import ChunkReader, Response, batch_chunk, new_id, parse_response, route_request
 from .stream_io import STREAM_ENDED, abort_transport, close_quietly, reset_quietly, write_shielded
+from .compression import Inflater
 
 if TYPE_CHECKING:
     from .node import Node
@@ -53,6 +54,7 @@ class StreamingCall:
         streaming: bool = True,
         protocol: str | None = None,
         timeout: float | None = None,
+        compress: "str | bool | None" = None,
     ) -> None:
         self.node = node
         self.address = Address.parse(address)
@@ -92,6 +94,13 @@ class StreamingCall:
         self._reader: ChunkReader | None = None  # JSON chunk frames of our own servers, read fast
         self._frames = 0
         self.frames_after_final = 0  # frames for this id seen after its terminal frame
+        #: "zstd": ask for a compressed answer; None: the node's choice (Node.compress); False: never
+        self.compress = node.compress if compress is None else compress
+        self.compressed = False  # the peer was asked for ("zstd") or may send ("accept") compressed regions
+        self._inflater: Inflater | None = None
+        self._extra: dict[str, Any] = {}  # extension flags for the envelope (only what the peer listed)
+        self.wire_bytes = 0  # bytes read off the libp2p stream (compressed regions as they came)
+        self._read_scope: trio.CancelScope | None = None  # the read waiting for a frame, if any
 
     @property
     def frames_read(self) -> int:
@@ -120,6 +129,7 @@ class StreamingCall:
         peer_id = await peers.resolve(self.address, self.via)
         codec, batch = await self._negotiate(peer_id)
         self.batch = batch
+        self.use_features(peers.features(peer_id, self.protocol or self.address.protocol))
         if codec == JSON and self.streaming:
             self._reader = ChunkReader(self.id, self.method, node.connection_id)
         self.wire_codec = codec  # the codec actually used (recordings name it)
@@ -130,7 +140,7 @@ class StreamingCall:
             envelope = route_request(
                 self.address.value, self.method, self.params, request_id=self.id,
                 connection_id=node.connection_id, caller_address=node.address.value, streaming=self.streaming,
-                batch=batch, resumable=self.resumable, share=self.share,
+                batch=batch, extra=self._extra, resumable=self.resumable, share=self.share,
             )
             request = frame(codecs.encode(envelope, codec))
             self.started_at = time.monotonic()
@@ -156,6 +166,41 @@ class StreamingCall:
         return OlaneError(ErrorCode.TIMEOUT, f"no complete answer from {self.address} within {self.timeout:g} s "
                                              f"({when})", {"timeout": self.timeout, "method": self.method})
 
+    def needs_features(self) -> bool:
+        """Whether this call must know the peer's extensions even with a chosen codec."""
+        return self.compress == "zstd"
+
+    def use_features(self, features: "frozenset[str] | None") -> None:
+        """Ask for what the peer listed (and only that): compressed answers."""
+        if features is None or "zstd" not in features or self.compress is False:
+            return
+        self._extra["_compress"] = "zstd" if self.compress == "zstd" else "accept"
+        self.compressed = True
+        limits = self.node.limits
+        self._inflater = Inflater(limits.max_frame_bytes, limits.max_frame_bytes + limits.write_buffer_bytes)
+
+    def stream_reusable(self) -> bool:
+        """Whether this call's stream may serve another call once it ended: not after
+        compressed regions (the node's zstd context lives with the stream, our
+        decompression context with the call)."""
+        return self._inflater is None or self._inflater.region_bytes == 0
+
+    def restart_frame_wait(self) -> None:
+        """The wait for this call's next frame starts now (a bidirectional call
+        just sent: its answer may well wait for that), a read in progress included."""
+        self._frame_deadline = trio.current_time() + (self.idle_timeout if self.chunks else self.first_frame_timeout)
+        scope = self._read_scope
+        if scope is not None:
+            scope.deadline = min(self._frame_deadline, self._deadline)
+
+    @property
+    def data_bytes(self) -> int:
+        """The bytes read as they would have been uncompressed (regions expanded)."""
+        inflater = self._inflater
+        if inflater is None:
+            return self.wire_bytes
+        return self.wire_bytes - inflater.region_bytes + inflater.plain_bytes
+
     async def _negotiate(self, peer) -> tuple[str, bool]:
         """(codec, batch): msgpack toward a peer whose `identify` lists it, JSON
         toward anyone else (PROTOCOL.md section 9); batched chunk frames from a
@@ -165,7 +210,7 @@ class StreamingCall:
         node = self.node
         chosen = self.codec or (None if node.codec == "auto" else node.codec)
         want_batch = self.streaming and (node.batch if node.batch is not None else chosen is None)
-        if chosen is not None and not want_batch:
+        if chosen is not None and not want_batch and not self.needs_features():
             return chosen, False
 
         async def probe() -> tuple[str, bool]:
@@ -179,6 +224,11 @@ class StreamingCall:
                 return JSON, False
             frames = info.get("frames")
             codecs_listed = info.get("codecs")
+            listed = [f for f in frames if isinstance(f, str)] if isinstance(frames, list) else []
+            compression = info.get("compression")
+            if isinstance(compression, list):
+                listed += [c for c in compression if isinstance(c, str)]
+            node.peers.note_features(peer, self.protocol or self.address.protocol, frozenset(listed))
             return (MSGPACK if isinstance(codecs_listed, list) and MSGPACK in codecs_listed else JSON,
                     isinstance(frames, list) and "batch" in frames)
 
@@ -193,6 +243,7 @@ class StreamingCall:
             if not self.done:
                 await reset_quietly(stream)
             elif not (self._ended_cleanly and not self._payloads and not self._decoder.buffered and not self.frames_after_final
+                      and self.stream_reusable()
                       and self.node.peers.pool_stream(self._peer, self.protocol or self.address.protocol, stream)):
                 await close_quietly(stream)
         if not self.done:
@@ -281,9 +332,12 @@ class StreamingCall:
             raise OlaneError(ErrorCode.INVALID_STATE, "call is closed")
         try:
             with trio.move_on_at(min(self._frame_deadline, self._deadline)) as scope:
+                self._read_scope = scope
                 data = await stream.read(self.node.limits.read_size)
         except STREAM_ENDED:
             data = b""
+        finally:
+            self._read_scope = None
         if scope.cancelled_caught:
             if trio.current_time() >= self._deadline:
                 await self._fail(self._timeout_error(f"{self.chunks} chunks arrived"))
@@ -296,8 +350,12 @@ class StreamingCall:
             await self._fail(OlaneError(ErrorCode.RECEIVE_FAILED,
                                         f"stream from {self.address} ended before the final frame",
                                         {"chunks": self.chunks, "method": self.method}))
+        self.wire_bytes += len(data)
         try:
-            self._payloads.extend(self._decoder.feed(data))
+            payloads = self._decoder.feed(data)
+            if self._inflater is not None:  # compressed regions expanded into their frames
+                payloads = self._inflater.expand(payloads)
+            self._payloads.extend(payloads)
         except OlaneError as exc:
             await self._fail(OlaneError(ErrorCode.INVALID_RESPONSE, f"unreadable answer: {exc.message}"))
 

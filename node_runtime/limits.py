@@ -57,6 +57,14 @@ class Limits:
     write_timeout: float = 30.0
     #: bytes asked of the stream per read
     read_size: int = 256 * 1024
+    #: bidirectional calls: chunks of a caller's input queued for its tool before the node stops
+    #: reading that stream (the caller's sends then wait); docs/protocol-extensions.md
+    input_queue_chunks: int = 64
+    #: ... and bytes of them (queued input also counts toward max_buffered_bytes: past it -> 4016)
+    input_queue_bytes: int = 1024 * 1024
+    #: a node that compresses by default (Node(compress="zstd")) compresses a unary answer only from
+    #: this size (streams always, for callers that accept it)
+    compress_min_bytes: int = 16 * 1024
     #: seconds a resumable stream whose caller is gone stays suspended, waiting for a resume; then 4002
     resume_grace: float = 30.0
     #: newest chunks a resumable (or shared) stream keeps for replay; a resume from before them -> 4010.

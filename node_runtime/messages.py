@@ -14,6 +14,10 @@ from .errors import ErrorCode, OlaneError
 ROUTE = "route"
 #: envelope param by which a caller of ours asks for batched chunk frames (only our servers read it)
 BATCH_FLAG = "_batch"
+#: envelope params of two more extensions: the caller sends input chunks (incoming.py), and
+#: answers compressed ("zstd") or compressed when the node chooses ("accept"; compression.py)
+INPUT_FLAG = "_input"
+COMPRESS_FLAG = "_compress"
 #: envelope params asking our servers for a resumable stream / to join a shared one (docs/protocol-extensions.md)
 RESUMABLE_FLAG = "_resumable"
 SHARE_FLAG = "_share"
@@ -37,6 +41,8 @@ class IncomingRequest:
     streaming_requested: bool = False
     raw: dict[str, Any] = field(default_factory=dict, repr=False)  # the frame as read (relays forward it)
     batch: bool = False  # the caller asked for several chunks per frame (docs/protocol-extensions.md)
+    input: bool = False  # the caller will send input chunks for this request (a bidirectional call)
+    compress: str | None = None  # "zstd": compress the answer; "accept": the caller can read it compressed
     resumable: bool = False  # ... for a stream it may resume after losing its connection
     share: str | None = None  # ... to join the stream of this share key (same method and params)
 
@@ -94,6 +100,8 @@ def parse_request(message: dict[str, Any], max_id_bytes: int = 1024) -> Incoming
             streaming_requested=bool(params.get("_isStreaming") or inner_params.get("_isStreaming")),
             raw=message,
             batch=params.get(BATCH_FLAG) is True,
+            input=params.get(INPUT_FLAG) is True,
+            compress=_compress_flag(params.get(COMPRESS_FLAG)),
             resumable=params.get(RESUMABLE_FLAG) is True,
             share=_share_key(params.get(SHARE_FLAG), max_id_bytes),
         )
@@ -109,6 +117,8 @@ def parse_request(message: dict[str, Any], max_id_bytes: int = 1024) -> Incoming
     )
 
 
+def _compress_flag(value: Any) -> str | None:
+    return value if value in ("zstd", "accept") else None
 def _share_key(value: Any, max_bytes: int) -> str | None:
     if value is None:
         return None
@@ -192,6 +202,7 @@ def route_request(
     caller_address: str,
     streaming: bool,
     batch: bool = False,
+    extra: dict[str, Any] | None = None,
     resumable: bool = False,
     share: str | None = None,
 ) -> dict[str, Any]:
@@ -216,6 +227,8 @@ def route_request(
     }
     if batch:
         envelope["params"][BATCH_FLAG] = True
+    if extra:  # more extension flags (_input, _compress), only toward a peer that listed them
+        envelope["params"].update(extra)
     if resumable:
         envelope["params"][RESUMABLE_FLAG] = True
     if share is not None:

@@ -69,6 +69,7 @@ class Node:
         key: bytes | None = None,
         allow: Iterable[str] | None = None,
         batch: bool | None = None,
+        compress: str | None = None,
         admins: Iterable[str] = (),
     ) -> None:
         if isinstance(tools, Tool):
@@ -83,6 +84,12 @@ class Node:
             raise ValueError("codec must be auto, json or msgpack")
         self.codec = codec
         self.batch = batch
+        if compress not in (None, "zstd", False):
+            raise ValueError("compress must be None, False or 'zstd'")
+        #: serving: "zstd" compresses answers by default (streams, and large unary answers) for callers
+        #: that accept it. Calling: None accepts compressed answers from peers that list zstd, "zstd"
+        #: asks for them on every call, False never (docs/protocol-extensions.md)
+        self.compress = compress
         self.allow_remote_stop = allow_remote_stop
         self.connection_id = str(uuid.uuid4())
         self.metrics = NodeMetrics(self.limits.max_active_requests, self.limits.max_requests_per_peer)
@@ -213,6 +220,7 @@ class Node:
         codec: str | None = None,
         protocol: str | None = None,
         timeout: float | None = None,
+        compress: "str | bool | None" = None,
         resumable: bool = False,
         share: str | None = None,
         resume_within: float = 30.0,
@@ -224,7 +232,8 @@ class Node:
         `protocol` overrides the libp2p protocol dialed (e.g. `/o/reuse` to call
         back a peer over the connection it opened). `timeout` is one deadline
         for the whole call; the other two bound waits for a frame (4017 each).
-
+        `compress="zstd"` asks a peer that lists it for a compressed answer
+        (False: never; None: the node's `compress`).
         `resumable=True` (a node of ours only): a `ResumableCall` that, when the
         connection drops, resumes the stream (reconnecting within `resume_within`
         s) so every chunk comes once; `.resumes` counts how often. `share=KEY`
@@ -238,9 +247,33 @@ class Node:
                                  timeout=timeout, resume_within=resume_within)
         kind = StreamingCall if share is None else SharedCall
         call = kind(self, address, method, params, via=via, first_frame_timeout=first_frame_timeout,
-                    idle_timeout=idle_timeout, codec=codec, protocol=protocol, timeout=timeout)
+                    idle_timeout=idle_timeout, codec=codec, protocol=protocol, timeout=timeout, compress=compress)
         call.share = share
         return call
+
+    def open_bidirectional(
+        self,
+        address: "str | Address",
+        method: str,
+        params: dict[str, Any] | None = None,
+        *,
+        via: str | None = None,
+        first_frame_timeout: float | None = None,
+        idle_timeout: float | None = None,
+        codec: str | None = None,
+        protocol: str | None = None,
+        timeout: float | None = None,
+        compress: "str | bool | None" = None,
+    ):
+        """A call that sends input chunks while it reads the answer (bidirectional.py):
+        `async with node.open_bidirectional(...) as call: await call.send(x); await call.end();
+        async for chunk in call: ...`. Only toward peers whose identify lists "input" (else 4003)."""
+        from .bidirectional import open_bidirectional
+
+        via, protocol = self._through_leader(via, protocol)
+        return open_bidirectional(self, address, method, params, via=via, first_frame_timeout=first_frame_timeout,
+                                  idle_timeout=idle_timeout, codec=codec, protocol=protocol, timeout=timeout,
+                                  compress=compress)
 
     async def use(
         self,
@@ -252,12 +285,14 @@ class Node:
         timeout: float | None = None,
         codec: str | None = None,
         protocol: str | None = None,
+        compress: "str | bool | None" = None,
     ) -> Any:
         """Call a method; return the final frame's data (raises OlaneError on an error frame).
         `timeout` is one deadline for the whole call: dial, stream, answer (4017)."""
         via, protocol = self._through_leader(via, protocol)
         call = StreamingCall(self, address, method, params, via=via, first_frame_timeout=None,
-                             idle_timeout=None, codec=codec, streaming=False, protocol=protocol, timeout=timeout)
+                             idle_timeout=None, codec=codec, streaming=False, protocol=protocol, timeout=timeout,
+                             compress=compress)
         return await call.result()
 
     def _through_leader(self, via: str | None, protocol: str | None) -> tuple[str | None, str | None]:
@@ -272,7 +307,7 @@ class Client(Node):
 
     def __init__(self, *, limits: Limits | None = None, codec: str = "auto", address: str | None = None,
                  seed: str | None = None, key: bytes | None = None, leader: str | None = None,
-                 batch: bool | None = None) -> None:
+                 batch: bool | None = None, compress: "str | bool | None" = None) -> None:
         super().__init__((), listen=(), limits=limits, codec=codec, address=address, seed=seed, key=key,
-                         batch=batch)
+                         batch=batch, compress=compress)
         self.leader = leader  # calls without `via` go through this leader (multiaddr)

@@ -48,6 +48,7 @@ class PeerPool:
         self._known: dict[str, Any] = {}  # multiaddr or peer id text -> libp2p peer ID
         self._codecs: dict[tuple[str, str], str] = {}  # (peer id, protocol) -> codec it speaks
         self._batches: dict[tuple[str, str], bool] = {}  # (peer id, protocol) -> sends batched chunk frames
+        self._features: dict[tuple[str, str], frozenset[str]] = {}  # (peer id, protocol) -> extensions it listed
         self._probing: dict[tuple[str, str], trio.Event] = {}  # identify asked, answer not yet in
         self._slots: dict[str, int] = {}  # peer id -> streams we have open to it
         self._last_used: dict[str, float] = {}  # peer id -> when a stream of ours last used it
@@ -302,6 +303,15 @@ class PeerPool:
                     self._probing.pop(key, None)
                     asking.set()
         return codec, self._batches.get(key, False)
+
+    def note_features(self, peer, protocol: str, features: "frozenset[str]") -> None:
+        """The extensions `peer` listed in its `identify` answer (its `frames` and
+        `compression` entries: "batch", "input", "zstd")."""
+        self._features[(peer.to_string(), protocol)] = frozenset(features)
+
+    def features(self, peer, protocol: str) -> "frozenset[str] | None":
+        """What note_features recorded; None when `peer` was never asked."""
+        return self._features.get((peer.to_string(), protocol))
 
     def codecs_learned(self) -> dict[tuple[str, str], str]:
         """(peer id, protocol) -> the codec learned for it."""

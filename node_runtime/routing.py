@@ -208,6 +208,7 @@ async def relay(node, req: IncomingRequest, hop: Hop, reply: Reply) -> None:
     envelope = dict(req.raw)
     envelope["params"] = dict(envelope.get("params") or {})
     envelope["params"]["address"] = hop.address
+    envelope["params"].pop("_compress", None)  # compression is per stream: this one, not the next hop's
     peer = await dial_any(node, hop.targets)
     release = node.peers.take_stream_slot(peer)
     stream = None

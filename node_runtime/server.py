@@ -23,8 +23,11 @@ from . import codec as codecs
 from .errors import ErrorCode, OlaneError
 from .framing import FrameDecoder, frame
 from .messages import ChunkEncoder, IncomingRequest, error_frame, final_frame, parse_request, unreadable_frame_error
-from .stream_io import STREAM_ENDED, FrameWriter, StreamGone, close_quietly, reset_quietly
+from .stream_io import STREAM_ENDED, FrameWriter, StreamGone, close_quietly, peer_gone, reset_quietly
+from .compression import Squeezed, StreamCompressor
+from .incoming import INPUT_METHOD, CallerGone, Incoming, Inputs
 from .limits import STOP_GRACE
+from .streams import InputBudget
 from .live_frames import serve_live
 from .tools import Request, StreamEnd
 
@@ -48,6 +51,8 @@ class StreamSession:
         self.writer = FrameWriter(stream, self.limits.write_buffer_bytes, self.limits.write_timeout)
         self.peer_id = node.peers.peer_of(stream)
         self.budget = None  # this stream's share of Limits.max_buffered_bytes (streams.InputBudget)
+        # bidirectional calls' input queues (incoming.py)
+        self.inputs = Inputs(self.limits, partial(InputBudget, node.streams), partial(peer_gone, stream))
         self.running = 0  # requests running on this stream now
         self.last_active = trio.current_time()  # when a request last arrived or ended
         self._decoder: FrameDecoder | None = None
@@ -111,8 +116,13 @@ class StreamSession:
                     {"limit": limits.max_buffered_bytes}))
                 return True
             for payload in payloads:
-                read = await self._read_request(payload)
+                try:
+                    read = await self._read_request(payload)
+                except CallerGone:  # it left while a full input queue held this reader
+                    return True
                 if read is not None:
+                    if read[0].input:  # its input may follow in this very read: queue it from now on
+                        self.inputs.open(read[0].id)
                     requests.start_soon(self._run_request, *read)
 
     async def _read_request(self, payload: bytes) -> "tuple[IncomingRequest, str] | None":
@@ -128,6 +138,9 @@ class StreamSession:
                     codecs.decode_json5, payload, limits.max_json5_bytes, limits.max_nesting,
                     limiter=_JSON5_THREADS)
             codecs.check_nesting(message, limits.max_nesting)
+            if message.get("method") == INPUT_METHOD:  # a chunk of a bidirectional call's input
+                await self.inputs.deliver(message, len(payload))
+                return None
             return parse_request(message, limits.max_id_bytes), codec
         except OlaneError as exc:
             await self._send_unreadable(exc, message.get("id") if isinstance(message, dict) else None, codec)
@@ -165,18 +178,28 @@ class StreamSession:
         metrics = node.metrics
         streaming = False
         sequence = 0
+        incoming = self.inputs.take(req.id) if req.input else None
+        squeeze = False
         record = None  # this stream in node.streams (a plain streaming request)
         answer = None
         try:
             metrics.begin(req, self.peer_id)
         except OlaneError as exc:
+            if incoming is not None:
+                self.inputs.close(req.id, incoming)
             await self._terminal(error_frame(req, exc), codec)
             return
         try:
             try:
                 tool = node.router.local(req, self.protocol)
                 if tool is None:  # an address not served here: relay it onward
-                    await node.router.forward(req, partial(self._send, codec=codec))
+                    if incoming is not None:
+                        raise OlaneError(ErrorCode.NOT_IMPLEMENTED, "a call that sends input is not relayed: "
+                                                                    "call the node serving the address directly")
+                    # the next hop answers us plain (routing.relay drops `_compress`); we compress
+                    # toward our caller when it asked
+                    squeeze = req.compress is not None and self._squeezes(req)
+                    await node.router.forward(req, partial(self._send, codec=codec, squeeze=0 if squeeze else None))
                     return
                 spec = tool.resolve(req.method)
                 kwargs = spec.bind(req.params)
@@ -184,6 +207,10 @@ class StreamSession:
                     id=req.id, method=req.method, params=req.params, caller_address=req.caller_address,
                     connection_id=req.connection_id, peer_id=self.peer_id, node=node,
                 )
+                if spec.takes_input or incoming is not None:
+                    request.incoming = _input_for(spec, incoming, kwargs)
+                if req.compress is not None:
+                    squeeze = self._squeezes(req)
                 if spec.streaming and (spec.sink or req.resumable or req.share is not None):
                     streaming = True  # a tap, a resume, a resumable or shared stream (node_runtime/live.py)
                     answer = await serve_live(self, req, codec, tool, spec, kwargs, request)
@@ -200,7 +227,9 @@ class StreamSession:
                     writer = self.writer
                     limit = self.limits.max_frame_bytes
                     batch: _Batch | None = None
-                    batch_bytes = min(BATCH_BYTES, limit - encoder.overhead() - 64) if req.batch else 0
+                    # a compressed answer goes through _Batch entries (joined only when the caller asked for batches)
+                    batch_bytes = min(BATCH_BYTES, limit - encoder.overhead() - 64) if req.batch or squeeze else 0
+                    join_bytes = batch_bytes if req.batch else 0
                     agen = spec.function(tool, request, **kwargs)
                     active = metrics.active  # the node's running requests
                     try:
@@ -227,11 +256,14 @@ class StreamSession:
                                 payload = chunk_payload(data, sequence)
                                 if len(payload) > limit:
                                     raise _too_large(len(payload), limit)
+                                if squeeze:
+                                    await writer.send(Squeezed(frame(payload)))
+                                    continue
                                 if not writer.send_nowait(frame(payload)):
                                     await writer.send(frame(payload))
                                 continue
                             # batching: join the chunks of this request still waiting for the writer
-                            if (batch is not None and batch.open and batch.nbytes + size < batch_bytes
+                            if (batch is not None and batch.open and batch.nbytes + size < join_bytes
                                     and writer.error is None):  # (a failed writer raises in send below)
                                 if writer.pending_bytes >= writer.buffer_bytes:
                                     await writer.wait_room()
@@ -240,7 +272,7 @@ class StreamSession:
                                     batch.nbytes += size + 1
                                     writer.grew(size + 1)
                                     continue
-                            batch = _Batch(encoder, data, sequence)
+                            batch = _Batch(encoder, data, sequence, squeeze)
                             await writer.send(batch)
                     finally:
                         await agen.aclose()  # runs the tool's `finally` now, not at GC
@@ -261,29 +293,48 @@ class StreamSession:
                 log.debug("tool %s failed", req.method, exc_info=True)
                 err = OlaneError(ErrorCode.UNKNOWN, str(exc) or type(exc).__name__, f"{type(exc).__name__}: {exc}")
                 answer = _error_answer(req, err, streaming, sequence)
-            await self._terminal(answer, codec, streaming, sequence)
+            # compressed like the rest when asked; by the node's default, when large
+            await self._terminal(answer, codec, streaming, sequence,
+                                 None if not squeeze else 0 if req.compress == "zstd" else self.limits.compress_min_bytes)
         except StreamGone:
             answer = None
         finally:
+            if incoming is not None:
+                self.inputs.close(req.id, incoming)
             metrics.end(req)
             if record is not None:
                 node.streams.end(record, answer)
 
-    async def _send(self, message: dict, codec: str) -> None:
+    def _squeezes(self, req: IncomingRequest) -> bool:
+        """Whether this answer goes out compressed (compression.py): asked for, or
+        the node's default for a caller that accepts it (streams, and unary
+        answers: those are compressed only over Limits.compress_min_bytes, see _send)."""
+        if req.compress == "zstd" or (req.compress == "accept" and self.node.compress == "zstd"):
+            if self.writer.compressor is None:
+                self.writer.compressor = StreamCompressor()
+            return True
+        return False
+
+    async def _send(self, message: dict, codec: str, squeeze: int | None = None) -> None:
         """Encode and queue one frame; OlaneError 4008 when the message cannot be
-        encoded or is larger than a frame may be (nothing is sent then)."""
+        encoded or is larger than a frame may be (nothing is sent then).
+        `squeeze`: compressed when its payload has at least this many bytes."""
         payload = codecs.encode(message, codec)
         limit = self.limits.max_frame_bytes
         if len(payload) > limit:
             raise _too_large(len(payload), limit)
+        if squeeze is not None and len(payload) >= squeeze and self.writer.compressor is not None:
+            await self.writer.send(Squeezed(frame(payload)))
+            return
         await self.writer.send(frame(payload))
 
-    async def _terminal(self, message: dict, codec: str, streaming: bool = False, sequence: int = 0) -> None:
+    async def _terminal(self, message: dict, codec: str, streaming: bool = False, sequence: int = 0,
+                        squeeze: int | None = None) -> None:
         """Send a request's terminal frame. When it cannot be sent as it is (too
         large, not encodable), send an error frame saying so; when not even that
         can be encoded, a bare one without details."""
         try:
-            await self._send(message, codec)
+            await self._send(message, codec, squeeze)
             return
         except StreamGone:
             return
@@ -326,10 +377,11 @@ class _Batch:
     (a deferred frame): more join while it waits; when the writer takes it,
     `build()` makes one frame of them (a plain chunk frame when alone)."""
 
-    __slots__ = ("encoder", "items", "first", "nbytes", "open")
+    __slots__ = ("encoder", "items", "first", "nbytes", "open", "squeeze")
 
-    def __init__(self, encoder: ChunkEncoder, data: bytes, sequence: int) -> None:
+    def __init__(self, encoder: ChunkEncoder, data: bytes, sequence: int, squeeze: bool = False) -> None:
         self.encoder = encoder
+        self.squeeze = squeeze  # goes out in a compressed region (compression.py)
         self.items = [data]
         self.first = sequence
         self.nbytes = len(data) + 64  # the envelope, roughly
@@ -344,6 +396,19 @@ class _Batch:
         if len(items) == 1:
             return frame(self.encoder.chunk(items[0], self.first))
         return frame(self.encoder.batch(items, self.first))
+
+
+def _input_for(spec, incoming: Incoming | None, kwargs: dict) -> Incoming:
+    """The input a method gets: the caller's, or an ended one when it sends none
+    (a TypeScript peer, a plain call); 4011 for input to a method that takes none."""
+    if not spec.takes_input:
+        raise OlaneError(ErrorCode.INVALID_ACTION, f"{spec.name} takes no input: it is not a bidirectional "
+                                                   f"method (call it without input)", {"method": spec.name})
+    if incoming is None:
+        incoming = Incoming.ended()
+    if spec.incoming_param is not None:
+        kwargs[spec.incoming_param] = incoming
+    return incoming
 
 
 def safe_id(value: Any, max_bytes: int) -> bool:

@@ -89,6 +89,18 @@ async def shielded_until(deadline: float, operation, stream, track=None) -> bool
 _SOCKET_PATH = ("muxed_conn", "secured_conn", "conn", "conn", "stream", "stream")
 
 
+def peer_gone(stream) -> bool:
+    """Whether the peer reset or closed `stream` (or its connection is gone),
+    seen without reading it: py-libp2p's muxer notes it as frames arrive."""
+    muxed = getattr(stream, "muxed_stream", None)
+    if muxed is None:
+        return False
+    if getattr(muxed, "reset_received", False) or getattr(muxed, "closed", False) or getattr(muxed, "recv_closed", False):
+        return True
+    closed = getattr(getattr(muxed, "conn", None), "event_closed", None)
+    return bool(closed is not None and closed.is_set())
+
+
 def abort_transport(stream) -> bool:
     """Close the TCP socket under `stream` at once. Writes blocked on a peer that
     reads nothing hold py-libp2p's connection write lock, so no polite close
@@ -133,6 +145,8 @@ class FrameWriter:
         self.error: BaseException | None = None
         self.writes = 0
         self.bytes_written = 0
+        #: set (compression.StreamCompressor) once a request on this stream answers compressed
+        self.compressor = None
 
     @property
     def pending_bytes(self) -> int:
@@ -229,8 +243,10 @@ class FrameWriter:
                 pending = self._pending
                 if len(pending) == 1 and type(pending[0]) is bytes:
                     batch = pending[0]
-                else:
+                elif self.compressor is None:
                     batch = b"".join([x if type(x) is bytes else x.build() for x in pending])
+                else:  # compressed regions for the entries that asked (compression.py)
+                    batch = self.compressor.join(pending)
                 self._pending = []
                 self._pending_bytes = 0
                 self._writing = True

@@ -17,7 +17,9 @@ from typing import Any, Callable, Literal
 
 from .addresses import Address
 from .codec import CODECS
+from .compression import COMPRESSIONS
 from .errors import ErrorCode, OlaneError
+from .incoming import Incoming
 
 RISK_LEVELS = ("low", "medium", "high")
 
@@ -55,6 +57,8 @@ class Request:
     peer_id: str | None = None
     node: Any = None
     started: float = field(default_factory=time.monotonic)
+    #: a bidirectional method's input: the chunks the caller sends (an ended one when it sends none)
+    incoming: Incoming | None = None
 
 
 def tool_method(
@@ -65,8 +69,11 @@ def tool_method(
     category: str | None = None,
     examples: list[dict[str, Any]] | None = None,
     requires_approval: bool | None = None,
+    incoming: bool = False,
 ) -> Callable[[Callable], Callable]:
-    """Describe a `_tool_` method: what it does, its parameters, its risk."""
+    """Describe a `_tool_` method: what it does, its parameters, its risk.
+    `incoming=True`: the method reads `request.incoming` (the caller's input
+    chunks); a parameter annotated `Incoming` says the same and receives it."""
     if risk not in RISK_LEVELS:
         raise ValueError(f"risk must be one of {RISK_LEVELS}")
 
@@ -78,6 +85,7 @@ def tool_method(
             "category": category,
             "examples": examples,
             "requires_approval": requires_approval,
+            "incoming": incoming,
         }
         return fn
 
@@ -159,6 +167,10 @@ class MethodSpec:
     category: str | None = None
     examples: list[dict[str, Any]] | None = None
     requires_approval: bool = False
+    #: takes the caller's input chunks (a bidirectional or client-streaming method)
+    takes_input: bool = False
+    #: the parameter that receives them (None: the method reads request.incoming)
+    incoming_param: str | None = None
     sink: bool = False  # answers a live.Sink to serve (tap, resume: node_runtime/live_frames.py)
 
     def to_wire(self) -> dict[str, Any]:
@@ -174,6 +186,8 @@ class MethodSpec:
             "approvalMetadata": approval,
             "performance": {"supportsStreaming": self.streaming},
         }
+        if self.takes_input:  # only on methods of ours that take input (docs/protocol-extensions.md)
+            out["performance"]["supportsInput"] = True
         if self.examples:
             out["examples"] = self.examples
         return out
@@ -262,10 +276,14 @@ def _method_spec(name: str, fn: Callable) -> MethodSpec:
         hints = {}
     params: list[ParamSpec] = []
     positional = [p for p in signature.parameters.values() if p.name != "self"]
+    incoming_param = None
     for p in positional[1:]:  # the first one is the Request
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
         annotation = hints.get(p.name, p.annotation)
+        if annotation is Incoming or annotation == "Incoming":  # the caller's input, not a parameter
+            incoming_param = p.name
+            continue
         type_name, options = _describe_annotation(annotation)
         doc = extra.pop(p.name, Param())
         required = p.default is inspect.Parameter.empty if doc.required is None else doc.required
@@ -313,6 +331,8 @@ def _method_spec(name: str, fn: Callable) -> MethodSpec:
         category=info.get("category"),
         examples=info.get("examples"),
         requires_approval=(risk == "high") if requires_approval is None else requires_approval,
+        takes_input=bool(info.get("incoming")) or incoming_param is not None,
+        incoming_param=incoming_param,
     )
 
 
@@ -374,7 +394,10 @@ class Tool:
             "transports": node.transports() if node else [],
             "peerId": node.peer_id if node else None,
             "codecs": list(CODECS),
-            "frames": ["batch"],  # several chunks per frame when a caller asks (docs/protocol-extensions.md)
+            # several chunks per frame, input chunks from the caller, compressed answers: each
+            # only when a caller asks (docs/protocol-extensions.md)
+            "frames": ["batch", "input"],
+            "compression": list(COMPRESSIONS),
             "streams": ["resume", "tap", "share"],  # live streams (docs/protocol-extensions.md)
         }
 

@@ -224,7 +224,7 @@ def test_identify_lists_batch_frames_and_the_client_learns_it():
     async def body():
         async with NodeAndClient([Flood()]) as nc:
             ident = await nc.client.use("o://flood", "identify", via=nc.ma)
-            assert ident["frames"] == ["batch"]
+            assert ident["frames"] == ["batch", "input"]
 
     run_trio(body)
 

@@ -96,6 +96,11 @@ async def test_ten_thousand_chunks_through_two_relays_arrive_in_order():
         assert seen == list(range(1, n + 1))
         assert sequences == list(range(1, n + 1))  # _sequence survives both relays
         assert call.final_response.raw["result"]["_chunks"] == n
+        # compressed toward the caller by the first relay (the hops behind it answer it plain)
+        with trio.fail_after(30):
+            packed = client.use_streaming("o://leader/alpha/beta", "count", {"count": 2000}, compress="zstd")
+            assert [c["n"] async for c in packed] == list(range(1, 2001))
+        assert packed.compressed and packed.wire_bytes < packed.data_bytes / 3
 
 
 @trio_test(60)

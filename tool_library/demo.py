@@ -15,7 +15,7 @@ from typing import Any
 
 import trio
 
-from node_runtime import ErrorCode, OlaneError, Param, Request, Tool, tool_method
+from node_runtime import ErrorCode, Incoming, OlaneError, Param, Request, StreamEnd, Tool, tool_method
 
 MAX_UNARY_ITEMS = 10_000  # 10k items is ~0.8 MB: well inside one 16 MiB frame
 MAX_STREAM_COUNT = 10_000_000
@@ -58,6 +58,33 @@ class DemoTool(Tool):
         now = _now()
         items = [{"id": i + 1, "name": f"Item {i + 1}", "timestamp": now} for i in range(count)]
         return {"items": items, "total": count}
+
+    @tool_method(
+        "Bidirectional: yields each chunk the caller sends back as it arrives, with its count: {count, data}. "
+        "The final frame says how many: {count}.",
+        category="demo",
+    )
+    async def _tool_echo_stream(self, request: Request, incoming: Incoming):
+        count = 0
+        async for data in incoming:
+            count += 1
+            yield {"count": count, "data": data}
+        yield StreamEnd({"count": count})
+
+    @tool_method(
+        "Client streaming: the caller sends numbers (or {value: number}); once it ends, answers {total, count}.",
+        category="demo",
+    )
+    async def _tool_sum_stream(self, request: Request, incoming: Incoming) -> dict[str, Any]:
+        total: float = 0
+        count = 0
+        async for data in incoming:
+            value = data.get("value") if isinstance(data, dict) else data
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise OlaneError(ErrorCode.INVALID_PARAMETERS, f"chunk {count + 1} is not a number: {data!r}"[:200])
+            total += value
+            count += 1
+        return {"total": total, "count": count}
 
     @tool_method(
         "Streams `count` items, one chunk each `delayMs`: {id, name, data, timestamp, progress}.",

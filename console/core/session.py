@@ -17,6 +17,7 @@ import trio
 
 from node_runtime import Client, ErrorCode, Limits, Node, OlaneError, code_name
 
+from .outbox import Outbox
 from .network import LEADER, Network
 from .stream_store import DEFAULT_MAX_CHUNKS, DEFAULT_STALL_AFTER, StreamRecord
 
@@ -33,6 +34,7 @@ class MethodInfo:
     requires_approval: bool = False
     builtin: bool = False
     typed_by_hand: bool = False  # not listed by the node; the operator typed it
+    takes_input: bool = False  # a bidirectional (or client-streaming) method: its tab has a send box
 
     @classmethod
     def from_wire(cls, name: str, meta: Any) -> "MethodInfo":
@@ -49,6 +51,7 @@ class MethodInfo:
             risk=risk,
             requires_approval=bool(meta.get("requiresApproval")) or risk == "high",
             builtin=approval.get("category") == "builtin",
+            takes_input=bool(performance.get("supportsInput")),
         )
 
 
@@ -196,6 +199,7 @@ class ConsoleSession:
         self.errors: list[ErrorEntry] = []
         self.listeners: list[Callable[[str, Any], None]] = []
         self._scopes: dict[int, trio.CancelScope] = {}
+        self._wakes: dict[int, trio.Event] = {}  # bidirectional calls' send pumps, waiting for more
         self._call_counter = 0
         self.names: dict[str, str] = {}  # multiaddr -> the operator's name for that node
         self.history = history  # a console.core.history.History: every ended call is appended
@@ -438,14 +442,17 @@ class ConsoleSession:
     # -- calls ------------------------------------------------------------------------
 
     def new_call(self, target: Target, address: str, method: str, params: dict[str, Any],
-                 streaming: bool) -> StreamRecord:
-        """A record for a call about to start (UI side); run it with `run_call` in trio."""
+                 streaming: bool, takes_input: bool = False) -> StreamRecord:
+        """A record for a call about to start (UI side); run it with `run_call` in trio.
+        `takes_input`: a bidirectional call; the record's `outbox` holds what its tab sends."""
         self._call_counter += 1
         record = StreamRecord(
             title=f"{method} #{self._call_counter}", target=target.multiaddr, address=address, method=method,
             params=params, streaming=streaming, max_chunks=self.max_chunks, stall_after=self.stall_after,
         )
         record.number = self._call_counter
+        if takes_input:
+            record.outbox = Outbox()
         record.route = self.route_of(target, address)
         record.protocol = LEADER_PROTOCOL if target.routes(address) else None
         self.calls.append(record)
@@ -471,6 +478,12 @@ class ConsoleSession:
     async def _open_call(self, record: StreamRecord):
         """A streaming call to a node of ours is resumable: a lost connection is
         resumed in the same record. Taps and unary calls are plain."""
+        if record.outbox is not None:  # a bidirectional call (its tab has a send box): not resumable
+            from node_runtime.bidirectional import BidirectionalCall
+
+            return BidirectionalCall(self.client, record.address, record.method, record.params, via=record.target,
+                                     first_frame_timeout=self.call_timeout, idle_timeout=self.call_timeout,
+                                     protocol=record.protocol)
         resumable = False
         if record.streaming and record.tap_of is None and record.protocol is None:  # direct, not routed
             target = next((t for t in self.targets if t.multiaddr == record.target), None)
@@ -488,30 +501,15 @@ class ConsoleSession:
         """(trio) Make the call and fill its record until it ends or is cancelled."""
         scope = trio.CancelScope()
         self._scopes[id(record)] = scope
+        outbox = record.outbox
         call = await self._open_call(record)
         self._live_calls[id(record)] = call
-        add_chunk = record.add_chunk
-        resumes = 0
-        tap = record.tap_of is not None
         try:
             with scope:
-                await call.start()
-                # times count from the request write (as `olane stream` counts them), not from
-                # the dial and stream negotiation before it, which wait on the screen's work
-                record.codec = call.wire_codec
-                record.mark_running(call.started_at)
-                if call.started_at is not None:
-                    record.request_at = 0.0  # `started` is now the request write itself
-                async for response in call.responses():
-                    if tap and (lost := response.extra("_dropped")):
-                        record.tap_dropped += lost
-                    if response.last:
-                        record.finish(response.data, response.sequence, response.chunks)
-                    else:
-                        if getattr(call, "resumes", 0) != resumes:  # a ResumableCall went on over a new stream
-                            resumes = call.resumes
-                            record.note_resumed(call.resumed_at[-1] + 1)
-                        add_chunk(response.data, response.sequence, response.size)
+                if outbox is None:
+                    await self._read_answer(call, record)
+                else:
+                    await self._bidirectional(call, record)
             if scope.cancelled_caught or not record.state.ended:
                 record.cancel()
         except OlaneError as exc:
@@ -532,6 +530,77 @@ class ConsoleSession:
             with trio.CancelScope(shield=True):  # bounded: one file write and one line
                 await self._keep(record)
             self._changed("call-ended", record)
+
+    async def _read_answer(self, call, record: StreamRecord, started=None) -> None:
+        """(trio) Start the call and put its answer in the record."""
+        await call.start()
+        if started is not None:
+            started()
+        # times count from the request write (as `olane stream` counts them), not from
+        # the dial and stream negotiation before it, which wait on the screen's work
+        record.codec = call.wire_codec
+        record.mark_running(call.started_at)
+        if call.started_at is not None:
+            record.request_at = 0.0  # `started` is now the request write itself
+        add_chunk = record.add_chunk
+        resumes = 0
+        tap = record.tap_of is not None
+        async for response in call.responses():
+            if tap and (lost := response.extra("_dropped")):
+                record.tap_dropped += lost
+            if response.last:
+                record.finish(response.data, response.sequence, response.chunks)
+            else:
+                if getattr(call, "resumes", 0) != resumes:  # a ResumableCall went on over a new stream
+                    resumes = call.resumes
+                    record.note_resumed(call.resumed_at[-1] + 1)
+                add_chunk(response.data, response.sequence, response.size)
+
+    async def _bidirectional(self, call, record: StreamRecord) -> None:
+        """(trio) A call with a send box: its writer and the pump of the record's
+        outbox run beside the reading, and stop when it ends."""
+        try:
+            async with trio.open_nursery() as nursery:
+                def started() -> None:
+                    nursery.start_soon(call.writer.run)
+                    nursery.start_soon(self._pump_input, call, record)
+
+                await self._read_answer(call, record, started)
+                nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:  # the reading's own error, not trio's wrapping of it
+            errors = [e for e in group.exceptions if not isinstance(e, trio.Cancelled)]
+            if len(errors) == 1 and not isinstance(errors[0], BaseExceptionGroup):
+                raise errors[0] from None
+            raise
+
+    def wake_input(self, record: StreamRecord) -> None:
+        """(trio) The record's outbox has more to send (or its end)."""
+        wake = self._wakes.get(id(record))
+        if wake is not None:
+            wake.set()
+
+    async def _pump_input(self, call, record: StreamRecord) -> None:
+        """(trio) Send what the tab put in the record's outbox, in order, then its end."""
+        outbox = record.outbox
+        try:
+            while True:
+                while outbox.pending:
+                    value = outbox.take()
+                    await call.send(value)
+                    outbox.mark_sent(value)
+                    record.version += 1
+                if outbox.end_asked:
+                    await call.end()
+                    outbox.mark_ended()
+                    record.version += 1
+                    return
+                wake = self._wakes[id(record)] = trio.Event()
+                await wake.wait()
+        except OlaneError as exc:
+            outbox.stop(exc.message)
+            record.version += 1
+        finally:
+            self._wakes.pop(id(record), None)
 
     async def _keep(self, record: StreamRecord) -> None:
         """(trio) The ended call into the history, and into a recording when every call is kept."""
@@ -650,3 +719,4 @@ class ConsoleSession:
 
     async def node_metrics(self, target: Target, address: str) -> Any:
         return await self.client.use(address, "get_metrics", {}, via=target.multiaddr, timeout=10)
+

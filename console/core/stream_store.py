@@ -180,6 +180,7 @@ class StreamRecord:
         self.codec: str | None = None  # the frames' codec on the wire, once known
         self.replay_of: Any = None  # the recording's path, for a replayed call
         self.recording_path: Any = None  # where this call was last written as a recording
+        self.outbox: Any = None  # a bidirectional call's input (console.core.outbox.Outbox)
         self.route: list[str] = []  # the relays a call through a leader passes (o://leader, o://leader/alpha)
         self.protocol: str | None = None  # the libp2p protocol dialed, when not the address's own (/o/leader)
         self.state = State.STARTING

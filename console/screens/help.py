@@ -10,9 +10,11 @@ from textual.widgets import Markdown
 INTRO = """\
 # olane console
 
-**Left:** nodes → tool addresses → methods (`⇶` streams, `!` asks before running).
-Enter on a method opens its form; **F5** runs it. A node that lists no methods still
-takes one typed by hand (`✎ type a method…`).
+**Left:** nodes → tool addresses → methods (`⇶` streams, `⇄` takes input, `!` asks
+before running). Enter on a method opens its form; **F5** runs it. A node that lists no
+methods still takes one typed by hand (`✎ type a method…`). A method that takes input
+opens with a send box under its tab: one JSON value a line, Enter sends, ctrl+d ends
+the input; what was sent shows above the box, what came back in the chunk log.
 
 **Right:** one tab per call. A streaming call shows every chunk as it arrives:
 receive order `#`, the node's `seq` (`_sequence`), time since start, Δt, size, and a

@@ -17,6 +17,7 @@ from textual.widgets import Sparkline, Static
 from console.core.stream_store import State, StreamRecord
 from console.core.views.cells import compact, json_default
 from console.widgets.chunk_log import ChunkLog
+from console.widgets.send_box import SendBox
 from console.widgets.views.stream_views import StreamViews
 from console.widgets.views.table_view import TableView
 
@@ -78,6 +79,7 @@ class CallView(Vertical):
         self.record = record
         self._log = ChunkLog(record, classes="call-log") if record.streaming else None
         self.views = StreamViews(record, self._log, settings, save)  # v cycles them
+        self.send_box = SendBox(record.outbox) if record.outbox is not None else None  # a bidirectional call
         self.selected = None  # the chunk shown in the detail area
         self._version = -1
         self._state: State | None = None
@@ -110,6 +112,8 @@ class CallView(Vertical):
         with VerticalScroll(classes="call-detail" + ("" if r.streaming else " -unary")):
             yield Static("", classes="call-end")
             yield Static("", classes="call-detail-body", markup=False)
+        if self.send_box is not None:  # what we send, below what comes back
+            yield self.send_box
 
     @property
     def log(self) -> ChunkLog | None:
@@ -147,6 +151,8 @@ class CallView(Vertical):
             self.app.refresh_bindings()  # the footer's keys depend on the view (p: paths)
             if record.streaming:  # the table and the chart keep most of the pane
                 self.query_one(".call-detail").set_class(views[0] in ("table", "chart"), "-beside-view")
+        if self.send_box is not None:
+            self.send_box.sync()
         changed = record.version != self._version or state is not self._state or views != self._views_seen
         self._views_seen = views
         if not changed and (state.ended or now - self._status_at < 0.25):
@@ -191,9 +197,11 @@ class CallView(Vertical):
                 text.append(f" ({len(r.resumed_at)}×)", style="yellow")
         if not r.streaming:
             text.append(f"  {r.address} {r.method}", style="dim")
+        if r.outbox is not None:
+            text.append(f"  ⇄ sent {r.outbox.count:,}")
         if r.streaming:
             chunks_s, bytes_s = r.rates(now)
-            text.append(f"  chunks {r.count:,}")
+            text.append(f"  {'← ' if r.outbox is not None else ''}chunks {r.count:,}")
             if r.first_chunk_at is not None:  # early in the line: narrow panes still show it
                 text.append(f"  first {r.first_chunk_at * 1000:.1f} ms")
             text.append(f"  {chunks_s:,.0f}/s  {human_bytes(bytes_s)}/s  total {human_bytes(r.bytes)}")

@@ -85,6 +85,7 @@ class MethodPanel(Vertical):
                  + (f" [dim]routed by[/] {escape(target.label)}" if target.routes(address)
                     else f" [dim]on[/] {escape(target.label)}")
                  + ("  [$secondary]⇶ streams[/]" if method.streaming else "  [$secondary]⇥ answers once[/]")
+                 + ("  [$secondary]⇄ takes input[/]" if method.takes_input else "")
                  + f"  [{risk_style}]risk {escape(method.risk)}[/]"
                  + ("  [$error]asks before running[/]" if method.requires_approval else ""))
         self.query_one(".method-title", Static).update(title)

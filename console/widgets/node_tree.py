@@ -157,7 +157,9 @@ class NodeTree(Tree):
     @staticmethod
     def _method_label(method: MethodInfo) -> Text:
         text = Text(method.name)
-        if method.streaming:
+        if method.takes_input:  # its tab has a send box (and it may stream back)
+            text.append(" ⇄", style="cyan")
+        elif method.streaming:
             text.append(" ⇶", style="cyan")
         if method.requires_approval:
             text.append(" !", style="bold red")
