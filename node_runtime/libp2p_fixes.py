@@ -32,7 +32,11 @@ py-libp2p that changes it fails a test and the fix can go) and the fix.
    answers; servers read them in order, so the answers are the same. The fix
    does that when one protocol is asked for (all our calls): one round trip
    and one write per stream open, which matters most when the connection is
-   busy (100 streams opened at once wait behind each other's data).
+   busy (100 streams opened at once wait behind each other's data). The
+   answers are read in as few reads as they arrive in, so bytes a server sends
+   right after its answer (identify speaks first) can come in the same read:
+   they are handed back to the stream's next reads (with fix 7 they nearly
+   always do, and dropping them left identify's peerstore entries empty).
 5. A Yamux window update is sent after every read. py-libp2p's
    `YamuxStream._auto_tune_and_send_window_update` credits the bytes of each
    read at once when less than half the window is owed ("partial slack"), so
@@ -56,6 +60,15 @@ py-libp2p that changes it fails a test and the fix can go) and the fix.
    at once when free and queues only when held (`QuickLock`), for every Yamux
    connection and stream of the process, once. The connection's write lock,
    held across socket writes, stays a `trio.Lock`.
+7. A TCP read asks the socket for just the bytes wanted. Noise reads each
+   message as a 2-byte length, then the body (`read_exactly` on
+   `TrioTCPStream.read`), and each `TrioTCPStream.read` takes a `trio.Lock`
+   and calls `receive_some(n)`: four schedule points and two system calls per
+   message, however many messages already wait in the socket. The fix reads
+   ahead (`READ_AHEAD` bytes per system call) and serves reads from what it
+   holds without a trip through the scheduler, for every TCP connection of the
+   process, once. Only the connection's one reader (the Noise handshake, then
+   the Yamux read loop) reads it, so the order of bytes is unchanged.
 """
 from __future__ import annotations
 
@@ -352,23 +365,82 @@ def quick_yamux_locks() -> None:
     _QUICK_YAMUX_LOCKS = True
 
 
+#: fix 7: bytes asked of a TCP socket per read (what the Yamux read loop then takes
+#: frame by frame without waiting)
+READ_AHEAD = 256 * 1024
+
+_TCP_READ_AHEAD = False
+
+
+def tcp_read_ahead() -> None:
+    """Fix 7: TCP reads take up to READ_AHEAD bytes from the socket and hand them
+    out as asked, with no schedule point while bytes are held. Process-wide, idempotent."""
+    global _TCP_READ_AHEAD
+    if _TCP_READ_AHEAD:
+        return
+    from libp2p.io.trio import TrioTCPStream
+
+    original = TrioTCPStream.read
+
+    async def read(self, n: int | None = None) -> bytes:
+        held = self.__dict__.get("_olane_held")
+        if held:  # bytes read ahead: no socket call, no schedule point
+            pos = self._olane_pos
+            if n is None or n >= len(held) - pos:
+                self._olane_held = None
+                return held[pos:] if pos else held
+            end = pos + n
+            self._olane_pos = end
+            return held[pos:end]
+        if n == 0:
+            return b""
+        data = await original(self, max(n or 0, READ_AHEAD))
+        if n is None or len(data) <= n:
+            return data
+        self._olane_held = data
+        self._olane_pos = n
+        return data[:n]
+
+    TrioTCPStream._olane_original_read = original
+    TrioTCPStream.read = read
+    _TCP_READ_AHEAD = True
+
+
 async def _read_answers(stream, count: int) -> list[str]:
     """`count` multistream-select messages (varint length, text, newline) read in
     as few reads as they arrive in, usually one (py-libp2p reads a byte at a time:
     each read is a trip through the scheduler, ~4 per stream open, and on a busy
-    connection each trip waits for every other task). A server sends nothing
-    after its answer until it has our request, so nothing is read past them."""
+    connection each trip waits for every other task). A server may speak first
+    right after its answer (identify sends its message unasked), so bytes read
+    past the answers are handed back: the stream's next reads return them first."""
     buffer = b""
     while True:
         messages, end = _parse_messages(buffer, count)
         if len(messages) == count:
             if end != len(buffer):
-                raise ValueError(f"{len(buffer) - end} unexpected bytes after the protocol answer")
+                _put_back(stream, buffer[end:])
             return messages
         data = await stream.read(1024)
         if not data:
             raise ValueError("the stream ended during protocol selection")
         buffer += data
+
+
+def _put_back(stream, data: bytes) -> None:
+    """`stream.read` returns `data` first (as much of it as asked), then reads
+    the stream again as before (the instance's own `read` is dropped)."""
+    held = data
+
+    async def read(n: int | None = None) -> bytes:
+        nonlocal held
+        if n is None or n >= len(held):
+            out = held
+            del stream.read  # all handed back: the class's read from now on
+        else:
+            out, held = held[:n], held[n:]
+        return out
+
+    stream.read = read
 
 
 def _parse_messages(buffer: bytes, count: int) -> tuple[list[str], int]:

@@ -276,6 +276,33 @@ def test_protocol_select_takes_one_write_with_the_fix_and_two_without():
     assert run_trio(body) == (2, 1)
 
 
+def test_pipelined_select_hands_back_what_a_server_sends_right_after_its_answer():
+    """Fix 4 reads the two multistream answers in as few reads as they come in; a
+    server that speaks first (identify sends its message unasked) can have its
+    first bytes in that same read. They must reach the protocol's reader, in order
+    (once TCP reads ran ahead, identify lost them and left the peerstore empty).
+    A narrow unit: a stream that delivers everything in one read."""
+    from libp2p.utils import encode_delim
+
+    from node_runtime.libp2p_fixes import _read_answers
+
+    class OneRead:
+        def __init__(self, data: bytes) -> None:
+            self.data = data
+
+        async def read(self, n: int | None = None) -> bytes:
+            out, self.data = self.data[:n], self.data[n:]
+            return out
+
+    async def body():
+        stream = OneRead(encode_delim(b"/multistream/1.0.0") + encode_delim(b"/ipfs/id/1.0.0") + b"hello-identify"
+                         + b"|rest")
+        answers = await _read_answers(stream, 2)
+        return answers, [await stream.read(5), await stream.read(100), await stream.read(100)]
+
+    assert run_trio(body) == (["/multistream/1.0.0", "/ipfs/id/1.0.0"], [b"hello", b"-identify|rest", b""])
+
+
 def test_yamux_window_updates_after_every_read_without_the_fix_and_once_half_is_owed_with_it():
     """Fix 5 (libp2p_fixes.window_updates_go_style) and its pin: py-libp2p sends a
     Yamux window update after every read, so ten pings cost twenty more encrypted
@@ -319,16 +346,19 @@ def test_yamux_window_updates_after_every_read_without_the_fix_and_once_half_is_
     assert counts["fixed"] == 0
 
 
-def test_yamux_locks_cost_a_scheduler_pass_without_fix_6():
-    """Fix 6 (libp2p_fixes.quick_yamux_locks) and its pin: py-libp2p guards each
-    Yamux stream's window with a trio.Lock, whose acquisition lets every other
-    runnable task run first even when it is free. With the fix a free lock is
-    taken at once (a held one still queues in order), and 20 streams at once on
-    one connection still get every chunk in order (their tools take turns:
-    server.SLICE_CHUNKS). When a pin fails, py-libp2p has changed: look again at the fix."""
+def test_yamux_locks_and_tcp_reads_cost_a_scheduler_pass_without_fixes_6_and_7():
+    """Fixes 6 and 7 (libp2p_fixes.quick_yamux_locks, tcp_read_ahead) and their pins:
+    py-libp2p guards each Yamux stream's window with a trio.Lock, whose acquisition
+    lets every other runnable task run first even when it is free, and its TCP
+    reads ask the socket for just the bytes wanted (a Noise message: a 2-byte
+    length, then the body, two socket reads). With the fixes a free lock is taken
+    at once (a held one still queues in order), one socket read serves both reads
+    with the same bytes, and 20 streams at once on one connection still get every
+    chunk in order (their tools take turns: server.SLICE_CHUNKS). When a pin fails, py-libp2p has changed: look again at the fix."""
+    from libp2p.io.trio import TrioTCPStream
     from libp2p.stream_muxer.yamux.yamux import YamuxStream
 
-    from node_runtime.libp2p_fixes import QuickLock, quick_yamux_locks
+    from node_runtime.libp2p_fixes import QuickLock, quick_yamux_locks, tcp_read_ahead
 
     class Items(Tool):
         address = "o://items"
@@ -356,8 +386,32 @@ def test_yamux_locks_cost_a_scheduler_pass_without_fix_6():
             trio.lowlevel.remove_instrument(steps)
         return Steps.count > 0
 
+    async def socket_reads(read) -> tuple[list[bytes], list[int]]:
+        asked: list[int] = []
+        receive_some = trio.SocketStream.receive_some
+
+        async def counting(self, max_bytes=None):
+            asked.append(max_bytes)
+            return await receive_some(self, max_bytes)
+
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        port = listeners[0].socket.getsockname()[1]
+        async with listeners[0], await trio.open_tcp_stream("127.0.0.1", port) as sender:
+            receiver = await listeners[0].accept()
+            async with receiver:
+                await sender.send_all(b"\x00\x62" + b"m" * 98)
+                await trio.sleep(0.05)  # all 100 bytes in the receiver's socket
+                tcp = TrioTCPStream(receiver)
+                trio.SocketStream.receive_some = counting
+                try:
+                    got = [await read(tcp, 2), await read(tcp, 98)]
+                finally:
+                    trio.SocketStream.receive_some = receive_some
+        return got, asked
+
     async def body():
         quick_yamux_locks()
+        tcp_read_ahead()
         bare_stream = YamuxStream.__new__(YamuxStream)
         YamuxStream._olane_original_init(bare_stream, 1, None, True)
         assert type(bare_stream.window_lock) is trio.Lock  # the pin (fix 6)
@@ -378,6 +432,11 @@ def test_yamux_locks_cost_a_scheduler_pass_without_fix_6():
             assert order == []
             quick.release()
         assert order == ["a", "b"] and not quick.locked()
+
+        bare_got, bare_asked = await socket_reads(TrioTCPStream._olane_original_read)
+        fixed_got, fixed_asked = await socket_reads(TrioTCPStream.read)
+        assert bare_asked == [2, 98]  # the pin (fix 7)
+        assert len(fixed_asked) == 1 and fixed_got == bare_got == [b"\x00\x62", b"m" * 98]
 
         async with Node([Items()]) as node, Client() as client:
             ma = node.listen_addrs[0]
