@@ -238,8 +238,6 @@ class StreamSession:
                                 break
                             sequence += 1
                             record.chunks = sequence
-                            if taps and record.fan_out(sequence, item):
-                                await trio.sleep(0)  # let a tap that keeps up take its chunks
                             if type(item) is dict:
                                 delta = item.get("delta")
                                 if type(delta) is str:
@@ -248,6 +246,9 @@ class StreamSession:
                                 data = fast_encode(item)
                             except Exception:
                                 data = encode(item)  # the big-int fallback, or the 4008 error
+                            # taps reading this codec share these bytes (live.ActiveStream.fan_out)
+                            if taps and record.fan_out(sequence, item, codec, data):
+                                await trio.sleep(0)  # let a tap that keeps up take its chunks
                             size = len(data)
                             if size > batch_bytes:  # alone in its frame (always so without batching)
                                 payload = chunk_payload(data, sequence)
