@@ -263,9 +263,13 @@ class OlaneConsole(SessionActions, App):
             pass
 
     def _tab_label(self, record: StreamRecord, state: State) -> str:
-        """State, method, call number and which node: `▶ stream_items #3 · embedded`."""
+        """State, method, call number and which node: `▶ stream_items #3 · embedded`,
+        `✔ stream_items #4 · demo0` for a call a leader routed to o://leader/demo0."""
         target = next((t for t in self.session.targets if t.multiaddr == record.target), None)
-        node = target.nickname if target is not None else record.target.rsplit("/", 1)[-1][-4:]
+        if record.route:  # through a leader: the node it reaches tells tabs apart (all share the leader)
+            node = record.address.rsplit("/", 1)[-1]
+        else:
+            node = target.nickname if target is not None else record.target.rsplit("/", 1)[-1][-4:]
         return f"{STATE_GLYPHS[state]} {record.title} · {node}"
 
     def _show_active_tab(self) -> None:
@@ -467,6 +471,9 @@ class OlaneConsole(SessionActions, App):
             self.bridge.submit(self._cancel_on_trio_side, view.record)
         self._tab_states.pop(pane_id, None)
         await tabs.remove_pane(pane_id)
+        if view is not None:  # after the pane is gone: nothing draws the record any more
+            self.session.forget_call(view.record)
+        self._update_subtitle()
         if not self.views:
             tabs.display = False
             self.no_calls.display = True

@@ -33,6 +33,14 @@ class _OlaneGroup(click.Group):
             return super().invoke(ctx)
         except KeyboardInterrupt:
             _quiet_exit(EXIT_INTERRUPTED)
+        finally:
+            # the process ends next: what lives now moves to the permanent generation, which
+            # the interpreter's last full collection skips (0.3 s of every node's stop; 1 s
+            # when a network's nodes all stop at once on a busy machine, and `olane console
+            # --network` waits for them). Logs and files are flushed and closed by then.
+            import gc
+
+            gc.freeze()
 
 
 @click.group(cls=_OlaneGroup, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})

@@ -135,10 +135,18 @@ class PeerPool:
             return
         network = self.host.get_network()
         muxed = [conn.muxed_conn for conns in network.get_connections_map().values() for conn in conns]
+        # a close py-libp2p began itself and that was cancelled part way (the whole host
+        # stopping at once cancels it before the socket is closed): nobody finishes it,
+        # so its socket stays open and its event unset, and we waited out the grace (1 s
+        # per node at every console quit)
+        cut_short = [conn.muxed_conn for conns in network.get_connections_map().values() for conn in conns
+                     if _close_cut_short(conn)]
         with trio.move_on_after(grace):
             async with trio.open_nursery() as nursery:
                 for peer in list(network.connections):
                     nursery.start_soon(self._close_peer, peer)
+                for conn in cut_short:
+                    nursery.start_soon(_close_quietly, conn)
                 for conn in muxed:
                     closed = getattr(conn, "event_closed", None)
                     if isinstance(closed, trio.Event):
@@ -492,3 +500,18 @@ def _sole_exception(group: BaseExceptionGroup) -> BaseException | None:
 
 def _is_bare_peer(text: str) -> bool:
     return text.startswith("/p2p/") or (not text.startswith("/") and text.startswith(("12D3", "Qm")))
+
+
+def _close_cut_short(conn) -> bool:
+    """A connection the swarm counts as closed whose muxer never finished closing."""
+    swarm_closed = getattr(conn, "event_closed", None)
+    muxer_closed = getattr(conn.muxed_conn, "event_closed", None)
+    return (isinstance(swarm_closed, trio.Event) and isinstance(muxer_closed, trio.Event)
+            and swarm_closed.is_set() and not muxer_closed.is_set())
+
+
+async def _close_quietly(conn) -> None:
+    try:
+        await conn.close()  # GO_AWAY (if not sent yet), the socket, event_closed
+    except Exception:
+        pass

@@ -73,6 +73,27 @@ def test_leaving_async_with_client_closes_its_connection_at_once():
     run_trio(body)
 
 
+def test_a_client_cancelled_whole_closes_its_connection_and_the_node_sees_it():
+    """Cancelling the nursery a Client runs in (as the console's quit does) cancels
+    py-libp2p's own close of the connection part way: close_all finishes it, so the
+    socket closes (the node sees it) instead of the client waiting out its grace
+    with the connection left open."""
+    async def body():
+        async with Node([Tool("o://seq")]) as node:
+            async with trio.open_nursery() as nursery:
+                async def caller() -> None:
+                    async with Client() as client:
+                        await client.use("o://seq", "ping", via=node.listen_addrs[0], timeout=10)
+                        await trio.sleep_forever()
+
+                nursery.start_soon(caller)
+                await wait_until(lambda: node.peers.connected_peers(), 5.0, "the client connected")
+                nursery.cancel_scope.cancel()
+            await wait_until(lambda: not node.peers.connected_peers(), 5.0, "the node sees the close")
+
+    run_trio(body)
+
+
 def test_the_node_closes_connections_idle_past_the_limit_but_not_busy_ones():
     class Slow(Tool):
         address = "o://slow"

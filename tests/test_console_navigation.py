@@ -243,3 +243,30 @@ def test_console_run_option_is_checked_before_the_console_opens():
                           (["--params", "{}"], "goes with --run")):
         out = subprocess.run([OLANE, "console", *args], capture_output=True, text=True, timeout=60)
         assert out.returncode == 2 and problem in out.stderr, out.stderr
+
+
+async def test_tab_walks_the_form_field_by_field_to_run_with_no_hidden_stops():
+    """Typing after each Tab lands in the next field; Tab after the last field is Run; Tab
+    from the tree is the first field (the form's scroll box is no stop of its own, it
+    showed no focus and swallowed what was typed next). Closing the call's tab drops it."""
+    from console_helpers import select_method
+
+    async with running_console() as (app, pilot):
+        panel = await select_method(app, pilot, "o://demo", "stream_items")
+        count, delay = panel._fields["count"]["widget"], panel._fields["delayMs"]["widget"]
+        assert app.focused is count
+        await pilot.press("3", "tab", "1", "0", "tab")  # a focused field's text is selected: typing replaces it
+        assert app.focused is panel.query_one("#run")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.session.calls and app.session.calls[-1].state.ended, what="the call")
+        record = app.session.calls[-1]
+        assert record.params == {"count": 3, "delayMs": 10} and record.held == 3
+        await pilot.press("ctrl+w")  # closing its tab lets go of the call's data
+        await wait_for(pilot, lambda: not app.views, what="the tab closed")
+        assert app.session.calls == [] and record.held == 0 and record.count == 3
+        app.node_tree.focus()
+        await pilot.pause()
+        await pilot.press("tab")
+        assert app.focused is count
+        await pilot.press("shift+tab")
+        assert app.focused is app.node_tree

@@ -145,6 +145,8 @@ async def test_the_console_watches_a_network_as_nodes_join_go_stale_and_leave():
             await pilot.pause(0.2)
             route = app.current_view.query_one(".call-route")
             assert "via o://leader -> o://leader/alpha" in str(route.render())
+            # its tab names the node reached (every routed tab would name the same leader)
+            assert str(app.call_tabs.get_tab(f"call-{record.number}").label).endswith("stream_items #1 · beta")
 
             # an entry whose node does not answer (a process killed without a word): stale,
             # while the registry still lists it

@@ -169,3 +169,38 @@ def test_going_back_to_sequence_after_a_path_restores_the_wire_sequences():
     assert [c.sequence for c in r.chunks()] == [10, 30, 20] and r.check.reordered == 1
     r.set_sequence_path(None)
     assert [c.sequence for c in r.chunks()] == [1, 2, 3] and r.lint() == []
+
+
+def test_a_closed_calls_data_is_let_go_and_the_session_drops_it(tmp_path):
+    """Closing a tab: the session forgets the call and its chunks and final value are let
+    go (a closed 1M-row query stayed resident), while its counters stay for summaries;
+    the history line written at its end is kept. Once the tab's widgets are gone too,
+    nothing holds the record."""
+    import gc
+    import weakref
+
+    from console.core.history import History, HistoryEntry
+    from console.core.session import ConsoleSession, Target
+
+    history = History(tmp_path / "history.jsonl")
+    session = ConsoleSession(embedded=False, history=history)
+    target = Target("/ip4/127.0.0.1/tcp/1/p2p/12D3KooWQeqqN4Ak5UNVvdC6hLqw4ZgXD6ZQqNh4H4d7E3q1f2yy")
+    kept = session.new_call(target, "o://sqlite", "query", {"sql": "SELECT 1"}, True)
+    closed = session.new_call(target, "o://sqlite", "query", {"sql": "SELECT x FROM big"}, True)
+    for i in range(2000):
+        closed.add_chunk({"rows": [[i * 500 + j] for j in range(500)]}, i + 1, 4000)
+    closed.finish({"rows": 1_000_000})
+    history.append(HistoryEntry.of_record(closed))
+    gone = weakref.ref(closed)
+
+    session.forget_call(closed)
+    assert session.calls == [kept]
+    assert closed.held == 0 and closed.data_at(0) is None and closed.chunk(1999) is None
+    assert closed.final is None
+    assert closed.count == 2000 and closed.bytes == 8_000_000 and closed.state is State.COMPLETED
+    assert [e.method for e in history.load()] == ["query"]
+    closed.add_chunk({"late": True}, 2001, 10)  # a cancelled call's last chunk still lands
+    assert closed.count == 2001 and closed.held == 0
+    del closed
+    gc.collect()
+    assert gone() is None

@@ -244,3 +244,25 @@ def test_a_sort_in_slices_orders_as_one_sort_does_and_keeps_ties_in_arrival_orde
     model.sort(0)
     assert sliced == [model.record(i)["n"] for i in range(len(keys))]
     assert model.record(len(keys) - 1).get("k") is None and model.record(len(keys) - 2)["k"] == "a"
+
+
+def test_computed_floats_read_short_in_cells_and_labels_but_sort_and_export_exact():
+    """55.00000000000001 (a computed total) reads 55.0 in the table, fields and value
+    views: at most 12 significant digits, still a float; short values as Python writes
+    them; the raw JSON keeps every digit and sorting uses the exact numbers."""
+    from console.core.views.cells import compact
+
+    assert cell_text(55.00000000000001) == "55.0" and cell_text(0.1 + 0.2) == "0.3"
+    assert cell_text(3.14159265358979) == "3.14159265359" and cell_text(123456.789) == "123456.789"
+    assert cell_text(1e20) == "1e+20" and cell_text(1.5e-7) == "1.5e-07" and cell_text(2**60 * 1.0) == "1.15292150461e+18"
+    assert cell_text(float("inf")) == "inf" and cell_text(7) == "7"
+    assert summary(55.00000000000001) == "55.0"
+    assert compact({"total": 55.00000000000001}) == '{"total":55.00000000000001}'
+    record = StreamRecord(title="query")
+    record.add_chunk({"columns": ["id", "total"]}, 1, 20)
+    record.add_chunk({"rows": [[1, 55.00000000000001], [2, 55.0]]}, 2, 40)
+    model = TableModel(record)
+    model.sync()
+    model.sort(1)
+    assert [model.cell(model.row(i), 1) for i in range(2)] == [55.0, 55.00000000000001]
+    assert [cell_text(model.cell(model.row(i), 1)) for i in range(2)] == ["55.0", "55.0"]

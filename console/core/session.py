@@ -459,6 +459,19 @@ class ConsoleSession:
         self._changed("calls", record)
         return record
 
+    def forget_call(self, record: StreamRecord) -> None:
+        """The operator closed the call's tab: drop it and its data (the history keeps
+        its summary). A call still running must be cancelled too (`cancel_call`)."""
+        try:
+            self.calls.remove(record)
+        except ValueError:
+            pass
+        record.closed = True
+        if record.state.ended or id(record) not in self._scopes:
+            record.release()
+        # else: once it has ended, after its history line and recording are written (run_call)
+        self._changed("calls", None)
+
     def new_tap(self, target: Target, stream: dict[str, Any]) -> StreamRecord:
         """A record for a tap on one of `target`'s live streams (an entry of its
         `streams`); run it with `run_call`. Its chunks keep the stream's sequences,
@@ -529,6 +542,8 @@ class ConsoleSession:
                 record.frames_after_final += frames_after
             with trio.CancelScope(shield=True):  # bounded: one file write and one line
                 await self._keep(record)
+            if record.closed:  # its tab was closed while it ran
+                record.release()
             self._changed("call-ended", record)
 
     async def _read_answer(self, call, record: StreamRecord, started=None) -> None:

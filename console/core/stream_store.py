@@ -201,6 +201,8 @@ class StreamRecord:
         self.tap_dropped = 0  # chunks the node said this tap lost (`_dropped`)
         self.resumed_at: list[int] = []  # a resumable call went on over a new stream at these sequences
         self.version = 0  # bumped on every change, so a screen can skip idle refreshes
+        self.released = False  # its data let go (release)
+        self.closed = False  # its tab was closed (ConsoleSession.forget_call)
         # The ring, one list per field (a column each): a tuple per chunk would be one more
         # GC-tracked object per chunk (it holds the data dict), and a full ring churning them
         # made the collector's full passes (100-200 ms each, several a second) the UI's worst stalls.
@@ -311,11 +313,22 @@ class StreamRecord:
             self._flags[slot] = flags
         self.version += 1
 
+    def release(self) -> None:
+        """Let go of the chunks' data and the final value (a closed tab's call: a 1M-row
+        query held ~250 MB); the counters, timings and error stay for summaries. Chunks
+        still arriving (a cancelled call's last ones) land in a ring of one."""
+        self.released = True
+        self.max_chunks = self._capacity = 1
+        self._seqs, self._ats, self._dts = [None], [0.0], [0.0]
+        self._sizes, self._datas, self._flags = [0], [None], [0]
+        self.final = None
+        self.version += 1
+
     # -- reading (screen side) ---------------------------------------------------
 
     @property
     def held(self) -> int:
-        return min(self.count, self._capacity)
+        return 0 if self.released else min(self.count, self._capacity)
 
     @property
     def first_held(self) -> int:

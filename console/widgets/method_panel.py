@@ -64,7 +64,9 @@ class MethodPanel(Vertical):
     def compose(self) -> ComposeResult:
         yield Static("Select a method in the tree (Enter), or add a node with [b]a[/b].", classes="method-title")
         yield Static("", classes="method-description")
-        yield VerticalScroll(classes="method-form")
+        # no focus stop of its own: it showed none, so what was typed after Tab went nowhere
+        # (a focused field is scrolled into view anyway)
+        yield VerticalScroll(classes="method-form", can_focus=False)
         with Horizontal(classes="method-buttons"):
             yield Button("Run ▶", id="run", variant="primary", compact=True)
             yield Button("Raw JSON", id="raw", compact=True)
@@ -204,6 +206,7 @@ class MethodPanel(Vertical):
             values, _ = P.collect(self.method.parameters, self.entries())
             self.raw_mode = True
             await self._build_form(values)
+            self._focus_first_field()
             return
         values, problem = self.values()
         if problem and not self._raw_rejected:
@@ -214,6 +217,13 @@ class MethodPanel(Vertical):
         self.raw_mode = False
         self._raw_rejected = False
         await self._build_form(values if not problem else None)
+        self._focus_first_field()
+
+    def _focus_first_field(self) -> None:
+        """The focused field went with the old form: its first field now (F2 again works
+        from there; typing goes to the JSON or the form as shown)."""
+        fields = [w for w in self.query("Input, Select, Switch, TextArea") if w.display]
+        (fields[0] if fields else self.query_one("#run", Button)).focus()
 
     def request_run(self) -> None:
         if self.method is None or self.target is None:

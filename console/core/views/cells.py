@@ -67,6 +67,22 @@ def compact(value: Any) -> str:
         return repr(value)
 
 
+SIGNIFICANT = 12  # digits a view shows of a float; the raw JSON view shows it exact
+
+
+def float_text(value: float) -> str:
+    """A float as views show it: at most 12 significant digits, so a computed
+    55.00000000000001 reads 55.0 (the noise of binary fractions is in the 16th-17th
+    digit); still a float to the eye (55.0, not 55). Exact in the raw JSON view."""
+    text = repr(value)
+    if sum(ch.isdigit() for ch in text.split("e")[0]) <= SIGNIFICANT and abs(value) < 1e15:
+        return text
+    text = f"{value:.{SIGNIFICANT}g}"
+    if not any(ch in text for ch in ".en"):  # inf and nan keep their names
+        text += ".0"
+    return text
+
+
 def cell_text(value: Any) -> str:
     """What a table or fields cell shows: strings bare, numbers as they are, the rest compact JSON."""
     if value is None:
@@ -75,7 +91,7 @@ def cell_text(value: Any) -> str:
     if t is str:
         text = value
     elif t is int or t is float:
-        return str(value) if t is int else f"{value:g}" if abs(value) >= 1e15 else repr(value)
+        return str(value) if t is int else float_text(value)
     elif t is bool:
         return "true" if value else "false"
     elif isinstance(value, (bytes, bytearray, memoryview)):

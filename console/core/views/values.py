@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .cells import base64_bytes, bytes_text, compact, hex_dump
+from .cells import base64_bytes, bytes_text, compact, float_text, hex_dump
 from .rows import _records_key
 
 BYTES = (bytes, bytearray, memoryview)
@@ -54,6 +54,8 @@ def summary(value: Any, limit: int = 120) -> str:
         kind, shown = describe_bytes(value)
         head = f"<{size_text(len(value))}, {'UTF-8 text' if kind == 'text' else 'binary'}>"
         return head
+    if type(value) is float:  # the 12 significant digits of the table and fields views
+        return float_text(value)
     text = compact(value)
     return text if len(text) <= limit else text[:limit] + "…"
 
