@@ -215,7 +215,7 @@ class ActiveStream:
 
     __slots__ = ("stream_id", "request_id", "address", "method", "params", "peer_id", "started", "_t0", "chunks",
                  "taps", "producer", "resumable", "share", "_yielded", "log_first", "log_items", "log_data",
-                 "log_limit", "tap_wake", "_encoders")
+                 "log_limit", "log_keep", "tap_wake", "_encoders")
 
     def __init__(self, req: "IncomingRequest", peer_id: str | None, address: str) -> None:
         self.stream_id = new_stream_id()
@@ -237,18 +237,28 @@ class ActiveStream:
         self.log_items: list = []
         self.log_data: dict[str, list] = {}  # codec -> each chunk's data encoded once (None: not encodable)
         self.log_limit = 0  # trimmed past this many chunks (twice a tap's capacity)
+        self.log_keep = 0  # ... keeping at least this many newest (a plain stream's buffer for taps)
         self.tap_wake = trio.lowlevel.ParkingLot()  # taps waiting for chunks
         self._encoders: dict[str, Any] = {}
 
-    def add_tap(self, tap: Tap) -> None:
+    def add_tap(self, tap: Tap, keep: int = 0) -> None:
+        """`keep`: the log keeps at least this many newest chunks (for taps from "buffer")."""
         self.taps.append(tap)
-        self.log_limit = max(self.log_limit, 2 * tap.capacity)
+        self.log_keep = max(self.log_keep, keep)
+        self.log_limit = max(self.log_limit, 2 * tap.capacity, 2 * self.log_keep)
+
+    def buffered_from(self, most: int) -> int:
+        """The first sequence of the newest `most` chunks the log still holds."""
+        if not self.log_items:
+            return self.chunks + 1
+        latest = self.log_first + len(self.log_items) - 1
+        return max(self.log_first, latest + 1 - most)
 
     def remove_tap(self, tap: Tap) -> None:
         if tap in self.taps:
             self.taps.remove(tap)
         if not self.taps:
-            self.log_items, self.log_data = [], {}
+            self.log_items, self.log_data, self.log_keep = [], {}, 0
         elif tap.codec is not None and all(t.codec != tap.codec for t in self.taps):
             self.log_data.pop(tap.codec, None)
 
@@ -316,6 +326,8 @@ class ActiveStream:
                     t.held.extend((first_seq + i, item, lead if i == 0 else 0, column[i])
                                   for i, item in enumerate(items))
         low = min([t.cursor for t in self.taps], default=latest + 1)
+        if self.log_keep:
+            low = min(low, latest + 1 - self.log_keep)
         cut = low - first
         if cut > 0:
             del self.log_items[:cut]

@@ -153,12 +153,15 @@ class StreamRegistry:
                              {"limit": limits.max_taps_per_stream})
         sink = Tap(record, limits.tap_queue_chunks, peer_id)
         producer = record.producer
-        if start == "buffer" and producer is not None:  # only resumable and shared streams keep a ring
-            sink.preload(list(producer.ring)[-limits.tap_queue_chunks:])
+        if start == "buffer":
+            if producer is not None:  # resumable and shared streams keep a ring
+                sink.preload(list(producer.ring)[-limits.tap_queue_chunks:])
+            elif record.taps:  # a plain stream keeps its newest chunks only while it has a tap
+                sink.cursor = record.buffered_from(min(limits.tap_buffer_chunks, limits.tap_queue_chunks))
         if producer is not None and producer.over:  # ended, kept for its caller's resume
             sink.finish(*producer.outcome, record.chunks)
             return sink
-        record.add_tap(sink)
+        record.add_tap(sink, keep=limits.tap_buffer_chunks if producer is None else 0)
         return sink
 
     def resume(self, peer_id: str | None, stream_id: Any, after: int) -> Sink:

@@ -10,9 +10,11 @@ import trio
 
 from node_runtime import codec as codecs
 from node_runtime.framing import FrameDecoder
+from node_runtime.limits import Limits
 from node_runtime.live import FINAL, ActiveStream, Tap
 from node_runtime.live_frames import write_tap
 from node_runtime.messages import ChunkEncoder, IncomingRequest, chunk_frame
+from node_runtime.streams import StreamRegistry
 
 from trio_helpers import trio_test
 
@@ -108,3 +110,23 @@ async def test_tap_frames_are_the_per_chunk_frames_and_drops_reach_the_final_fra
         encoder.batch(data(10, 11), 10), encoder.batch(data(12, 13, 14), 12)]
     final = answer["frame"]["result"]
     assert answer["sent"] == 9 and (final["_chunks"], final["_dropped"]) == (20, 6) and tap.dropped_total == 11
+
+
+@trio_test(timeout=10)
+async def test_a_tap_from_buffer_on_a_plain_tapped_stream_gets_its_newest_chunks():
+    registry = StreamRegistry(limits=Limits(tap_queue_chunks=16, tap_buffer_chunks=8))
+    record = registry.begin(_req(0), "peer", "o://demo")
+    early = registry.tap("peer", record.stream_id, "buffer")  # nothing kept before its first tap
+    record.read_in(early, codecs.JSON)
+    for seq in range(1, 41):  # it keeps up, taking every chunk
+        _push(record, seq, seq)
+        _, first, items, _, _ = await early.take()
+        assert (first, len(items)) == (seq, 1)
+    late = registry.tap("peer", record.stream_id, "buffer")
+    _push(record, 41, 41)
+    held, first, items, data, dropped = await late.take()
+    assert (held, first, [i["i"] for i in items], dropped) == ([], 33, list(range(33, 42)), 0)
+    assert data is None  # its codec was never asked for: its writer encodes these itself
+    now = registry.tap("peer", record.stream_id)
+    _push(record, 42, 42)
+    assert (await now.take())[1:3] == (42, [{"i": 42}])
