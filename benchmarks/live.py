@@ -192,16 +192,21 @@ async def _paced_taps(node: ServedNode, plan: LivePlan, report: Report) -> None:
     count, rate = plan.paced_chunks, plan.paced_rate
     async with Client(seed="bench-live-owner") as owner:
         await owner.connect(node.multiaddr)
+        cpu = _cpu_seconds(node.pid)
         seconds, _ = await _paced(owner, node, count, rate, 0, plan.paced_pad)
+        untapped_us = (_cpu_seconds(node.pid) - cpu) / count * 1e6
         untapped = count / seconds
-        report.add(Row("live", "paced_untapped", {"chunks_per_s": round(untapped), "asked_per_s": rate},
-                       f"paced  0 taps     stream {untapped:>10,.0f} chunks/s (untapped; paced at {rate:,}/s)"))
+        report.add(Row("live", "paced_untapped", {"chunks_per_s": round(untapped), "asked_per_s": rate,
+                                                  "node_cpu_us_per_chunk": round(untapped_us, 2)},
+                       f"paced  0 taps     stream {untapped:>10,.0f} chunks/s (untapped; paced at {rate:,}/s); node CPU "
+                       f"{untapped_us:5.2f} us/chunk"))
         for n_taps in plan.paced_taps:
             original: dict = {}
 
             async def run_original() -> None:
                 original["seconds"], original["chunks"] = await _paced(owner, node, count, rate, n_taps, plan.paced_pad)
 
+            cpu = _cpu_seconds(node.pid)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(run_original)
                 stream_id = await _find(owner, node, "paced")
@@ -214,6 +219,7 @@ async def _paced_taps(node: ServedNode, plan: LivePlan, report: Report) -> None:
                 report.failures.append(f"live paced x{n_taps}: the tapping process said nothing "
                                        f"(exit {done.returncode})")
                 continue
+            node_us = (_cpu_seconds(node.pid) - cpu) / count * 1e6
             share = (count / original["seconds"]) / untapped
             slow = [r for r in results if r["slow"]]
             fast = [r for r in results if not r["slow"]]
@@ -226,10 +232,11 @@ async def _paced_taps(node: ServedNode, plan: LivePlan, report: Report) -> None:
             report.add(Row("live", f"paced_taps_{n_taps}", {
                 "taps": n_taps, "stream_chunks_per_s": round(count / original["seconds"]),
                 "share_of_untapped": round(share, 3), "received": [r["received"] for r in results],
-                "dropped": [r["dropped"] for r in results], "fast_taps_complete": fast_all, "exact": exact},
+                "dropped": [r["dropped"] for r in results], "fast_taps_complete": fast_all, "exact": exact,
+                "node_cpu_us_per_chunk": round(node_us, 2)},
                 f"paced {n_taps:>2} taps     stream {count / original['seconds']:>10,.0f} chunks/s ({share:4.0%} of "
                 f"untapped); fast taps got every chunk: {fast_all} (min {min((r['received'] for r in fast), default=0):,})"
-                f"{slow_text}",
+                f"{slow_text}; node CPU {node_us:5.2f} us/chunk",
                 f"stream >= {TARGET_TAPPED_SHARE:.0%} of untapped", share >= TARGET_TAPPED_SHARE))
 
 
