@@ -43,6 +43,19 @@ py-libp2p that changes it fails a test and the fix can go) and the fix.
    half a window of room while the reader keeps up. The fix does that, for
    every Yamux stream of the process (py-libp2p makes streams deep inside its
    muxer; the class is the one place to reach them), once.
+6. Every Yamux lock acquisition is a trip through the scheduler. Yamux
+   guards its stream table (`Yamux.streams_lock`) and each stream's window
+   (`YamuxStream.window_lock`) with `trio.Lock`, and acquiring a free
+   `trio.Lock` is still a schedule point (every runnable task runs before the
+   acquirer goes on). The read loop takes one or two per frame (a window update
+   takes both), so while 100 streams are busy on a connection each frame read
+   waits for a whole scheduler pass, and 100 stream opens (SYN, multistream
+   answer, request: several frames each) came through one after another, about
+   one frame per pass. No one holds either lock across an await (every guarded
+   block is plain bookkeeping), so the fix swaps them for a lock that is taken
+   at once when free and queues only when held (`QuickLock`), for every Yamux
+   connection and stream of the process, once. The connection's write lock,
+   held across socket writes, stays a `trio.Lock`.
 """
 from __future__ import annotations
 
@@ -272,6 +285,71 @@ def window_updates_go_style() -> None:
     YamuxStream._olane_original_window_update = YamuxStream._auto_tune_and_send_window_update
     YamuxStream._auto_tune_and_send_window_update = auto_tune_and_send_window_update
     _GO_STYLE_WINDOW_UPDATES = True
+
+
+class QuickLock:
+    """Fix 6: a lock for blocks that never await (plain bookkeeping): taken at
+    once when free, with no trip through the scheduler; when held (a block that
+    does await, such as Yamux's close), waiters queue in order and each is
+    handed the lock in turn, as with `trio.Lock`."""
+
+    __slots__ = ("_held", "_waiting")
+
+    def __init__(self) -> None:
+        self._held = False
+        self._waiting = trio.lowlevel.ParkingLot()
+
+    def locked(self) -> bool:
+        return self._held
+
+    async def acquire(self) -> None:
+        if not self._held:
+            self._held = True
+            return
+        await self._waiting.park()  # release() hands the lock over: still held, now ours
+
+    def release(self) -> None:
+        if not self._held:
+            raise RuntimeError("QuickLock released while not held")
+        if self._waiting:
+            self._waiting.unpark()
+        else:
+            self._held = False
+
+    async def __aenter__(self) -> None:
+        await self.acquire()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        self.release()
+
+
+_QUICK_YAMUX_LOCKS = False
+
+
+def quick_yamux_locks() -> None:
+    """Fix 6: the stream-table and window locks of Yamux connections and streams
+    made from now on are QuickLocks (no schedule point when free). Process-wide, idempotent."""
+    global _QUICK_YAMUX_LOCKS
+    if _QUICK_YAMUX_LOCKS:
+        return
+    from libp2p.stream_muxer.yamux.yamux import Yamux, YamuxStream
+
+    conn_init = Yamux.__init__
+    stream_init = YamuxStream.__init__
+
+    def yamux_init(self, *args, **kwargs) -> None:
+        conn_init(self, *args, **kwargs)
+        self.streams_lock = QuickLock()
+
+    def stream_init_quick(self, *args, **kwargs) -> None:
+        stream_init(self, *args, **kwargs)
+        self.window_lock = QuickLock()
+
+    Yamux._olane_original_init = conn_init
+    YamuxStream._olane_original_init = stream_init
+    Yamux.__init__ = yamux_init
+    YamuxStream.__init__ = stream_init_quick
+    _QUICK_YAMUX_LOCKS = True
 
 
 async def _read_answers(stream, count: int) -> list[str]:

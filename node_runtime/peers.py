@@ -19,7 +19,8 @@ import trio
 from .addresses import Address
 from .errors import ErrorCode, OlaneError
 from .host import key_pair_from_seed, new_olane_host, parse_peer_multiaddr
-from .libp2p_fixes import admit_only, pipeline_protocol_select, release_inbound_slots_on_close, window_updates_go_style
+from .libp2p_fixes import (admit_only, pipeline_protocol_select, quick_yamux_locks, release_inbound_slots_on_close,
+                           window_updates_go_style)
 from .limits import Limits
 from .stream_io import reset_quietly
 
@@ -87,6 +88,7 @@ class PeerPool:
         admit_only(swarm, self.is_allowed)
         pipeline_protocol_select(self.host)
         window_updates_go_style()
+        quick_yamux_locks()
         async with self.host.run(listen_addrs=[multiaddr.Multiaddr(a) for a in self.listen]):
             for protocol, handler in handlers.items():
                 self.host.set_stream_handler(TProtocol(protocol), handler)

@@ -231,6 +231,7 @@ class StreamSession:
                     batch_bytes = min(BATCH_BYTES, limit - encoder.overhead() - 64) if req.batch or squeeze else 0
                     join_bytes = batch_bytes if req.batch else 0
                     agen = spec.function(tool, request, **kwargs)
+                    active = metrics.active  # the node's running requests
                     try:
                         async for item in agen:
                             if type(item) is StreamEnd:
@@ -249,6 +250,8 @@ class StreamSession:
                             # taps reading this codec share these bytes (live.ActiveStream.fan_out)
                             if taps and record.fan_out(sequence, item, codec, data):
                                 await trio.sleep(0)  # let a tap that keeps up take its chunks
+                            elif not sequence % SLICE_CHUNKS and len(active) > 1:
+                                await trio.lowlevel.checkpoint()  # let the node's other requests in
                             size = len(data)
                             if size > batch_bytes:  # alone in its frame (always so without batching)
                                 payload = chunk_payload(data, sequence)
@@ -356,6 +359,13 @@ _DEFAULT_FINAL = object()
 
 #: at most this many bytes of chunk data in one batched frame
 BATCH_BYTES = 64 * 1024
+
+#: while other requests run on the node, a streaming tool lets them in every this many
+#: chunks: a tool's loop has no schedule point of its own until its stream's write buffer
+#: fills (256 KiB, ~2,300 chunks of 100 B), and a new stream's negotiation and request
+#: each wait for a whole scheduler pass of every such loop. Alone, it never yields
+#: (its writer takes bigger batches).
+SLICE_CHUNKS = 128
 
 
 def _too_large(size: int, limit: int) -> OlaneError:

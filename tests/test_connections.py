@@ -5,11 +5,13 @@ idle, and a node can admit only the peers it names. Also pins the py-libp2p
 changes it, the pin fails and the fix can go."""
 from __future__ import annotations
 
+import gc
+
 import multiaddr
 import pytest
 import trio
 
-from node_runtime import Client, ErrorCode, Limits, Node, OlaneError, Tool
+from node_runtime import Client, ErrorCode, Limits, Node, OlaneError, Request, Tool
 from node_runtime.host import key_pair_from_seed, new_olane_host, parse_peer_multiaddr, peer_id_for_seed
 from node_runtime.libp2p_fixes import inbound_slots_in_use
 
@@ -315,3 +317,82 @@ def test_yamux_window_updates_after_every_read_without_the_fix_and_once_half_is_
     counts = run_trio(body)
     assert counts["py-libp2p"] >= 20
     assert counts["fixed"] == 0
+
+
+def test_yamux_locks_cost_a_scheduler_pass_without_fix_6():
+    """Fix 6 (libp2p_fixes.quick_yamux_locks) and its pin: py-libp2p guards each
+    Yamux stream's window with a trio.Lock, whose acquisition lets every other
+    runnable task run first even when it is free. With the fix a free lock is
+    taken at once (a held one still queues in order), and 20 streams at once on
+    one connection still get every chunk in order (their tools take turns:
+    server.SLICE_CHUNKS). When a pin fails, py-libp2p has changed: look again at the fix."""
+    from libp2p.stream_muxer.yamux.yamux import YamuxStream
+
+    from node_runtime.libp2p_fixes import QuickLock, quick_yamux_locks
+
+    class Items(Tool):
+        address = "o://items"
+
+        async def _tool_items(self, request: Request, count: int = 3):
+            for i in range(count):
+                yield {"i": i}
+
+    async def yields(acquire) -> bool:
+        """Whether `acquire()` goes through the scheduler (this task is stepped again)."""
+        me = trio.lowlevel.current_task()
+
+        class Steps(trio.abc.Instrument):
+            count = 0
+
+            def before_task_step(self, task) -> None:
+                if task is me:
+                    Steps.count += 1
+
+        steps = Steps()
+        trio.lowlevel.add_instrument(steps)
+        try:
+            await acquire()
+        finally:
+            trio.lowlevel.remove_instrument(steps)
+        return Steps.count > 0
+
+    async def body():
+        quick_yamux_locks()
+        bare_stream = YamuxStream.__new__(YamuxStream)
+        YamuxStream._olane_original_init(bare_stream, 1, None, True)
+        assert type(bare_stream.window_lock) is trio.Lock  # the pin (fix 6)
+        assert await yields(bare_stream.window_lock.acquire)
+        quick = QuickLock()
+        assert not await yields(quick.acquire)
+        order = []
+
+        async def waiter(tag: str) -> None:
+            async with quick:
+                order.append(tag)
+
+        async with trio.open_nursery() as nursery:  # held: waiters queue and get it in turn
+            nursery.start_soon(waiter, "a")
+            await trio.sleep(0.01)
+            nursery.start_soon(waiter, "b")
+            await trio.sleep(0.01)
+            assert order == []
+            quick.release()
+        assert order == ["a", "b"] and not quick.locked()
+
+        async with Node([Items()]) as node, Client() as client:
+            ma = node.listen_addrs[0]
+            got: dict[int, list] = {}
+
+            async def call(n: int) -> None:
+                got[n] = [c["i"] async for c in client.use_streaming("o://items", "items", {"count": 500},
+                                                                     via=ma, timeout=20)]
+
+            async with trio.open_nursery() as nursery:
+                for n in range(20):
+                    nursery.start_soon(call, n)
+            assert all(got[n] == list(range(500)) for n in range(20))
+            muxed = [c.muxed_conn for conns in node.host.get_network().get_connections_map().values() for c in conns]
+            assert muxed and all(type(m.streams_lock) is QuickLock for m in muxed)
+            assert gc.get_freeze_count() > 0  # node.freeze_startup_heap: the startup heap is out of full GC passes
+
+    run_trio(body, 30)
