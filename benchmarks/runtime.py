@@ -94,13 +94,19 @@ class BenchTool(Tool):
         for i in range(1, count + 1):
             yield {"i": i, "pad": pad}
 
-    @tool_method("Stream `count` small dicts at about `perSecond` chunks a second (the live section's resumes).")
-    async def _tool_paced(self, request: Request, count: int = 1000, perSecond: int = 2000):
+    @tool_method("Stream `count` small dicts at about `perSecond` chunks a second (the live section's resumes), "
+                 "once the stream has `taps` taps, each with `pad` characters of padding.")
+    async def _tool_paced(self, request: Request, count: int = 1000, perSecond: int = 2000, taps: int = 0,
+                          pad: int = 0):
+        record = request.node.streams.record_of(request.id)
+        while taps and record is not None and len(record.taps) < taps:  # the live section's paced fan-out
+            await trio.sleep(0.005)
+        padding = "x" * pad
         start = trio.current_time()
         for i in range(1, count + 1):
             if i % 10 == 0:
                 await trio.sleep_until(start + i / perSecond)
-            yield {"i": i}
+            yield {"i": i, "pad": padding} if pad else {"i": i}
 
     @tool_method("Stream `count` chunks of `size` raw bytes (base64 text in JSON frames).")
     async def _tool_blob(self, request: Request, count: int = 100, size: int = 64 * KIB):
@@ -605,8 +611,9 @@ def _run_sections(sections: list[str], plan: Plan, report: Report, *, quick: boo
 
         lplan = LivePlan.quick() if quick else LivePlan()
         run(f"live streams: resumable {lplan.resume_chunks:,} chunks at {lplan.resume_rate:,}/s with its connection "
-            f"killed {lplan.kills} times; taps on a {lplan.tap_chunks:,} x 100 B flood (1, 10, 100 taps, read by another "
-            f"process)", lambda node: section_live(node, lplan, report))
+            f"killed {lplan.kills} times; taps on a {lplan.paced_chunks:,}-chunk stream paced at {lplan.paced_rate:,}/s "
+            f"(0, 3 with one slow, 10 taps) and on a {lplan.tap_chunks:,} x 100 B flood (1, 10, 100 taps); taps read by "
+            f"another process", lambda node: section_live(node, lplan, report))
     if "network" in sections:
         from .network import NetworkPlan, run_network
 

@@ -621,7 +621,7 @@ def streams_command(multiaddr, address, seed, key_file, timeout, as_json) -> Non
 @_with_watch_options
 @click.argument("stream_id", metavar="ID")
 @click.option("--from", "start", type=click.Choice(["now", "buffer"]), default="now", show_default=True,
-              help="buffer: also the chunks the node still holds (resumable and shared streams)")
+              help="buffer: also the chunks the node still holds (a plain stream holds some only while tapped)")
 def tap_command(multiaddr, address, seed, key_file, timeout, stream_id, start) -> None:
     """Copies of stream ID's chunks while it runs, as `olane stream` prints them; a gap
     (chunks this tap lost: it read too slowly) is said on stderr."""

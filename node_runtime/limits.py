@@ -74,6 +74,9 @@ class Limits:
     resume_buffer_bytes: int = 4 * 1024 * 1024
     #: chunks queued for one tap before it drops (and says so with `_dropped`)
     tap_queue_chunks: int = 1024
+    #: newest chunks a plain (not resumable or shared) stream keeps for a tap from "buffer", only
+    #: while it has a tap (its tap log keeps them; an untapped stream keeps none)
+    tap_buffer_chunks: int = 256
     #: taps one stream may have at once; more -> 4016
     max_taps_per_stream: int = 128
     #: chunks queued for one reader of a resumable or shared stream before the generator waits

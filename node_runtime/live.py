@@ -4,9 +4,15 @@ answer on (docs/protocol-extensions.md, "Live streams").
 - `ActiveStream`: the record every streaming request leaves in the node's
   registry while it runs (what `list_streams` answers). Cheap: the plain path
   only bumps its chunk count and looks at its tap list per chunk.
-- `Sink`: one reader of a stream's chunks, a bounded queue. Lossless sinks
-  (the caller of a resumable stream, the joiners of a shared one) slow the
-  producer when full; lossy ones (taps) drop instead and count what they lost.
+- `Sink`: one lossless reader of a stream's chunks (the caller of a resumable
+  stream, the joiners of a shared one), a bounded queue that slows the
+  producer when full.
+- `Tap`: one lossy reader (a tap). Taps do not have queues of their own: the
+  stream appends each chunk once to its tap log, with its data encoded once
+  per codec the taps read, and each tap reads the log from its cursor, so a
+  tap costs the stream almost nothing per chunk. A tap's share of the log is
+  bounded as a queue would be (`Limits.tap_queue_chunks`): chunks past it are
+  lost to that tap, and counted.
 - `Producer`: runs a resumable or shared stream's generator in a node-wide
   task, apart from any caller's stream, with a replay ring of its newest
   chunks; with no reader left it suspends (resumable, for the grace) or stops
@@ -22,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import trio
 
+from . import codec as codecs
 from .errors import ErrorCode, OlaneError
 from .limits import Limits
 from .tools import StreamEnd
@@ -118,11 +125,97 @@ class Sink:
         return items
 
 
+class Tap:
+    """A lossy reader of a stream: reads the stream's tap log (ActiveStream.fan_out)
+    from `cursor`, the next sequence it has not seen. It behaves as a bounded queue
+    drained whole by each take: of the chunks that came since its last take it gets
+    the first `capacity` (minus what `held` holds) and loses the rest, and the next
+    chunk it gets says how many it lost (`_dropped`)."""
+
+    __slots__ = ("record", "capacity", "peer_id", "cursor", "held", "codec", "announce", "pending_dropped",
+                 "dropped_total", "end", "detached", "blocked", "blocked_since")
+
+    kind = "tap"
+    lossy = True
+    offset = 0
+
+    def __init__(self, record: "ActiveStream", capacity: int, peer_id: str | None) -> None:
+        self.record = record
+        self.capacity = capacity
+        self.peer_id = peer_id
+        self.cursor = record.chunks + 1
+        #: (sequence, item, dropped, data | None) taken out of the log already: the ring's chunks of a
+        #: tap from "buffer", or a slow tap's share kept when the log moved on (ActiveStream._trim)
+        self.held: list = []
+        self.codec: str | None = None  # what its frames are encoded in (set by its writer)
+        self.announce = True
+        self.pending_dropped = 0  # lost right before the next chunk it reads from the log
+        self.dropped_total = 0
+        self.end: tuple[str, Any, int] | None = None
+        self.detached = False
+        self.blocked = False  # its writer waits on its reader (see ActiveStream.fan_out)
+        self.blocked_since = 0.0
+
+    def lag(self, latest: int) -> int:
+        """Chunks waiting for it (as a queue's length)."""
+        return max(0, min(latest - self.cursor + 1, self.capacity - len(self.held))) + len(self.held)
+
+    def preload(self, entries) -> None:
+        """Chunks replayed from the ring (tap from "buffer")."""
+        self.held.extend((seq, item, 0, None) for seq, item, _ in entries)
+
+    def finish(self, kind: str, value: Any, chunks: int) -> None:
+        if self.end is None:
+            self.end = (kind, value, chunks)
+        self.record.wake_taps()
+
+    def detach(self) -> None:
+        self.detached = True
+        self.record.wake_taps()
+
+    def read_log(self) -> tuple[int, list, "list | None", int]:
+        """What it gets from the log now: (first sequence, items, their data in its
+        codec or None, dropped before the first); it loses what does not fit."""
+        record = self.record
+        items = record.log_items
+        latest = record.log_first + len(items) - 1
+        available = latest - self.cursor + 1
+        if available <= 0:
+            return self.cursor, [], None, 0
+        room = max(0, self.capacity - len(self.held))
+        n = min(available, room)
+        start = self.cursor - record.log_first
+        first, dropped = self.cursor, self.pending_dropped
+        self.cursor = latest + 1
+        lost = available - n
+        self.dropped_total += lost
+        if n == 0:
+            self.pending_dropped += lost
+            return first, [], None, 0
+        self.pending_dropped = lost
+        column = record.log_data.get(self.codec) if self.codec is not None else None
+        return (first, items[start:start + n], column[start:start + n] if column is not None else None, dropped)
+
+    async def take(self) -> tuple[list, int, list, "list | None", int]:
+        """(held entries, then from the log: first sequence, items, data or None,
+        dropped before the first); all empty at the end (or when detached)."""
+        record = self.record
+        while (not self.held and self.end is None and not self.detached
+               and record.log_first + len(record.log_items) <= self.cursor):
+            await record.tap_wake.park()
+        if self.detached:
+            return [], self.cursor, [], None, 0
+        first, items, data, dropped = self.read_log()  # (what fits beside `held`)
+        held, self.held = self.held, []
+        return held, first, items, data, dropped
+
+
 class ActiveStream:
     """A streaming request running on this node."""
 
     __slots__ = ("stream_id", "request_id", "address", "method", "params", "peer_id", "started", "_t0", "chunks",
-                 "taps", "producer", "resumable", "share", "_yielded")
+                 "taps", "producer", "resumable", "share", "_yielded", "log_first", "log_items", "log_data",
+                 "log_limit", "log_keep", "tap_wake", "_encoders")
 
     def __init__(self, req: "IncomingRequest", peer_id: str | None, address: str) -> None:
         self.stream_id = new_stream_id()
@@ -134,33 +227,113 @@ class ActiveStream:
         self.started = time.time()
         self._t0 = time.monotonic()
         self.chunks = 0
-        self.taps: list[Sink] = []  # the plain path tests this list's truth per chunk
+        self.taps: list[Tap] = []  # the plain path tests this list's truth per chunk
         self.producer: "Producer | None" = None
         self.resumable = False
         self.share: str | None = None
         self._yielded = 0.0  # trio time of the last checkpoint asked for taps
+        # the tap log: the chunks from the least advanced tap's cursor on, while it has taps
+        self.log_first = 1  # sequence of log_items[0]
+        self.log_items: list = []
+        self.log_data: dict[str, list] = {}  # codec -> each chunk's data encoded once (None: not encodable)
+        self.log_limit = 0  # trimmed past this many chunks (twice a tap's capacity)
+        self.log_keep = 0  # ... keeping at least this many newest (a plain stream's buffer for taps)
+        self.tap_wake = trio.lowlevel.ParkingLot()  # taps waiting for chunks
+        self._encoders: dict[str, Any] = {}
 
-    def fan_out(self, sequence: int, item: Any) -> bool:
-        """Offer a chunk to every tap. True when a tap that is not held up by its
-        reader is half full: the producer should let it run (a checkpoint), as
-        it otherwise may not until its own writer is full (at most every
-        YIELD_SECONDS). A tap whose writer has waited on its reader for
-        over SLOW_TAP_SECONDS never asks: it drops instead of slowing the stream."""
-        ask = False
-        for tap in self.taps:
-            tap.offer(sequence, item)
-            if len(tap.queue) * 2 >= tap.capacity:
-                ask = True
-        if not ask:
+    def add_tap(self, tap: Tap, keep: int = 0) -> None:
+        """`keep`: the log keeps at least this many newest chunks (for taps from "buffer")."""
+        self.taps.append(tap)
+        self.log_keep = max(self.log_keep, keep)
+        self.log_limit = max(self.log_limit, 2 * tap.capacity, 2 * self.log_keep)
+
+    def buffered_from(self, most: int) -> int:
+        """The first sequence of the newest `most` chunks the log still holds."""
+        if not self.log_items:
+            return self.chunks + 1
+        latest = self.log_first + len(self.log_items) - 1
+        return max(self.log_first, latest + 1 - most)
+
+    def remove_tap(self, tap: Tap) -> None:
+        if tap in self.taps:
+            self.taps.remove(tap)
+        if not self.taps:
+            self.log_items, self.log_data, self.log_keep = [], {}, 0
+        elif tap.codec is not None and all(t.codec != tap.codec for t in self.taps):
+            self.log_data.pop(tap.codec, None)
+
+    def read_in(self, tap: Tap, codec: str) -> None:
+        """`tap` is written in `codec`: the log encodes its chunks so from now on
+        (those already in it are encoded by the tap when it reads them)."""
+        tap.codec = codec
+        if codec not in self.log_data and tap in self.taps:
+            self.log_data[codec] = [None] * len(self.log_items)
+            self._encoders[codec] = codecs.fast_encoder(codec)
+
+    def wake_taps(self) -> None:
+        if len(self.tap_wake):
+            self.tap_wake.unpark_all()
+
+    def fan_out(self, sequence: int, item: Any, codec: str | None = None, data: bytes | None = None) -> bool:
+        """Append a chunk to the tap log, its data encoded once per codec the taps
+        read (`data`: the stream's own encoding in `codec`, shared). True when a tap
+        that is not held up by its reader is half full: the producer should let it
+        run (a checkpoint), as it otherwise may not until its own writer is full (at
+        most every YIELD_SECONDS; looked at once in 16 chunks). A tap whose writer
+        has waited on its reader for over SLOW_TAP_SECONDS never asks: it drops
+        instead of slowing the stream."""
+        items = self.log_items
+        if not items:
+            self.log_first = sequence
+        items.append(item)
+        for name, column in self.log_data.items():
+            if name == codec:
+                column.append(data)
+                continue
+            try:
+                column.append(self._encoders[name](item))
+            except Exception:
+                column.append(None)  # the tap encodes it itself, for the real error
+        if len(self.tap_wake):
+            self.tap_wake.unpark_all()
+        if len(items) > self.log_limit:
+            self._trim(sequence)
+        if sequence & 15:
             return False
         now = trio.current_time()
         if now - self._yielded < YIELD_SECONDS:
             return False
-        if all(t.blocked and now - t.blocked_since > SLOW_TAP_SECONDS for t in self.taps
-               if len(t.queue) * 2 >= t.capacity):
-            return False  # only taps whose readers are behind: they drop
+        ask = False
+        for t in self.taps:
+            if t.lag(sequence) * 2 >= t.capacity and not (t.blocked and now - t.blocked_since > SLOW_TAP_SECONDS):
+                ask = True  # a tap that keeps up is half full: let it run
+                break
+        if not ask:
+            return False
         self._yielded = now
         return True
+
+    def _trim(self, latest: int) -> None:
+        """Forget the log's chunks every tap is past. A tap whose share is full loses
+        the rest until it takes: its share moves to its own `held`, so the log need
+        not keep what only it would have read."""
+        first = self.log_first
+        for t in self.taps:
+            if t.cursor <= latest and latest - t.cursor + 1 + len(t.held) > t.capacity:
+                first_seq, items, data, lead = t.read_log()
+                if items:
+                    column = data or [None] * len(items)
+                    t.held.extend((first_seq + i, item, lead if i == 0 else 0, column[i])
+                                  for i, item in enumerate(items))
+        low = min([t.cursor for t in self.taps], default=latest + 1)
+        if self.log_keep:
+            low = min(low, latest + 1 - self.log_keep)
+        cut = low - first
+        if cut > 0:
+            del self.log_items[:cut]
+            for column in self.log_data.values():
+                del column[:cut]
+            self.log_first = low
 
     def end_taps(self, kind: str, value: Any) -> None:
         for tap in self.taps:

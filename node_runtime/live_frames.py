@@ -4,14 +4,17 @@ stream's own sequences; the first names the stream (`_streamId`), and one
 after lost chunks says how many (`_dropped`) (docs/protocol-extensions.md)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from bisect import bisect_left
+from itertools import accumulate
+from operator import add
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from . import codec as codecs
 from .errors import ErrorCode, OlaneError
 from .framing import frame
-from .live import FINAL, Sink
+from .live import FINAL, Sink, Tap
 from .messages import ChunkEncoder, IncomingRequest, chunk_frame, error_frame, final_frame
 
 if TYPE_CHECKING:
@@ -32,7 +35,8 @@ async def serve_live(session, req: IncomingRequest, codec: str, tool, spec, kwar
         sink = streams.produce(req, session.peer_id, tool.address.value,
                                lambda: spec.function(tool, request, **kwargs))
     try:
-        answer, sent = await write_sink(session.writer, req, codec, sink, session.limits.max_frame_bytes)
+        write = write_tap if sink.kind == "tap" else write_sink
+        answer, sent = await write(session.writer, req, codec, sink, session.limits.max_frame_bytes)
         session.node.metrics.chunks_sent += sent
         streams.delivered(sink)
         return answer
@@ -99,6 +103,10 @@ async def write_sink(writer: "FrameWriter", req: IncomingRequest, codec: str, si
                 payload = codecs.encode(message, codec)
             await _send(writer, payload, limit, sink)
         await flush()
+    return _final(req, sink, offset), sent
+
+
+def _final(req: IncomingRequest, sink: "Sink | Tap", offset: int) -> dict:
     kind, value, chunks = sink.end
     total = chunks - offset
     if kind == FINAL:
@@ -107,7 +115,75 @@ async def write_sink(writer: "FrameWriter", req: IncomingRequest, codec: str, si
         answer = error_frame(req, value, sequence=total + 1, chunks=total)
     if sink.pending_dropped:  # the last chunks were lost: the final frame says so
         answer["result"]["_dropped"] = sink.pending_dropped
-    return answer, sent
+    return answer
+
+
+async def write_tap(writer: "FrameWriter", req: IncomingRequest, codec: str, tap: Tap,
+                    limit: int) -> tuple[dict, int]:
+    """Write a tap's chunks until its stream ends: (terminal frame, chunks sent).
+    Each take is runs of consecutive chunks whose data the stream's log encoded
+    once for all its taps: a run goes out in batched frames cut by byte size
+    without a step per chunk here (bisect over the running sizes)."""
+    encoder = ChunkEncoder(req, codec)
+    batch_bytes = min(_BATCH_BYTES, limit - encoder.overhead() - 64) if req.batch else 0
+    tap.record.read_in(tap, codec)
+    sent = 0
+
+    async def run(first: int, items: list, data: "list | None", dropped: int) -> None:
+        nonlocal sent
+        n = len(items)
+        sent += n
+        if tap.announce or dropped:  # such a chunk travels alone, with its extras
+            message = chunk_frame(req, items[0], first)
+            if tap.announce:
+                tap.announce = False
+                message["result"]["_streamId"] = tap.record.stream_id
+            if dropped:
+                message["result"]["_dropped"] = dropped
+            await _send(writer, codecs.encode(message, codec), limit, tap)
+            if n == 1:
+                return
+            first, items, n = first + 1, items[1:], n - 1
+            if data is not None:
+                data = data[1:]
+        if data is None:
+            data = [None] * n
+        if None in data:  # not encoded by the log (it began after this tap's cursor, or could not)
+            data = [d if d is not None else encoder.data(items[k]) for k, d in enumerate(data)]
+        if not batch_bytes:
+            for k in range(n):
+                await _send(writer, encoder.chunk(data[k], first + k), limit, tap)
+            return
+        # key[j] - key[k - 1] - 1: the bytes of data[k..j] joined by one separator each
+        key = list(map(add, accumulate(map(len, data)), range(n)))
+        k = 0
+        while k < n:
+            base = key[k - 1] if k else -1
+            end = bisect_left(key, base + 1 + batch_bytes, k)
+            if end <= k + 1:  # one chunk (or one over the batch size): a plain chunk frame
+                end = k + 1
+                payload = encoder.chunk(data[k], first + k)
+            else:
+                payload = encoder.batch(data[k:end], first + k)
+            await _send(writer, payload, limit, tap)
+            k = end
+
+    while True:
+        held, first, items, data, dropped = await tap.take()
+        if tap.detached:
+            raise OlaneError(ErrorCode.INVALID_STATE, "the tap was stopped")
+        if not held and not items:
+            break  # the end
+        # held: the ring's chunks (from "buffer") or a slow tap's share, cut into runs of consecutive chunks
+        start = 0
+        for j in range(1, len(held) + 1):
+            if j == len(held) or held[j][2] or held[j][0] != held[j - 1][0] + 1:
+                part = held[start:j]
+                await run(part[0][0], [e[1] for e in part], [e[3] for e in part], part[0][2])
+                start = j
+        if items:
+            await run(first, items, data, dropped)
+    return _final(req, tap, 0), sent
 
 
 async def _send(writer: "FrameWriter", payload: bytes, limit: int, sink: Sink) -> None:

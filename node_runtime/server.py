@@ -239,10 +239,6 @@ class StreamSession:
                                 break
                             sequence += 1
                             record.chunks = sequence
-                            if taps and record.fan_out(sequence, item):
-                                await trio.sleep(0)  # let a tap that keeps up take its chunks
-                            elif not sequence % SLICE_CHUNKS and len(active) > 1:
-                                await trio.lowlevel.checkpoint()  # let the node's other requests in
                             if type(item) is dict:
                                 delta = item.get("delta")
                                 if type(delta) is str:
@@ -251,6 +247,11 @@ class StreamSession:
                                 data = fast_encode(item)
                             except Exception:
                                 data = encode(item)  # the big-int fallback, or the 4008 error
+                            # taps reading this codec share these bytes (live.ActiveStream.fan_out)
+                            if taps and record.fan_out(sequence, item, codec, data):
+                                await trio.sleep(0)  # let a tap that keeps up take its chunks
+                            elif not sequence % SLICE_CHUNKS and len(active) > 1:
+                                await trio.lowlevel.checkpoint()  # let the node's other requests in
                             size = len(data)
                             if size > batch_bytes:  # alone in its frame (always so without batching)
                                 payload = chunk_payload(data, sequence)

@@ -19,7 +19,7 @@ import trio
 
 from .errors import ErrorCode, OlaneError
 from .limits import Limits
-from .live import ERROR, FINAL, ActiveStream, Producer, Sink
+from .live import ERROR, FINAL, ActiveStream, Producer, Sink, Tap
 
 if TYPE_CHECKING:
     from .messages import IncomingRequest
@@ -141,7 +141,7 @@ class StreamRegistry:
         chars = self.limits.list_params_chars
         return [r.describe(chars) for r in list(self.active.values()) if self.may_watch(peer_id, r)]
 
-    def tap(self, peer_id: str | None, stream_id: Any, start: str = "now") -> Sink:
+    def tap(self, peer_id: str | None, stream_id: Any, start: str = "now") -> Tap:
         record = self.find(stream_id)
         if not self.may_watch(peer_id, record):
             raise OlaneError(ErrorCode.NOT_AUTHORIZED, "only the stream's caller and the node's admins may tap it",
@@ -151,14 +151,17 @@ class StreamRegistry:
             raise OlaneError(ErrorCode.CONNECTION_LIMIT_REACHED,
                              f"stream {stream_id} has {len(record.taps)} taps, the limit",
                              {"limit": limits.max_taps_per_stream})
-        sink = Sink(record, limits.tap_queue_chunks, lossy=True, kind="tap", peer_id=peer_id)
+        sink = Tap(record, limits.tap_queue_chunks, peer_id)
         producer = record.producer
-        if start == "buffer" and producer is not None:  # only resumable and shared streams keep a ring
-            sink.preload(list(producer.ring)[-limits.tap_queue_chunks:])
+        if start == "buffer":
+            if producer is not None:  # resumable and shared streams keep a ring
+                sink.preload(list(producer.ring)[-limits.tap_queue_chunks:])
+            elif record.taps:  # a plain stream keeps its newest chunks only while it has a tap
+                sink.cursor = record.buffered_from(min(limits.tap_buffer_chunks, limits.tap_queue_chunks))
         if producer is not None and producer.over:  # ended, kept for its caller's resume
             sink.finish(*producer.outcome, record.chunks)
             return sink
-        record.taps.append(sink)
+        record.add_tap(sink, keep=limits.tap_buffer_chunks if producer is None else 0)
         return sink
 
     def resume(self, peer_id: str | None, stream_id: Any, after: int) -> Sink:
@@ -256,19 +259,18 @@ class StreamRegistry:
         if self.active.get(producer.record.stream_id) is producer.record:
             del self.active[producer.record.stream_id]
 
-    def delivered(self, sink: Sink) -> None:
+    def delivered(self, sink: "Sink | Tap") -> None:
         """A reader of a live stream got its final frame."""
         producer = sink.record.producer
         if producer is not None and producer.over and sink.kind != "tap":
             producer.delivered = True
 
-    def leave(self, sink: Sink) -> None:
+    def leave(self, sink: "Sink | Tap") -> None:
         """A sink's reader is done (its frames all sent, or its stream gone)."""
         record = sink.record
         if sink.kind == "tap":
             sink.detach()
-            if sink in record.taps:
-                record.taps.remove(sink)
+            record.remove_tap(sink)
         elif record.producer is not None:
             producer = record.producer
             producer.detach(sink)
