@@ -962,7 +962,8 @@ def id_command(seed, key_file, new_key) -> None:
 # --- bench / console ----------------------------------------------------------------
 
 
-@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@main.command(add_help_option=False,  # --help goes to the benchmark's own parser, as for bench-console
+              context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.pass_context
 def bench(ctx: click.Context) -> None:
     """Benchmark the runtime (run `olane bench --help` for its options)."""
