@@ -44,3 +44,16 @@ def test_paused_blocks_nest_and_put_the_collector_back():
             assert not gc.isenabled()
         assert not gc.isenabled()  # the first still runs
     assert gc.isenabled()
+
+
+def test_overlapping_paused_blocks_put_the_collector_back_when_the_last_one_ends():
+    """Two tabs sorting: the first to start ends first (not nested, overlapping)."""
+    from console.core.collector import paused
+
+    first, second = paused(), paused()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert not gc.isenabled()  # the second sort still runs
+    second.__exit__(None, None, None)
+    assert gc.isenabled()

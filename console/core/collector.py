@@ -73,6 +73,7 @@ class Collector:
 
 
 _pauses = 0  # how many `paused()` blocks are open (two tabs can sort at once)
+_was_enabled = False  # whether the collector ran before the first open block
 
 
 @contextmanager
@@ -80,14 +81,14 @@ def paused():
     """No collection at all inside (for a short burst such as a sort in slices, whose
     million-element lists each young pass would walk, 30-100 ms a pass); the objects it
     leaves behind are looked at once after. Nested and overlapping uses are counted."""
-    global _pauses
+    global _pauses, _was_enabled
     if _pauses == 0:
-        was = gc.isenabled()
+        _was_enabled = gc.isenabled()
         gc.disable()
     _pauses += 1
     try:
         yield
     finally:
         _pauses -= 1
-        if _pauses == 0 and was:
+        if _pauses == 0 and _was_enabled:  # the last block out, whichever entered first
             gc.enable()

@@ -22,7 +22,7 @@ from typing import Any
 
 from . import Source
 from .cells import cell_text, is_number, sort_key
-from .slice_sort import BIG, sort_in_slices, untraced
+from .slice_sort import sort_in_slices
 
 SAMPLE_ALL = 2_000  # rows measured in full before sampling
 SAMPLE_PER_CHUNK = 20  # rows measured from each later chunk
@@ -332,7 +332,7 @@ class TableModel:
             self.sorting = None
 
     def _sort_in_slices(self, col: int, descending: bool, step: int):
-        values: list[Any] = untraced([]) if self.row_count >= BIG else []
+        values: list[Any] = []  # (sorted inside collector.paused(): no young pass walks it)
         numbers = array("q")  # not a list: the collector's young passes never walk an array
         name = self.columns[col]
         pos = self._position(col)
@@ -369,7 +369,7 @@ class TableModel:
         try:  # one type throughout (the usual case): compare the values themselves
             order = yield from self._ordered(values, numbers, col, descending, step)
         except TypeError:  # mixed types or missing values: numbers, strings, others, missing
-            keys = untraced([]) if n >= BIG else []
+            keys = []
             for i in range(0, n, step):
                 keys.extend([sort_key(v) for v in values[i:i + step]])
                 yield

@@ -11,7 +11,6 @@ Equal keys keep their original order, also descending (as `sorted(reverse=True)`
 """
 from __future__ import annotations
 
-import gc
 from bisect import bisect_right
 from typing import Any, Generator, Sequence
 
@@ -59,27 +58,15 @@ def sort_in_slices(keys: Sequence[Any], step: int = 5_000,
         yield 0.9 + 0.1 * (n - len(pairs)) / max(1, n)
     if not descending:
         pieces.reverse()
-    order: list[int] = untraced([]) if n >= BIG else []
+    order: list[int] = []
     for positions in pieces:
         order.extend(positions)
     return order
 
 
-BIG = 50_000  # a list this long is kept out of the collector's sight (see untraced)
-
-
-def untraced(items: list) -> list:
-    """`items`, kept out of the collector's young passes, which walk every element of a
-    young list: a million-element one cost each pass 30-100 ms. Freezing is safe for what
-    is not part of a cycle (plain lists of numbers and pairs): it is still freed when the
-    last reference goes."""
-    gc.freeze()
-    return items
-
-
 def _merge(a: list[tuple], b: list[tuple], step: int, base: float, span: float):
     """Two sorted runs of distinct (key, position) pairs as one, a block per step."""
-    out: list[tuple] = untraced([]) if len(a) + len(b) >= BIG else []
+    out: list[tuple] = []
     i = j = 0
     while i < len(a) and j < len(b):
         ai, bj = min(i + step, len(a)), min(j + step, len(b))
