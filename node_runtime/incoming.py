@@ -182,9 +182,6 @@ class Inputs:
         self._open[request_id] = incoming
         return incoming
 
-    def take(self, request_id: Any) -> Incoming | None:
-        return self._open.get(request_id)
-
     def close(self, request_id: Any, incoming: Incoming) -> None:
         if self._open.get(request_id) is incoming:
             del self._open[request_id]

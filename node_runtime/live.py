@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from .messages import IncomingRequest
 
 #: request params that are the envelope's, not the tool's (left out of list_streams)
-_PRIVATE_PARAMS = ("_connectionId", "_requestMethod", "_isStreaming")
+ENVELOPE_PARAMS = ("_connectionId", "_requestMethod", "_isStreaming")
 
 #: a tap asks its stream for a checkpoint at most this often (seconds): each lets the stream's
 #: own writer flush its batch too, so more often would cost the stream its batching
@@ -341,7 +341,7 @@ class ActiveStream:
 
     def describe(self, max_chars: int) -> dict[str, Any]:
         elapsed = max(time.monotonic() - self._t0, 1e-6)
-        params = {k: v for k, v in self.params.items() if k not in _PRIVATE_PARAMS}
+        params = {k: v for k, v in self.params.items() if k not in ENVELOPE_PARAMS}
         try:
             text = orjson.dumps(params, option=orjson.OPT_SORT_KEYS).decode()
         except TypeError:
@@ -404,7 +404,7 @@ class Producer:
         """Add a lossless reader; with `after`, first replay the ring's chunks past it
         (4010 when the ring no longer holds `after + 1`)."""
         if after is not None:
-            oldest = self.ring[0][0] if self.ring else self.sequence + 1
+            oldest = self.oldest()
             if after < oldest - 1:
                 raise OlaneError(ErrorCode.INVALID_STATE,
                                  f"chunks after {after} are no longer held: the oldest still held is {oldest}",

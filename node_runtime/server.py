@@ -121,9 +121,10 @@ class StreamSession:
                 except CallerGone:  # it left while a full input queue held this reader
                     return True
                 if read is not None:
-                    if read[0].input:  # its input may follow in this very read: queue it from now on
-                        self.inputs.open(read[0].id)
-                    requests.start_soon(self._run_request, *read)
+                    # its input may follow in this very read: queue it from now on (a second
+                    # request reusing a running one's id gets a failed queue of its own)
+                    incoming = self.inputs.open(read[0].id) if read[0].input else None
+                    requests.start_soon(self._run_request, *read, incoming)
 
     async def _read_request(self, payload: bytes) -> "tuple[IncomingRequest, str] | None":
         """One payload -> (request, codec), or None after answering it with 4009."""
@@ -157,10 +158,10 @@ class StreamSession:
         except OlaneError:
             pass
 
-    async def _run_request(self, req: IncomingRequest, codec: str) -> None:
+    async def _run_request(self, req: IncomingRequest, codec: str, incoming: "Incoming | None" = None) -> None:
         self.running += 1
         try:
-            await self._run_counted(req, codec)
+            await self._run_counted(req, codec, incoming)
         finally:
             self.running -= 1
             self.last_active = trio.current_time()
@@ -173,12 +174,11 @@ class StreamSession:
             self.node.metrics.idle_streams_closed += 1
             await reset_quietly(self.stream)
 
-    async def _run_counted(self, req: IncomingRequest, codec: str) -> None:
+    async def _run_counted(self, req: IncomingRequest, codec: str, incoming: "Incoming | None") -> None:
         node = self.node
         metrics = node.metrics
         streaming = False
         sequence = 0
-        incoming = self.inputs.take(req.id) if req.input else None
         squeeze = False
         record = None  # this stream in node.streams (a plain streaming request)
         answer = None

@@ -19,7 +19,7 @@ import trio
 
 from .errors import ErrorCode, OlaneError
 from .limits import Limits
-from .live import ERROR, FINAL, ActiveStream, Producer, Sink, Tap
+from .live import ENVELOPE_PARAMS, ERROR, FINAL, ActiveStream, Producer, Sink, Tap
 
 if TYPE_CHECKING:
     from .messages import IncomingRequest
@@ -87,8 +87,6 @@ class StreamRegistry:
     async def retire_idle(self, timeout: float) -> None:
         """Forever: reset streams nothing has run on for `timeout` seconds (a
         caller's pooled streams it forgot; callers retire theirs sooner)."""
-        import trio
-
         every = max(0.05, min(30.0, timeout / 4))
         while True:
             await trio.sleep(every)
@@ -203,7 +201,7 @@ class StreamRegistry:
             raise OlaneError(ErrorCode.INVALID_REQUEST, "a stream is either resumable or shared, not both")
         key = None
         if req.share is not None:
-            params = {k: v for k, v in req.params.items() if k not in ("_connectionId", "_requestMethod", "_isStreaming")}
+            params = {k: v for k, v in req.params.items() if k not in ENVELOPE_PARAMS}
             try:
                 key = (address, req.method, orjson.dumps(params, option=orjson.OPT_SORT_KEYS), req.share)
             except TypeError:
