@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -198,8 +200,13 @@ async def test_copied_command_runs_as_pasted_and_is_also_written_to_a_file(tmp_p
         assert any(str(path) in note for note in notes)  # the notification says where
         # pasted into a shell in the project folder, it repeats the call (against this console's node)
         proc = await asyncio.create_subprocess_shell(command, cwd=ROOT, stdout=asyncio.subprocess.PIPE,
-                                                     stderr=asyncio.subprocess.PIPE)
-        out, err = await asyncio.wait_for(proc.communicate(), 60)
+                                                     stderr=asyncio.subprocess.PIPE, start_new_session=True)
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), 60)
+        finally:  # a hung call must not outlive the test: the shell and its olane
+            if proc.returncode is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                await proc.wait()
         assert proc.returncode == 0, err.decode()
         lines = [json.loads(line) for line in out.decode().splitlines()]
         assert [line["seq"] for line in lines[:-1]] == [1, 2, 3, 4] and lines[-1]["chunks"] == 4

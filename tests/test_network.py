@@ -380,6 +380,7 @@ def test_network_up_prints_the_leader_lists_nested_nodes_and_stops_every_process
     env = {**os.environ, "OLANE_DATA_DIR": str(tmp_path)}
     up = subprocess.Popen([OLANE, "network", "up", "--nodes", "3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True, env=env, start_new_session=True)  # no terminal Ctrl-C reaches the nodes
+    narrative = ""
     try:
         lma = read_listening_line(up, timeout=90)
         done = subprocess.run([OLANE, "network", lma, "--json"], capture_output=True, text=True, timeout=60, env=env)
@@ -398,19 +399,21 @@ def test_network_up_prints_the_leader_lists_nested_nodes_and_stops_every_process
             assert not os.path.exists(f"/proc/{pid}") or "olane" not in open(f"/proc/{pid}/cmdline").read()
     finally:
         stop_process(up)
-        _kill_listed_nodes(up)
+        _kill_listed_nodes(up, narrative)
 
 
-def _kill_listed_nodes(up) -> None:
-    """After a failure: the node processes `network up` said it started must not outlive the test."""
+def _kill_listed_nodes(up, narrative: str) -> None:
+    """After a failure: the node processes `network up` said it started (in `narrative`,
+    its stderr, when already read) must not outlive the test."""
     import os
     import re
     import signal
 
-    try:
-        narrative = up.stderr.read() if not up.stderr.closed else ""
-    except ValueError:
-        narrative = ""
+    if not narrative:
+        try:
+            narrative = up.stderr.read() if not up.stderr.closed else ""
+        except ValueError:
+            narrative = ""
     for pid in re.findall(r"^node o://\S+ pid (\d+) ", narrative or "", re.M):
         try:
             if "olane" in open(f"/proc/{pid}/cmdline").read():
