@@ -186,10 +186,9 @@ class OlaneConsole(SessionActions, App):
 
     @on(SessionChanged)
     async def _on_session_changed(self, event: SessionChanged) -> None:
-        if event.kind == "streams":  # at most every few seconds per node (the session's refresh)
+        if event.kind in ("streams", "targets", "target"):  # (streams: every few seconds per node)
             self.node_tree.rebuild(self.session.targets)
-        elif event.kind in ("targets", "target"):
-            self.node_tree.rebuild(self.session.targets)
+        if event.kind in ("targets", "target"):
             method_panel = self.method_panel
             if (method_panel.target is None and isinstance(event.what, Target) and event.what.embedded
                     and self.pending_run is None):

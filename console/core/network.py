@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
+from node_runtime.registry import transports_of
+
 if TYPE_CHECKING:  # session.py imports this module
     from .session import ToolInfo
 
@@ -207,11 +209,7 @@ class Network:
 
 
 def _fields(entry: dict) -> dict[str, Any]:
-    transports = []
-    for t in entry.get("transports") or ():
-        value = t.get("value") if isinstance(t, dict) else t
-        if isinstance(value, str):
-            transports.append(value)
+    transports = transports_of(entry)
     protocols = [p for p in entry.get("protocols") or () if isinstance(p, str)]
     return {"static_address": str(entry.get("staticAddress") or ""), "peer_id": str(entry.get("peerId") or ""),
             "transports": transports, "protocols": protocols, "registered_at": entry.get("registeredAt")}

@@ -81,8 +81,7 @@ class Target:
     def label(self) -> str:
         if self.name:
             return f"embedded node {self.name}" if self.embedded else self.name
-        peer = self.peer_id or self.multiaddr.rsplit("/p2p/", 1)[-1]
-        short = f"{peer[:8]}…{peer[-4:]}" if len(peer) > 14 else peer
+        short = short_peer(self.peer_id or self.multiaddr.rsplit("/p2p/", 1)[-1])
         if self.network is not None:
             return f"leader {short}"
         return f"embedded node {short}" if self.embedded else f"node {short}"
@@ -122,6 +121,11 @@ class ErrorEntry:
     code: int
     name: str
     message: str
+
+
+def short_peer(peer: str) -> str:
+    """A peer id as the console shows it: 12D3KooW…Zs8d."""
+    return f"{peer[:8]}…{peer[-4:]}" if len(peer) > 14 else peer
 
 
 def olane_program(executable: str | None = None) -> list[str]:

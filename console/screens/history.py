@@ -12,6 +12,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, Label
 
 from console.core.history import HistoryEntry
+from console.core.session import short_peer
 
 CSS = """
 HistoryScreen { align: center middle; }
@@ -25,8 +26,7 @@ HistoryScreen DataTable { height: 1fr; }
 def short_node(entry: HistoryEntry) -> str:
     if entry.name:
         return entry.name
-    peer = entry.peer or entry.target.rsplit("/p2p/", 1)[-1]
-    return f"{peer[:8]}…{peer[-4:]}" if len(peer) > 14 else peer
+    return short_peer(entry.peer or entry.target.rsplit("/p2p/", 1)[-1])
 
 
 class HistoryScreen(ModalScreen["tuple[str, HistoryEntry] | None"]):
