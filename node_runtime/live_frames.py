@@ -15,13 +15,10 @@ from . import codec as codecs
 from .errors import ErrorCode, OlaneError
 from .framing import frame
 from .live import FINAL, Sink, Tap
-from .messages import ChunkEncoder, IncomingRequest, chunk_frame, error_frame, final_frame
+from .messages import ChunkEncoder, IncomingRequest, answer_too_large, chunk_frame, error_frame, final_frame
 
 if TYPE_CHECKING:
     from .stream_io import FrameWriter
-
-#: at most this much chunk data in one batched frame (as server.BATCH_BYTES)
-_BATCH_BYTES = 64 * 1024
 
 
 async def serve_live(session, req: IncomingRequest, codec: str, tool, spec, kwargs: dict, request) -> dict:
@@ -48,7 +45,7 @@ async def write_sink(writer: "FrameWriter", req: IncomingRequest, codec: str, si
                      limit: int) -> tuple[dict, int]:
     """Write the sink's chunks until its stream ends: (terminal frame, chunks sent)."""
     encoder = ChunkEncoder(req, codec)
-    batch_bytes = min(_BATCH_BYTES, limit - encoder.overhead() - 64) if req.batch else 0
+    batch_bytes = encoder.batch_bytes(limit) if req.batch else 0
     offset = sink.offset
     sent = 0
     pending: list[bytes] = []  # consecutive plain chunks going out as one batched frame
@@ -125,7 +122,7 @@ async def write_tap(writer: "FrameWriter", req: IncomingRequest, codec: str, tap
     once for all its taps: a run goes out in batched frames cut by byte size
     without a step per chunk here (bisect over the running sizes)."""
     encoder = ChunkEncoder(req, codec)
-    batch_bytes = min(_BATCH_BYTES, limit - encoder.overhead() - 64) if req.batch else 0
+    batch_bytes = encoder.batch_bytes(limit) if req.batch else 0
     tap.record.read_in(tap, codec)
     sent = 0
 
@@ -188,8 +185,7 @@ async def write_tap(writer: "FrameWriter", req: IncomingRequest, codec: str, tap
 
 async def _send(writer: "FrameWriter", payload: bytes, limit: int, sink: Sink) -> None:
     if len(payload) > limit:
-        raise OlaneError(ErrorCode.INVALID_RESPONSE, f"the answer is {len(payload)} bytes, over the {limit}-byte "
-                                                     f"frame limit", {"size": len(payload), "limit": limit})
+        raise answer_too_large(len(payload), limit)
     data = frame(payload)
     if not writer.send_nowait(data):
         sink.blocked = True  # the reader may be behind: a tap then drops rather than hold the stream up

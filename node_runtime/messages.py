@@ -353,6 +353,16 @@ class ChunkReader:
 # --- the per-chunk fast path of a server --------------------------------------------
 
 
+#: at most this many bytes of chunk data in one batched frame
+BATCH_BYTES = 64 * 1024
+
+
+def answer_too_large(size: int, limit: int) -> OlaneError:
+    """4008: an answer frame over the frame limit (nothing of it is sent)."""
+    return OlaneError(ErrorCode.INVALID_RESPONSE, f"the answer is {size} bytes, over the {limit}-byte frame limit",
+                      {"size": size, "limit": limit})
+
+
 class ChunkEncoder:
     """A request's chunk frames, encoded from pre-encoded envelope pieces: the
     bytes are exactly `codec.encode(chunk_frame(req, data, sequence), codec)`
@@ -415,6 +425,10 @@ class ChunkEncoder:
     def overhead(self) -> int:
         """Bytes a frame adds around its data (for the frame-size limit)."""
         return len(self._batch_head) + len(self._tail) + 40
+
+    def batch_bytes(self, frame_limit: int) -> int:
+        """The most chunk data one batched frame of this request may hold."""
+        return min(BATCH_BYTES, frame_limit - self.overhead() - 64)
 
     def batch(self, items: list[bytes], first: int) -> bytes:
         """One frame holding several chunks: `data` is their list, `_sequence`

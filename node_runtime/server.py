@@ -22,7 +22,8 @@ import trio
 from . import codec as codecs
 from .errors import ErrorCode, OlaneError
 from .framing import FrameDecoder, frame
-from .messages import ChunkEncoder, IncomingRequest, error_frame, final_frame, parse_request, unreadable_frame_error
+from .messages import (ChunkEncoder, IncomingRequest, answer_too_large, error_frame, final_frame, parse_request,
+                       unreadable_frame_error)
 from .stream_io import STREAM_ENDED, FrameWriter, StreamGone, close_quietly, peer_gone, reset_quietly
 from .compression import Squeezed, StreamCompressor
 from .incoming import INPUT_METHOD, CallerGone, Incoming, Inputs
@@ -228,7 +229,7 @@ class StreamSession:
                     limit = self.limits.max_frame_bytes
                     batch: _Batch | None = None
                     # a compressed answer goes through _Batch entries (joined only when the caller asked for batches)
-                    batch_bytes = min(BATCH_BYTES, limit - encoder.overhead() - 64) if req.batch or squeeze else 0
+                    batch_bytes = encoder.batch_bytes(limit) if req.batch or squeeze else 0
                     join_bytes = batch_bytes if req.batch else 0
                     agen = spec.function(tool, request, **kwargs)
                     active = metrics.active  # the node's running requests
@@ -256,7 +257,7 @@ class StreamSession:
                             if size > batch_bytes:  # alone in its frame (always so without batching)
                                 payload = chunk_payload(data, sequence)
                                 if len(payload) > limit:
-                                    raise _too_large(len(payload), limit)
+                                    raise answer_too_large(len(payload), limit)
                                 if squeeze:
                                     await writer.send(Squeezed(frame(payload)))
                                     continue
@@ -323,7 +324,7 @@ class StreamSession:
         payload = codecs.encode(message, codec)
         limit = self.limits.max_frame_bytes
         if len(payload) > limit:
-            raise _too_large(len(payload), limit)
+            raise answer_too_large(len(payload), limit)
         if squeeze is not None and len(payload) >= squeeze and self.writer.compressor is not None:
             await self.writer.send(Squeezed(frame(payload)))
             return
@@ -357,20 +358,12 @@ class StreamSession:
 
 _DEFAULT_FINAL = object()
 
-#: at most this many bytes of chunk data in one batched frame
-BATCH_BYTES = 64 * 1024
-
 #: while other requests run on the node, a streaming tool lets them in every this many
 #: chunks: a tool's loop has no schedule point of its own until its stream's write buffer
 #: fills (256 KiB, ~2,300 chunks of 100 B), and a new stream's negotiation and request
 #: each wait for a whole scheduler pass of every such loop. Alone, it never yields
 #: (its writer takes bigger batches).
 SLICE_CHUNKS = 128
-
-
-def _too_large(size: int, limit: int) -> OlaneError:
-    return OlaneError(ErrorCode.INVALID_RESPONSE, f"the answer is {size} bytes, over the {limit}-byte frame limit",
-                      {"size": size, "limit": limit})
 
 
 class _Batch:
