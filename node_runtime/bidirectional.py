@@ -27,6 +27,7 @@ from .errors import ErrorCode, OlaneError
 from .framing import frame
 from .incoming import input_end, input_frame
 from .messages import INPUT_FLAG
+from .peers import sole_exception
 from .stream_io import FrameWriter, StreamGone
 
 if TYPE_CHECKING:
@@ -126,18 +127,7 @@ async def open_bidirectional(node: "Node", address, method: str, params: dict[st
                     call.writer.close()
                 nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:  # the body's own exception, not trio's wrapping of it
-        sole = _sole(group)
+        sole = sole_exception(group)
         if sole is None:
             raise
         raise sole.with_traceback(sole.__traceback__) from None
-
-
-def _sole(group: BaseExceptionGroup) -> BaseException | None:
-    leaves = [e for e in _leaves(group) if not isinstance(e, trio.Cancelled)]
-    return leaves[0] if len(leaves) == 1 else None
-
-
-def _leaves(exc: BaseException) -> list[BaseException]:
-    if isinstance(exc, BaseExceptionGroup):
-        return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
-    return [exc]

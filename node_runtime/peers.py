@@ -70,7 +70,7 @@ class PeerPool:
             async with self._running(handlers):
                 yield self
         except BaseExceptionGroup as group:
-            sole = _sole_exception(group)
+            sole = sole_exception(group)
             if sole is None:
                 raise
             raise sole.with_traceback(sole.__traceback__) from None
@@ -488,7 +488,7 @@ def _reusable(stream) -> bool:
     return not (buffers and buffers.get(muxed.stream_id))
 
 
-def _sole_exception(group: BaseExceptionGroup) -> BaseException | None:
+def sole_exception(group: BaseExceptionGroup) -> BaseException | None:
     """The one exception in a (nested) group, Cancelled aside; None when several."""
     leaves = []
     stack: list[BaseException] = [group]
