@@ -58,15 +58,14 @@ class Sink:
     """One reader of a stream: a bounded queue of (sequence, item, dropped).
     `dropped` on an entry counts the chunks this sink lost right before it."""
 
-    __slots__ = ("queue", "capacity", "lossy", "kind", "peer_id", "offset", "announce", "pending_dropped",
+    __slots__ = ("queue", "capacity", "kind", "peer_id", "offset", "announce", "pending_dropped",
                  "dropped_total", "end", "detached", "record", "blocked", "blocked_since", "_wake", "_room")
 
-    def __init__(self, record: "ActiveStream", capacity: int, *, lossy: bool, kind: str, peer_id: str | None,
+    def __init__(self, record: "ActiveStream", capacity: int, *, kind: str, peer_id: str | None,
                  offset: int = 0) -> None:
         self.record = record
         self.queue: deque = deque()
         self.capacity = capacity
-        self.lossy = lossy
         self.kind = kind  # "caller", "resume", "join", "tap"
         self.peer_id = peer_id
         self.offset = offset  # a late joiner of a shared stream counts its chunks from 1
@@ -81,13 +80,10 @@ class Sink:
         self._room = trio.lowlevel.ParkingLot()
 
     def offer(self, sequence: int, item: Any) -> bool:
-        """Queue a chunk. False when full and lossless (wait_room, then offer again)."""
+        """Queue a chunk. False when full (wait_room, then offer again): a sink is
+        lossless; taps, which may lose chunks, are `Tap`s."""
         queue = self.queue
         if len(queue) >= self.capacity:
-            if self.lossy:
-                self.pending_dropped += 1
-                self.dropped_total += 1
-                return True
             return False
         queue.append((sequence, item, self.pending_dropped))
         self.pending_dropped = 0

@@ -59,14 +59,12 @@ async def write_sink(writer: "FrameWriter", req: IncomingRequest, codec: str, si
             pending, pending_bytes = [], 0
             await _send(writer, payload, limit, sink)
 
-    lossless = not sink.lossy
     while True:
-        if lossless and writer.pending_bytes:
+        if writer.pending_bytes:
             # the writer is still busy with what we queued: let the chunks pile up in the
             # sink and take them together (one batched frame, not one frame per wake-up:
             # a flat-out resumable stream into the console went 35k -> 54k chunks/s,
-            # plain 61k, at load 3.8). Taps skip this: a tap's queue is lossy, and
-            # waiting would only make it drop sooner.
+            # plain 61k, at load 3.8)
             await writer.wait_taken()
         entries = await sink.take()
         if sink.detached:

@@ -173,7 +173,7 @@ class StreamRegistry:
         if peer_id is None or peer_id != record.peer_id:
             raise OlaneError(ErrorCode.NOT_AUTHORIZED, "only the peer that started a stream may resume it",
                              {"streamId": stream_id})
-        sink = Sink(record, self.limits.sink_queue_chunks, lossy=False, kind="resume", peer_id=peer_id)
+        sink = Sink(record, self.limits.sink_queue_chunks, kind="resume", peer_id=peer_id)
         for old in list(producer.sinks):  # its old stream may not have noticed the loss yet
             producer.detach(old)
         producer.attach(sink, after)  # 4010 when `after` is older than the ring
@@ -208,7 +208,7 @@ class StreamRegistry:
                 raise OlaneError(ErrorCode.INVALID_PARAMETERS, "parameters of a shared stream must be JSON") from None
             producer = self._shared.get(key)
             if producer is not None and not producer.over:
-                sink = Sink(producer.record, limits.sink_queue_chunks, lossy=False, kind="join", peer_id=peer_id,
+                sink = Sink(producer.record, limits.sink_queue_chunks, kind="join", peer_id=peer_id,
                             offset=producer.sequence)
                 producer.attach(sink)
                 return sink
@@ -224,7 +224,7 @@ class StreamRegistry:
             self._shared[key] = producer
         record.producer = producer
         self._producers.add(producer)
-        sink = Sink(record, limits.sink_queue_chunks, lossy=False, kind="caller", peer_id=peer_id)
+        sink = Sink(record, limits.sink_queue_chunks, kind="caller", peer_id=peer_id)
         producer.attach(sink)
         self.nursery.start_soon(producer.run)
         return sink
