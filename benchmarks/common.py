@@ -13,6 +13,30 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+async def serve_until_stopped(parent_pid: int, listening: str | None = None) -> None:
+    """(trio, in a bench node process) Print `listening MA` once the signals are
+    caught, then wait for SIGINT/SIGTERM or for the parent (the bench) to be gone."""
+    import os
+
+    import trio
+
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        if listening is not None:
+            print(f"listening {listening}", flush=True)
+        async with trio.open_nursery() as nursery:
+            async def stop_on_signal() -> None:
+                async for _ in signals:
+                    nursery.cancel_scope.cancel()
+
+            async def stop_when_orphaned() -> None:
+                while os.getppid() == parent_pid:
+                    await trio.sleep(1)
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(stop_on_signal)
+            nursery.start_soon(stop_when_orphaned)
+
+
 class ServedNode:
     """A bench node in its own process; always stopped on exit (SIGTERM, then kill)."""
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import sys
 import tempfile
 import time
@@ -24,7 +23,7 @@ from typing import Any
 
 from node_runtime import Request, Tool, tool_method
 
-from .common import Report, Row, ServedNode
+from .common import Report, Row, ServedNode, serve_until_stopped
 
 #: the issue's target: the compressed orders stream in at most this share of the plain wire bytes
 TARGET_SQLITE_RATIO = 0.35
@@ -86,20 +85,7 @@ def _serve() -> int:
         metrics = MetricsTool()
         tools = [DemoTool(), SqliteTool(db_path=db), metrics, SamplesTool(metrics)]
         async with Node(tools, listen=["/ip4/127.0.0.1/tcp/0"]) as node:
-            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                print(f"listening {node.listen_addrs[0]}", flush=True)
-                async with trio.open_nursery() as nursery:
-                    async def stop_on_signal() -> None:
-                        async for _ in signals:
-                            nursery.cancel_scope.cancel()
-
-                    async def stop_when_orphaned() -> None:
-                        while os.getppid() == parent:
-                            await trio.sleep(1)
-                        nursery.cancel_scope.cancel()
-
-                    nursery.start_soon(stop_on_signal)
-                    nursery.start_soon(stop_when_orphaned)
+            await serve_until_stopped(parent, node.listen_addrs[0])
 
     try:
         trio.run(go)

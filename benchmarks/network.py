@@ -23,12 +23,11 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import sys
 import time
 from dataclasses import dataclass
 
-from .common import Report, Row, ServedNode, narrate, percentile
+from .common import Report, Row, ServedNode, narrate, percentile, serve_until_stopped
 
 MIB = 1024 * 1024
 
@@ -83,19 +82,7 @@ def _serve(argv: list[str]) -> int:
     parent_pid = os.getppid()
 
     async def until_stopped() -> None:
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async with trio.open_nursery() as nursery:
-                async def on_signal() -> None:
-                    async for _ in signals:
-                        nursery.cancel_scope.cancel()
-
-                async def orphaned() -> None:
-                    while os.getppid() == parent_pid:
-                        await trio.sleep(1)
-                    nursery.cancel_scope.cancel()
-
-                nursery.start_soon(on_signal)
-                nursery.start_soon(orphaned)
+        await serve_until_stopped(parent_pid)
 
     async def member(lma: str, parent: str, address: str, started=None, stop=None,
                      task_status=trio.TASK_STATUS_IGNORED) -> None:

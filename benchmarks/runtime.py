@@ -37,7 +37,6 @@ import json
 import os
 import platform
 import statistics
-import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -47,7 +46,7 @@ import trio
 
 from node_runtime import Request, Tool, tool_method
 
-from .common import Report, Row, ServedNode, is_interrupt, narrate, percentile
+from .common import Report, Row, ServedNode, is_interrupt, narrate, percentile, serve_until_stopped
 
 BENCH_ADDRESS = "o://bench"
 RAW_PROTOCOL = "/olane-bench/raw/1.0.0"
@@ -157,20 +156,7 @@ def _serve() -> int:
     async def go() -> None:
         async with Node([BenchTool()], listen=["/ip4/127.0.0.1/tcp/0"]) as node:
             node.host.set_stream_handler(TProtocol(RAW_PROTOCOL), _raw_handler)
-            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                print(f"listening {node.listen_addrs[0]}", flush=True)
-                async with trio.open_nursery() as nursery:
-                    async def stop_on_signal() -> None:
-                        async for _ in signals:
-                            nursery.cancel_scope.cancel()
-
-                    async def stop_when_orphaned() -> None:
-                        while os.getppid() == parent:
-                            await trio.sleep(1)
-                        nursery.cancel_scope.cancel()
-
-                    nursery.start_soon(stop_on_signal)
-                    nursery.start_soon(stop_when_orphaned)
+            await serve_until_stopped(parent, node.listen_addrs[0])
 
     trio.run(go)
     return 0

@@ -11,7 +11,6 @@ import asyncio
 import gc
 import os
 import subprocess
-import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -37,7 +36,6 @@ from console.screens.jump import JumpScreen, Place
 from console.screens.lists import ErrorsScreen
 from console.session_actions import SessionActions
 from console.widgets.call_view import STATE_GLYPHS, CallView
-from console.widgets.chunk_log import ChunkLog
 from console.widgets.key_bar import KeyBar
 from console.widgets.method_panel import MethodPanel
 from console.widgets.node_tree import MethodRef, NodeTree, StreamRef

@@ -7,7 +7,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from itertools import accumulate
 from operator import add
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import trio
 
