@@ -242,8 +242,8 @@ class StreamSession:
                                 break
                             sequence += 1
                             record.chunks = sequence
-                            if type(item) is dict:
-                                delta = item.get("delta")
+                            if type(item) is dict and "delta" in item:
+                                delta = item["delta"]
                                 if type(delta) is str:
                                     deltas.append(delta)
                             try:
@@ -268,10 +268,9 @@ class StreamSession:
                                 continue
                             # batching: join the chunks of this request still waiting for the writer
                             # (per chunk: locals and plain attributes only, no call but the append)
-                            if (batch is not None and batch.open and joined + size < join_bytes
-                                    and writer.error is None):  # (a failed writer raises in send below)
-                                if writer.pending_bytes >= writer.buffer_bytes:
-                                    await writer.wait_room()
+                            if batch is not None and batch.open and joined + size < join_bytes:
+                                if writer.pending_bytes >= writer.buffer_bytes or writer.error is not None:
+                                    await writer.wait_room()  # StreamGone when the writer failed
                                 if batch.open:
                                     join(data)
                                     joined += size + 1
