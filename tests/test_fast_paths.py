@@ -45,6 +45,22 @@ def test_chunk_encoder_gives_the_bytes_of_encoding_the_whole_frame(wire):
 
 
 @pytest.mark.parametrize("wire", [codec.JSON, codec.MSGPACK])
+def test_the_per_chunk_encoder_writes_what_data_writes_or_raises(wire):
+    # the node's loop calls fast_data and falls back to data() on any exception
+    encoder = ChunkEncoder(REQUESTS[0], wire)
+    fell_back = 0
+    for value in DATA + [(1, 2), {"s": {3}}]:
+        try:
+            fast = encoder.fast_data(value)
+        except Exception:
+            fell_back += 1
+            continue
+        assert fast == encoder.data(value), value
+    if wire == codec.JSON:  # bytes, a non-string key, a set
+        assert fell_back == 3
+
+
+@pytest.mark.parametrize("wire", [codec.JSON, codec.MSGPACK])
 def test_a_batched_frame_reads_back_as_its_chunks(wire):
     req = REQUESTS[0]
     encoder = ChunkEncoder(req, wire)
