@@ -274,7 +274,7 @@ class StreamSession:
                                 if batch.open:
                                     join(data)
                                     joined += size + 1
-                                    writer.pending_bytes += size + 1  # FrameWriter.grew, inlined
+                                    writer.pending_bytes += size + 1  # what it added, counted
                                     continue
                             batch = _Batch(encoder, data, sequence, squeeze)
                             join = batch.items.append

@@ -126,7 +126,7 @@ class FrameWriter:
 
     A queued entry is bytes, or a deferred frame: an object with `__len__` and
     `build() -> bytes`, built only when the writer takes it (so a producer can
-    keep adding to it while it waits; `grew(n)` counts what it added)."""
+    keep adding to it while it waits, counting what it adds in `pending_bytes`)."""
 
     def __init__(self, stream, buffer_bytes: int = 256 * 1024, write_timeout: float = 30.0) -> None:
         self._stream = stream
@@ -162,10 +162,6 @@ class FrameWriter:
         piled up meanwhile as one batch instead of a frame per wake-up."""
         while self._pending and self.error is None:
             await self._room.park()
-
-    def grew(self, n: int) -> None:
-        """A deferred frame already queued holds `n` more bytes."""
-        self.pending_bytes += n
 
     def send_nowait(self, data: bytes) -> bool:
         """Queue one encoded frame if there is room now (no await: the per-chunk
