@@ -6,8 +6,9 @@ fixes 5-7: Yamux window updates, Yamux locks, TCP read-ahead; fix 4, protocol
 selection, per host), so raw py-libp2p measured in our bench client against our
 bench node is py-libp2p *with our fixes*. Here both ends are plain: a server
 (`python -m benchmarks.raw serve`) and a client (`python -m benchmarks.raw
-client MULTIADDR COUNT SIZE PER_WRITE`), each a process that never imports the
-fixes, on a host built like ours (Noise, Yamux, one connection per peer:
+client MULTIADDR COUNT SIZE PER_WRITE`), each a process that applies none of
+the fixes (each checks `libp2p_fixes.process_wide_fixes()` before it
+measures), on a host built like ours (Noise, Yamux, one connection per peer:
 `host.new_olane_host`, which patches nothing). `--fixed` applies fixes 4-7 on
 both, for a like-for-like check of what the fixes alone give (fixes 1-3 are
 about limits and safety; neither side needs them here).
@@ -41,28 +42,20 @@ def _host(fixed: bool):
     return host
 
 
-def _fixes_applied() -> list[str]:
-    """Which of the process-wide fixes 5-7 are in force here (each leaves py-libp2p's original beside it)."""
-    from libp2p.io.trio import TrioTCPStream
-    from libp2p.stream_muxer.yamux.yamux import Yamux, YamuxStream
-
-    return [name for name, applied in (
-        ("5 window updates", hasattr(YamuxStream, "_olane_original_window_update")),
-        ("6 quick locks", hasattr(Yamux, "_olane_original_init")),
-        ("7 read-ahead", hasattr(TrioTCPStream, "_olane_original_read")),
-    ) if applied]
-
-
 def serve(fixed: bool) -> int:
     """`serve [--fixed]`: a bare py-libp2p host serving the raw protocol on 127.0.0.1."""
     import multiaddr
     import trio
     from libp2p.custom_types import TProtocol
 
+    from node_runtime.libp2p_fixes import process_wide_fixes
+
     parent = os.getppid()
 
     async def go() -> None:
         host = _host(fixed)
+        if bool(process_wide_fixes()) != fixed:
+            raise RuntimeError(f"the raw server runs with fixes {process_wide_fixes()}")
         async with host.run(listen_addrs=[multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]):
             host.set_stream_handler(TProtocol(RAW_PROTOCOL), _raw_handler)
             addr = f"{host.get_addrs()[0]}"
@@ -81,6 +74,8 @@ def client(address: str, count: int, size: int, per_write: int, fixed: bool) -> 
     import trio
     from libp2p.custom_types import TProtocol
     from libp2p.peer.peerinfo import info_from_p2p_addr
+
+    from node_runtime.libp2p_fixes import process_wide_fixes
 
     async def transfer(host, peer_id, n: int) -> tuple[float, int]:
         stream = await host.new_stream(peer_id, [TProtocol(RAW_PROTOCOL)])
@@ -111,7 +106,7 @@ def client(address: str, count: int, size: int, per_write: int, fixed: bool) -> 
                 await host.connect(info)
                 await transfer(host, info.peer_id, min(count, 1000))  # warm up
                 seconds, received = await transfer(host, info.peer_id, count)
-        return {"seconds": seconds, "received": received, "fixes": _fixes_applied()}
+        return {"seconds": seconds, "received": received, "fixes": process_wide_fixes()}
 
     print(json.dumps(trio.run(go)), flush=True)
     return 0
