@@ -6,7 +6,14 @@ Contenders (each serving side in its own process on 127.0.0.1):
 - ours: the bench node (`benchmarks.runtime serve`), one chunk per frame (JSON,
   msgpack) and batched (several chunks per frame, negotiated through identify);
 - raw py-libp2p on the same node: 100-byte messages, 64 per write (what a
-  hand-coalescing py-libp2p user gets), and 64 KiB messages one per write;
+  hand-coalescing py-libp2p user gets), and 64 KiB messages one per write.
+  These run in our bench processes, so with our py-libp2p fixes 4-7
+  (node_runtime/libp2p_fixes.py: they apply process-wide and speed raw
+  py-libp2p up too): "raw + our fixes";
+- raw py-libp2p stock (benchmarks/raw.py): the same transfers (100 B, 64 per
+  write; 64 KiB, one per write) between a server and a client process of their
+  own that apply none of the fixes, what a user who picks py-libp2p instead of
+  us gets: "raw stock";
 - grpcio (`pip install .[bench]`): server streaming of 100 B and 64 KiB
   messages and a unary call, served by generic handlers (no generated code)
   with bytes in and out, sync client.
@@ -172,12 +179,14 @@ def _p50(values: list[float]) -> float:
     return percentile(values, 50)
 
 
-async def _round(node: ServedNode, grpc_client: GrpcClient | None, plan: ComparePlan, figures: dict[str, list]) -> None:
+async def _round(node: ServedNode, raw_stock: ServedNode, grpc_client: GrpcClient | None, plan: ComparePlan,
+                 figures: dict[str, list]) -> None:
     import trio
 
     from node_runtime import Client
     from node_runtime.host import parse_peer_multiaddr
 
+    from .raw import run_client as run_raw_client
     from .runtime import _raw_transfer
 
     def add(key: str, value: Any) -> None:
@@ -195,6 +204,8 @@ async def _round(node: ServedNode, grpc_client: GrpcClient | None, plan: Compare
         # 100-byte chunks: raw 64 per write, ours unbatched and batched, grpc
         seconds, received = await _raw_transfer(json_client, peer_id, plan.small, 100, 64)
         add("raw64_100", plan.small / seconds if received == plan.small * 100 else 0.0)
+        seconds, received = await trio.to_thread.run_sync(run_raw_client, raw_stock.multiaddr, plan.small, 100, 64)
+        add("raw64_100_stock", plan.small / seconds if received == plan.small * 100 else 0.0)
         for key, c in (("json_100", json_client), ("msgpack_100", mp_client), ("batched_msgpack_100", batched),
                        ("batched_json_100", batched_json)):
             seconds, ok = await _ours(c, ma, "flood", plan.small, 100)
@@ -207,6 +218,8 @@ async def _round(node: ServedNode, grpc_client: GrpcClient | None, plan: Compare
         size = 64 * KIB
         seconds, received = await _raw_transfer(json_client, peer_id, plan.large, size, 1)
         add("raw_64k", received / MB / seconds)
+        seconds, received = await trio.to_thread.run_sync(run_raw_client, raw_stock.multiaddr, plan.large, size, 1)
+        add("raw_64k_stock", received / MB / seconds)
         for key, c in (("msgpack_64k", mp_client), ("json_64k", json_client)):
             seconds, ok = await _ours(c, ma, "blob", plan.large, size)
             add(key, plan.large * size / MB / seconds if ok else 0.0)
@@ -256,15 +269,17 @@ def run_compare(plan: ComparePlan, report: Report) -> None:
         print("  grpcio is not installed (pip install .[bench]): grpc figures are left out", flush=True)
     figures: dict[str, list] = {}
     grpc_ctx = GrpcServer() if have_grpc else None
-    with ServedNode() as node:
-        narrate(f"bench node pid {node.pid} at {node.multiaddr}")
+    from .raw import RawServer
+
+    with ServedNode() as node, RawServer() as raw_stock:
+        narrate(f"bench node pid {node.pid} at {node.multiaddr}; stock raw py-libp2p server pid {raw_stock.pid}")
         grpc_server = grpc_ctx.__enter__() if grpc_ctx is not None else None
         try:
             grpc_client = GrpcClient(grpc_server.multiaddr) if grpc_server is not None else None
             try:
                 for k in range(plan.rounds):
                     narrate(f"compare round {k + 1} of {plan.rounds} (load average {os.getloadavg()[0]:.2f})")
-                    trio.run(_round, node, grpc_client, plan, figures)
+                    trio.run(_round, node, raw_stock, grpc_client, plan, figures)
             finally:
                 if grpc_client is not None:
                     grpc_client.close()
@@ -279,7 +294,8 @@ def _print(figures: dict[str, list], plan: ComparePlan, report: Report) -> None:
         values = figures.get(key) or []
         return statistics.median(values) if values else float("nan")
 
-    for key, what in (("raw64_100", "raw py-libp2p, 64 x 100 B per write"), ("json_100", "ours json, 1 chunk/frame"),
+    for key, what in (("raw64_100_stock", "raw py-libp2p stock, 64 x 100 B/write"),
+                      ("raw64_100", "raw + our fixes 4-7, 64 x 100 B/write"), ("json_100", "ours json, 1 chunk/frame"),
                       ("msgpack_100", "ours msgpack, 1 chunk/frame"), ("batched_msgpack_100", "ours msgpack, batched"),
                       ("batched_json_100", "ours json, batched"), ("grpc_100", "grpcio server streaming")):
         if key in figures:
@@ -291,7 +307,8 @@ def _print(figures: dict[str, list], plan: ComparePlan, report: Report) -> None:
                 target = f">= {TARGET_BATCHED_CHUNKS_PER_S:,} chunks/s"
             report.add(Row("compare", key, {"per_s": round(med(key)), "rounds": [round(v) for v in figures[key]]},
                            f"100 B  {what:<36} {med(key):>10,.0f} msg/s  (rounds: {per_round})", target, passed))
-    for key, what in (("raw_64k", "raw py-libp2p, 1 x 64 KiB per write"), ("msgpack_64k", "ours msgpack"),
+    for key, what in (("raw_64k_stock", "raw py-libp2p stock, 1 x 64 KiB/write"),
+                      ("raw_64k", "raw + our fixes 4-7, 1 x 64 KiB/write"), ("msgpack_64k", "ours msgpack"),
                       ("json_64k", "ours json (base64)"), ("grpc_64k", "grpcio server streaming")):
         if key in figures:
             per_round = ", ".join(f"{v:.0f}" for v in figures[key])
@@ -312,13 +329,17 @@ def _print(figures: dict[str, list], plan: ComparePlan, report: Report) -> None:
 
     print("\n  ratios (median of per-round ratios, both sides measured back to back):", flush=True)
     for name, a, b, target, higher in (
-        ("ours json 100 B / raw 64-per-write", "json_100", "raw64_100", TARGET_SMALL_VS_RAW64, True),
-        ("ours msgpack 100 B / raw 64-per-write", "msgpack_100", "raw64_100", TARGET_SMALL_VS_RAW64, True),
-        ("ours batched msgpack / raw 64-per-write", "batched_msgpack_100", "raw64_100", TARGET_SMALL_VS_RAW64, True),
-        ("ours batched json / raw 64-per-write", "batched_json_100", "raw64_100", TARGET_SMALL_VS_RAW64, True),
+        ("ours json 100 B / raw stock", "json_100", "raw64_100_stock", TARGET_SMALL_VS_RAW64, True),
+        ("ours msgpack 100 B / raw stock", "msgpack_100", "raw64_100_stock", TARGET_SMALL_VS_RAW64, True),
+        ("ours batched msgpack / raw stock", "batched_msgpack_100", "raw64_100_stock", TARGET_SMALL_VS_RAW64, True),
+        ("ours batched json / raw stock", "batched_json_100", "raw64_100_stock", TARGET_SMALL_VS_RAW64, True),
+        ("ours batched msgpack / raw + our fixes", "batched_msgpack_100", "raw64_100", TARGET_SMALL_VS_RAW64, True),
+        ("ours batched json / raw + our fixes", "batched_json_100", "raw64_100", TARGET_SMALL_VS_RAW64, True),
+        ("raw + our fixes / raw stock", "raw64_100", "raw64_100_stock", None, True),
         ("grpcio 100 B / ours msgpack", "grpc_100", "msgpack_100", None, True),
         ("grpcio 100 B / ours batched msgpack", "grpc_100", "batched_msgpack_100", None, True),
-        ("ours msgpack 64 KiB / raw py-libp2p", "msgpack_64k", "raw_64k", None, True),
+        ("ours msgpack 64 KiB / raw stock", "msgpack_64k", "raw_64k_stock", None, True),
+        ("ours msgpack 64 KiB / raw + our fixes", "msgpack_64k", "raw_64k", None, True),
         ("ours msgpack 64 KiB / grpcio", "msgpack_64k", "grpc_64k", None, True),
         ("unary use() p50 / one reused stream", "unary_use", "unary_reused", TARGET_UNARY_VS_REUSED, False),
         ("unary use() p50 / grpcio sync", "unary_use", "unary_grpc", TARGET_UNARY_VS_GRPC, False),

@@ -16,7 +16,7 @@ from .codec import JSON, MSGPACK
 from .addresses import Address
 from .errors import ErrorCode, OlaneError
 from .framing import FrameDecoder, frame
-from .messages import ChunkReader, Response, batch_chunk, new_id, parse_response, route_request
+from .messages import BatchedChunk, ChunkReader, Response, batch_chunk, new_id, parse_response, route_request
 from .stream_io import STREAM_ENDED, abort_transport, close_quietly, reset_quietly, write_shielded
 from .compression import Inflater
 
@@ -298,7 +298,28 @@ class StreamingCall:
         raises OlaneError after the chunks before it."""
         try:
             await self.start()
-            while (response := await self.next_response()) is not None:
+            while True:
+                items = self._batch_items
+                if items is not None and not self.done:
+                    # the rest of a batched frame, decoded already: handed out here, with
+                    # no await, no read and no call but the chunk's own (cheap) Response
+                    frame = self._batch_frame
+                    rid, raw, size, first = frame.id, frame.raw, self._batch_size, frame.sequence
+                    pos = self._batch_pos
+                    end = len(items)
+                    while pos < end:
+                        self._batch_pos = pos + 1
+                        self.chunks += 1
+                        yield BatchedChunk(rid, items[pos], None if first is None else first + pos, size, raw)
+                        if self._batch_items is not items or self.done:  # the caller went on by itself
+                            break
+                        pos = self._batch_pos
+                    else:
+                        self._batch_items = None
+                    continue
+                response = await self.next_response()
+                if response is None:
+                    break
                 yield response
         finally:
             await self.aclose()

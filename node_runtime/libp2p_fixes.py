@@ -406,6 +406,14 @@ def tcp_read_ahead() -> None:
     _TCP_READ_AHEAD = True
 
 
+def process_wide_fixes() -> list[str]:
+    """Which of the process-wide fixes (5-7) are in force in this process (the
+    bench's stock py-libp2p processes check that they run none)."""
+    return [name for name, applied in (("5 window updates", _GO_STYLE_WINDOW_UPDATES),
+                                       ("6 quick Yamux locks", _QUICK_YAMUX_LOCKS),
+                                       ("7 TCP read-ahead", _TCP_READ_AHEAD)) if applied]
+
+
 async def _read_answers(stream, count: int) -> list[str]:
     """`count` multistream-select messages (varint length, text, newline) read in
     as few reads as they arrive in, usually one (py-libp2p reads a byte at a time:

@@ -276,7 +276,7 @@ class Response:
                 f"sequence={self.sequence!r}, chunks={self.chunks!r}, size={self.size!r})")
 
     def __eq__(self, other: object) -> bool:
-        if type(other) is not Response:
+        if not isinstance(other, Response):
             return NotImplemented
         return all(getattr(self, k) == getattr(other, k)
                    for k in ("id", "data", "last", "error", "sequence", "chunks", "raw", "size", "batch"))
@@ -305,13 +305,32 @@ def parse_response(message: dict[str, Any]) -> Response:
     )
 
 
+class BatchedChunk(Response):
+    """One chunk of a batched frame: a Response whose constant fields (not last,
+    no error, no `_chunks`) are the class's, so only five are set per chunk.
+    Read-only but for those five; `raw` is the batched frame's message."""
+
+    __slots__ = ()
+    last = False
+    error = None
+    chunks = None
+    batch = 0
+    _payload = None
+
+    def __init__(self, id: Any, data: Any, sequence: int | None, size: int, raw: dict[str, Any]) -> None:
+        self.id = id
+        self.data = data
+        self.sequence = sequence
+        self.size = size
+        self._raw = raw
+
+
 def batch_chunk(response: Response, k: int, size: int = 0) -> Response:
     """Chunk `k` (from 0) of a batched frame (`_batch: n`, `data` the list of the
     chunks' data, `_sequence` the first one's), as the Response its own frame
     would have given; `size` is the bytes credited to it."""
     first = response.sequence
-    return Response(response.id, response.data[k], False, None, None if first is None else first + k, None,
-                    response.raw, size)
+    return BatchedChunk(response.id, response.data[k], None if first is None else first + k, size, response.raw)
 
 
 class ChunkReader:

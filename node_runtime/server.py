@@ -228,6 +228,8 @@ class StreamSession:
                     writer = self.writer
                     limit = self.limits.max_frame_bytes
                     batch: _Batch | None = None
+                    join = None  # batch.items.append
+                    joined = 0  # bytes in batch so far (the envelope roughly, then each chunk and its comma)
                     # a compressed answer goes through _Batch entries (joined only when the caller asked for batches)
                     batch_bytes = encoder.batch_bytes(limit) if req.batch or squeeze else 0
                     join_bytes = batch_bytes if req.batch else 0
@@ -240,8 +242,8 @@ class StreamSession:
                                 break
                             sequence += 1
                             record.chunks = sequence
-                            if type(item) is dict:
-                                delta = item.get("delta")
+                            if type(item) is dict and "delta" in item:
+                                delta = item["delta"]
                                 if type(delta) is str:
                                     deltas.append(delta)
                             try:
@@ -265,16 +267,18 @@ class StreamSession:
                                     await writer.send(frame(payload))
                                 continue
                             # batching: join the chunks of this request still waiting for the writer
-                            if (batch is not None and batch.open and batch.nbytes + size < join_bytes
-                                    and writer.error is None):  # (a failed writer raises in send below)
-                                if writer.pending_bytes >= writer.buffer_bytes:
-                                    await writer.wait_room()
+                            # (per chunk: locals and plain attributes only, no call but the append)
+                            if batch is not None and batch.open and joined + size < join_bytes:
+                                if writer.pending_bytes >= writer.buffer_bytes or writer.error is not None:
+                                    await writer.wait_room()  # StreamGone when the writer failed
                                 if batch.open:
-                                    batch.items.append(data)
-                                    batch.nbytes += size + 1
-                                    writer.grew(size + 1)
+                                    join(data)
+                                    joined += size + 1
+                                    writer.pending_bytes += size + 1  # what it added, counted
                                     continue
                             batch = _Batch(encoder, data, sequence, squeeze)
+                            join = batch.items.append
+                            joined = batch.nbytes
                             await writer.send(batch)
                     finally:
                         await agen.aclose()  # runs the tool's `finally` now, not at GC
@@ -378,7 +382,7 @@ class _Batch:
         self.squeeze = squeeze  # goes out in a compressed region (compression.py)
         self.items = [data]
         self.first = sequence
-        self.nbytes = len(data) + 64  # the envelope, roughly
+        self.nbytes = len(data) + 64  # the envelope, roughly (what the writer counts it as when queued)
         self.open = True
 
     def __len__(self) -> int:

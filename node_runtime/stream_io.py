@@ -126,7 +126,7 @@ class FrameWriter:
 
     A queued entry is bytes, or a deferred frame: an object with `__len__` and
     `build() -> bytes`, built only when the writer takes it (so a producer can
-    keep adding to it while it waits; `grew(n)` counts what it added)."""
+    keep adding to it while it waits, counting what it adds in `pending_bytes`)."""
 
     def __init__(self, stream, buffer_bytes: int = 256 * 1024, write_timeout: float = 30.0) -> None:
         self._stream = stream
@@ -134,9 +134,10 @@ class FrameWriter:
         self._write_scope: trio.CancelScope | None = None  # the write in flight
         self._write_deadline = float("inf")  # lowered by stop_soon()
         self._muxed = getattr(stream, "muxed_stream", None)
-        self._buffer_bytes = buffer_bytes
+        # plain attributes, not properties: the per-chunk loop of a batched stream reads them
+        self.buffer_bytes = buffer_bytes
         self._pending: list[bytes] = []
-        self._pending_bytes = 0
+        self.pending_bytes = 0  # bytes queued, not yet taken by run(); grows as deferred frames do
         self._data = trio.lowlevel.ParkingLot()
         self._room = trio.lowlevel.ParkingLot()
         self._drained = trio.lowlevel.ParkingLot()
@@ -148,17 +149,9 @@ class FrameWriter:
         #: set (compression.StreamCompressor) once a request on this stream answers compressed
         self.compressor = None
 
-    @property
-    def pending_bytes(self) -> int:
-        return self._pending_bytes
-
-    @property
-    def buffer_bytes(self) -> int:
-        return self._buffer_bytes
-
     async def wait_room(self) -> None:
         """Wait while the queue is full; StreamGone once the stream can take nothing more."""
-        while self._pending_bytes >= self._buffer_bytes and self.error is None:
+        while self.pending_bytes >= self.buffer_bytes and self.error is None:
             await self._room.park()
         if self.error is not None:
             raise StreamGone(f"stream closed: {self.error}")
@@ -170,17 +163,13 @@ class FrameWriter:
         while self._pending and self.error is None:
             await self._room.park()
 
-    def grew(self, n: int) -> None:
-        """A deferred frame already queued holds `n` more bytes."""
-        self._pending_bytes += n
-
     def send_nowait(self, data: bytes) -> bool:
         """Queue one encoded frame if there is room now (no await: the per-chunk
         path); False when the caller must `await send(data)` instead."""
-        if self._pending_bytes >= self._buffer_bytes or self.error is not None:
+        if self.pending_bytes >= self.buffer_bytes or self.error is not None:
             return False
         self._pending.append(data)
-        self._pending_bytes += len(data)
+        self.pending_bytes += len(data)
         if len(self._data):
             self._data.unpark_all()
         return True
@@ -188,12 +177,12 @@ class FrameWriter:
     async def send(self, data: bytes) -> None:
         """Queue one encoded frame. Waits while the queue is full; raises
         StreamGone once the stream can take nothing more."""
-        while self._pending_bytes >= self._buffer_bytes and self.error is None:
+        while self.pending_bytes >= self.buffer_bytes and self.error is None:
             await self._room.park()
         if self.error is not None:
             raise StreamGone(f"stream closed: {self.error}")
         self._pending.append(data)
-        self._pending_bytes += len(data)
+        self.pending_bytes += len(data)
         if len(self._data):
             self._data.unpark_all()
 
@@ -227,7 +216,7 @@ class FrameWriter:
         if self.error is None:
             self.error = error
         self._pending.clear()
-        self._pending_bytes = 0
+        self.pending_bytes = 0
         self._room.unpark_all()
         self._drained.unpark_all()
         self._data.unpark_all()
@@ -248,7 +237,7 @@ class FrameWriter:
                 else:  # compressed regions for the entries that asked (compression.py)
                     batch = self.compressor.join(pending)
                 self._pending = []
-                self._pending_bytes = 0
+                self.pending_bytes = 0
                 self._writing = True
                 self._room.unpark_all()
                 await self._write_when_room(batch)

@@ -60,8 +60,10 @@ def test_quick_compare_prints_every_contender_and_the_ratios():
     assert out.returncode == 0, out.stdout + out.stderr
     summary = json.loads(out.stdout.splitlines()[-1])
     names = {r["name"] for r in summary["rows"]}
-    for name in ("raw64_100", "json_100", "msgpack_100", "batched_msgpack_100", "batched_json_100", "grpc_100",
-                 "raw_64k", "msgpack_64k", "grpc_64k", "unary_use", "unary_reused", "unary_grpc",
-                 "ratio:json_100/raw64_100", "ratio:batched_msgpack_100/raw64_100", "ratio:unary_use/unary_grpc"):
+    for name in ("raw64_100", "raw64_100_stock", "json_100", "msgpack_100", "batched_msgpack_100", "batched_json_100",
+                 "grpc_100", "raw_64k", "raw_64k_stock", "msgpack_64k", "grpc_64k", "unary_use", "unary_reused",
+                 "unary_grpc",
+                 "ratio:json_100/raw64_100_stock", "ratio:batched_msgpack_100/raw64_100_stock",
+                 "ratio:batched_msgpack_100/raw64_100", "ratio:raw64_100/raw64_100_stock", "ratio:unary_use/unary_grpc"):
         assert name in names, (name, out.stdout)
     assert "ratios" in out.stdout and summary["failures"] == []

@@ -45,6 +45,22 @@ def test_chunk_encoder_gives_the_bytes_of_encoding_the_whole_frame(wire):
 
 
 @pytest.mark.parametrize("wire", [codec.JSON, codec.MSGPACK])
+def test_the_per_chunk_encoder_writes_what_data_writes_or_raises(wire):
+    # the node's loop calls fast_data and falls back to data() on any exception
+    encoder = ChunkEncoder(REQUESTS[0], wire)
+    fell_back = 0
+    for value in DATA + [(1, 2), {"s": {3}}]:
+        try:
+            fast = encoder.fast_data(value)
+        except Exception:
+            fell_back += 1
+            continue
+        assert fast == encoder.data(value), value
+    if wire == codec.JSON:  # bytes, a non-string key, a set
+        assert fell_back == 3
+
+
+@pytest.mark.parametrize("wire", [codec.JSON, codec.MSGPACK])
 def test_a_batched_frame_reads_back_as_its_chunks(wire):
     req = REQUESTS[0]
     encoder = ChunkEncoder(req, wire)
@@ -291,3 +307,34 @@ def test_a_batched_stream_left_early_stops_a_generator_that_never_awaits():
             assert await nc.client.use("o://firehose", "ping", via=nc.ma) == {"message": "Pong!"}
 
     run_trio(body, timeout=120)
+
+
+def test_a_batched_call_read_by_responses_and_next_response_in_turn_gives_each_chunk_once():
+    """responses() hands out a decoded batch's chunks itself; a caller that also
+    asks next_response() meanwhile still sees every chunk once, in order."""
+
+    async def body():
+        async with NodeAndClient([Flood()]) as nc:
+            call = nc.client.use_streaming("o://flood", "count", {"count": 20_000, "size": 10}, via=nc.ma)
+            seen = []
+            async for response in call.responses():
+                seen.append(response.sequence)
+                if len(seen) % 7 == 0 and not response.last:
+                    extra = await call.next_response()
+                    seen.append(extra.sequence)
+                    if extra.last:
+                        break
+            assert call.batch and call.frames_read < 20_000 // 4
+            assert seen[:20_000] == list(range(1, 20_001)) and call.chunks == 20_000
+            assert call.final_response.chunks == 20_000
+
+            left = nc.client.use_streaming("o://flood", "count", {"count": 50_000}, via=nc.ma)
+            async for response in left.responses():
+                if response.sequence == 1234:
+                    break  # mid-frame
+            assert left.chunks == 1234 and not left.done
+            await left.aclose()  # the stream is reset, the node stops the tool
+            assert left.cancelled
+            assert await nc.client.use("o://flood", "count", {"count": 3}, via=nc.ma) is not None
+
+    run_trio(body, timeout=60)
