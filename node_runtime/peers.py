@@ -322,6 +322,10 @@ class PeerPool:
         """What note_features recorded; None when `peer` was never asked."""
         return self._features.get((peer.to_string(), protocol))
 
+    def codec_of(self, peer, protocol: str) -> str | None:
+        """The codec learned for `peer` on `protocol` (wire_for), or None when not asked yet."""
+        return self._codecs.get((peer.to_string(), protocol))
+
     def codecs_learned(self) -> dict[tuple[str, str], str]:
         """(peer id, protocol) -> the codec learned for it."""
         return dict(self._codecs)
