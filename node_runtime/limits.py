@@ -70,7 +70,7 @@ class Limits:
     #: newest chunks a resumable (or shared) stream keeps for replay; a resume from before them -> 4010.
     #: They must cover what was in flight when the connection died (the writer's buffer and more)
     resume_buffer_chunks: int = 8192
-    #: ... and at most this many bytes of them (as JSON)
+    #: ... and at most this many bytes of them (their data as encoded for the stream's caller)
     resume_buffer_bytes: int = 4 * 1024 * 1024
     #: chunks queued for one tap before it drops (and says so with `_dropped`)
     tap_queue_chunks: int = 1024

@@ -23,6 +23,12 @@ class LiveTool(Tool):
                 await trio.sleep(delayMs / 1000)
             yield {"n": i}
 
+    @tool_method("Stream `count` chunks of one size (n from 1001 on, `pad` characters), then hold the stream open.")
+    async def _tool_padded(self, request: Request, count: int = 10, pad: int = 100):
+        for i in range(1, count + 1):
+            yield {"n": 1000 + i, "pad": "x" * pad}
+        await trio.sleep_forever()
+
     @tool_method("Wait until the stream has `taps` taps, then stream 1..count as fast as it can.")
     async def _tool_flood_when_tapped(self, request: Request, count: int = 1000, taps: int = 1, pad: int = 0):
         record = request.node.streams.record_of(request.id)
@@ -108,6 +114,45 @@ async def test_a_resumable_stream_survives_its_connection_and_refuses_others():
         resumed = owner.use_streaming(ADDRESS, "resume", {"streamId": stream_id, "after": len(got)}, via=ma)
         rest = [r.sequence async for r in resumed.responses() if not r.last]
         assert got + rest == list(range(1, 501))
+
+
+@trio_test(timeout=30)
+async def test_the_replay_ring_holds_resume_buffer_bytes_of_chunks_as_the_caller_reads_them():
+    """`resume_buffer_bytes` counts each chunk's data in the caller's codec (msgpack here,
+    where a JSON count would hold fewer): a resume reaches back exactly that far."""
+    from node_runtime import codec
+
+    budget = 20_000
+    size = len(codec.encode({"n": 1001, "pad": "x" * 200}, "msgpack"))
+    assert size < len(codec.encode({"n": 1001, "pad": "x" * 200}, "json"))
+    async with Node([LiveTool()], limits=Limits(resume_buffer_bytes=budget)) as node, \
+            Client(seed="ring-owner", codec="msgpack") as owner:
+        ma = node.listen_addrs[0]
+        call = StreamingCall(owner, ADDRESS, "padded", {"count": 300, "pad": 200}, via=ma, first_frame_timeout=5,
+                             idle_timeout=5, codec=None)
+        call.resumable = True
+        stream_id = None
+        with trio.fail_after(10):
+            async for response in call.responses():
+                stream_id = stream_id or response.extra("_streamId")
+                if response.sequence == 300:
+                    break
+        oldest = 300 - budget // size + 1  # the newest chunks that fit in the budget
+        with trio.fail_after(10):
+            try:
+                await owner.use_streaming(ADDRESS, "resume", {"streamId": stream_id, "after": oldest - 2},
+                                          via=ma).result()
+                raise AssertionError("a resume past the ring was accepted")
+            except OlaneError as exc:
+                assert exc.code == ErrorCode.INVALID_STATE and exc.details["oldestSequence"] == oldest, exc
+            resumed = owner.use_streaming(ADDRESS, "resume", {"streamId": stream_id, "after": oldest - 1}, via=ma)
+            got = []
+            async for response in resumed.responses():
+                got.append(response.sequence)
+                if response.sequence == 300:
+                    break
+        assert got == list(range(oldest, 301))
+        await owner.use(ADDRESS, "stop_stream", {"streamId": stream_id}, via=ma)
 
 
 @trio_test(timeout=40)
