@@ -314,8 +314,9 @@ class PeerPool:
         return codec, self._batches.get(key, False)
 
     def note_features(self, peer, protocol: str, features: "frozenset[str]") -> None:
-        """The extensions `peer` listed in its `identify` answer (its `frames` and
-        `compression` entries: "batch", "input", "zstd")."""
+        """The extensions `peer` listed in its `identify` answer (its `frames`,
+        `compression` and `streams` entries: "batch", "input", "zstd", "resume",
+        "tap", "share"): the one record of them, learned with its codec."""
         self._features[(peer.to_string(), protocol)] = frozenset(features)
 
     def features(self, peer, protocol: str) -> "frozenset[str] | None":

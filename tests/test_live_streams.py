@@ -39,6 +39,29 @@ class LiveTool(Tool):
             yield {"n": i, "pad": padding}
 
 
+class IdentifyCounted(LiveTool):
+    """LiveTool counting the identify requests it answers; `streams=False`: its identify
+    lists no live streams (as a TypeScript node's), and it counts the calls that ran."""
+
+    def __init__(self, streams: bool = True) -> None:
+        super().__init__()
+        self.streams = streams
+        self.identifies = 0
+        self.counts = 0
+
+    async def _tool_identify(self, request: Request):
+        self.identifies += 1
+        info = await super()._tool_identify(request)
+        if not self.streams:
+            del info["streams"]
+        return info
+
+    async def _tool_count(self, request: Request, count: int = 10, delayMs: int = 0, pauseAfter: int = 0):
+        self.counts += 1
+        async for chunk in super()._tool_count(request, count, delayMs, pauseAfter):
+            yield chunk
+
+
 async def _stream_id(client, ma, method: str) -> str:
     with trio.fail_after(5):
         while True:
@@ -114,6 +137,32 @@ async def test_a_resumable_stream_survives_its_connection_and_refuses_others():
         resumed = owner.use_streaming(ADDRESS, "resume", {"streamId": stream_id, "after": len(got)}, via=ma)
         rest = [r.sequence async for r in resumed.responses() if not r.last]
         assert got + rest == list(range(1, 501))
+
+
+@trio_test(timeout=30)
+async def test_resumable_and_shared_calls_use_what_the_first_call_learned_of_the_peer():
+    """One identify per peer: a resumable or shared call after a plain one asks none of
+    its own, with a chosen codec too; toward a node whose identify lists no live
+    streams it is refused before the request goes out."""
+    tool, plain = IdentifyCounted(), IdentifyCounted(streams=False)
+    async with Node([tool]) as node, Node([plain]) as other, Client(seed="features-owner") as owner:
+        ma = node.listen_addrs[0]
+        with trio.fail_after(15):
+            assert [c["n"] async for c in owner.use_streaming(ADDRESS, "count", {"count": 2}, via=ma)] == [1, 2]
+            assert tool.identifies == 1
+            for extra in ({"resumable": True}, {"share": "k"}, {"resumable": True, "codec": "json"}):
+                assert [c["n"] async for c in owner.use_streaming(ADDRESS, "count", {"count": 2}, via=ma,
+                                                                  **extra)] == [1, 2]
+            assert tool.identifies == 1
+            for extra in ({"resumable": True}, {"share": "k"}):
+                try:
+                    async for _ in owner.use_streaming(ADDRESS, "count", {"count": 2}, via=other.listen_addrs[0],
+                                                       **extra):
+                        pass
+                    raise AssertionError(f"{extra} was sent to a node that does not list it")
+                except OlaneError as exc:
+                    assert exc.code == ErrorCode.NOT_IMPLEMENTED and exc.details["feature"] in ("resume", "share")
+            assert plain.identifies == 1 and plain.counts == 0
 
 
 @trio_test(timeout=30)
