@@ -219,6 +219,13 @@ class StreamRegistry:
             raise OlaneError(ErrorCode.CONNECTION_LIMIT_REACHED,
                              f"node runs {len(self._producers)} resumable or shared streams, the limit",
                              {"limit": limits.max_live_streams})
+        if req.resumable:
+            held = sum(1 for p in self._producers if p.record.resumable and p.record.peer_id == peer_id)
+            if held >= limits.max_resumable_streams_per_peer:
+                raise OlaneError(ErrorCode.CONNECTION_LIMIT_REACHED,
+                                 f"this peer has {held} resumable streams held here (running or suspended), "
+                                 f"the limit per peer; stop one (stop_stream) or let a suspended one expire",
+                                 {"limit": limits.max_resumable_streams_per_peer})
         record = self.begin(req, peer_id, address)
         record.resumable = req.resumable
         record.share = req.share

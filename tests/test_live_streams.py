@@ -166,6 +166,41 @@ async def test_resumable_and_shared_calls_use_what_the_first_call_learned_of_the
 
 
 @trio_test(timeout=30)
+async def test_one_peer_has_at_most_max_resumable_streams_per_peer_held():
+    """Suspended streams count: the peer's next one gets 4016, another peer is served,
+    and stopping one makes room."""
+    async with Node([LiveTool()], limits=Limits(max_resumable_streams_per_peer=2)) as node, \
+            Client(seed="cap-owner") as owner, Client(seed="cap-other") as other:
+        ma = node.listen_addrs[0]
+
+        async def started(client) -> tuple[StreamingCall, str]:
+            call = StreamingCall(client, ADDRESS, "count", {"count": 100_000, "delayMs": 5}, via=ma,
+                                 first_frame_timeout=5, idle_timeout=5, codec=None)
+            call.resumable = True  # as ResumableCall asks, without resuming by itself
+            await call.start()
+            first = await call.next_response()
+            return call, first.extra("_streamId")
+
+        with trio.fail_after(15):
+            held = [await started(owner), await started(owner)]
+            held[0][0].abort_connection()  # both its streams' caller is gone: suspended, still held
+            while sum(1 for e in node.streams.listing(owner.peer_id) if e.get("suspended")) < 2:
+                await trio.sleep(0.01)
+            try:
+                await started(owner)
+                raise AssertionError("a third resumable stream was held for the peer")
+            except OlaneError as exc:
+                assert exc.code == ErrorCode.CONNECTION_LIMIT_REACHED and exc.details == {"limit": 2}, exc
+                assert "the limit per peer" in exc.message
+            call, _ = await started(other)  # another peer is served
+            await call.aclose()
+            await owner.use(ADDRESS, "stop_stream", {"streamId": held[0][1]}, via=ma)
+            call, _ = await started(owner)  # room again
+            await call.aclose()
+            await owner.use(ADDRESS, "stop_stream", {"streamId": held[1][1]}, via=ma)
+
+
+@trio_test(timeout=30)
 async def test_the_replay_ring_holds_resume_buffer_bytes_of_chunks_as_the_caller_reads_them():
     """`resume_buffer_bytes` counts each chunk's data in the caller's codec (msgpack here,
     where a JSON count would hold fewer): a resume reaches back exactly that far."""
