@@ -332,7 +332,7 @@ def test_cli_resumable_streams_list_and_tap():
     import threading
 
     from node_runtime.host import peer_id_for_seed
-    from process_helpers import OLANE, start_node, stop_process
+    from process_helpers import OLANE, olane, start_node, stop_process
 
     node, ma = start_node("--tools", "demo", "--admin", peer_id_for_seed("cli-admin"))
     caller = None
@@ -346,8 +346,7 @@ def test_cli_resumable_streams_list_and_tap():
         reader.join(30)
         assert said and said[0].startswith("resumable as s-"), said
         stream_id = said[0].split()[-1]
-        listed = json.loads(subprocess.run([OLANE, "streams", ma, "--seed", "cli-admin", "--json"],
-                                           capture_output=True, text=True, timeout=30).stdout)
+        listed = json.loads(olane("streams", ma, "--seed", "cli-admin", "--json", timeout=30).stdout)
         assert [(e["streamId"], e["method"], e["resumable"], e["callerPeerId"]) for e in listed] == [
             (stream_id, "stream_items", True, peer_id_for_seed("cli-owner"))]
         tap = subprocess.Popen([OLANE, "tap", ma, stream_id, "--seed", "cli-admin"],

@@ -403,34 +403,33 @@ def test_cli_leader_node_call_and_network(tmp_path):
     import subprocess
     import time
 
-    from process_helpers import OLANE, read_listening_line, start_node, stop_process
+    from process_helpers import OLANE, olane, read_listening_line, start_node, stop_process
 
-    env = {**__import__("os").environ, "OLANE_DATA_DIR": str(tmp_path)}
+    data = {"OLANE_DATA_DIR": str(tmp_path)}
     leader = subprocess.Popen([OLANE, "leader", "--listen", "/ip4/127.0.0.1/tcp/0", "--ttl", "2", "--heartbeat", "0.3",
                                "--registry", str(tmp_path / "reg.sqlite")],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**__import__("os").environ, **data})
     node = None
     try:
         lma = read_listening_line(leader)
-        node, _ = start_node("--tools", "demo", "--leader", lma, env={"OLANE_DATA_DIR": str(tmp_path)})
-
-        def olane(*args):
-            return subprocess.run([OLANE, *args], capture_output=True, text=True, timeout=60, env=env)
-
-        done = olane("call", lma, "ping", "--address", "o://leader/demo")
+        node, _ = start_node("--tools", "demo", "--leader", lma, env=data)
+        done = olane("call", lma, "ping", "--address", "o://leader/demo", env=data)
         assert done.returncode == 0, done.stderr
         assert _json.loads(done.stdout) == {"message": "Pong!"}
-        done = olane("stream", lma, "stream_items", "--address", "o://demo", "--params", '{"count": 3, "delayMs": 1}')
+        done = olane("stream", lma, "stream_items", "--address", "o://demo", "--params", '{"count": 3, "delayMs": 1}',
+                     env=data)
         assert done.returncode == 0, done.stderr
         assert [_json.loads(line).get("seq") for line in done.stdout.splitlines()] == [1, 2, 3, None]
-        done = olane("call", lma, "ping", "--address", "o://leader/demo", "--direct")
+        done = olane("call", lma, "ping", "--address", "o://leader/demo", "--direct", env=data)
         assert done.returncode == 0, done.stderr
-        rows = _json.loads(olane("network", lma, "--json").stdout)
+        rows = _json.loads(olane("network", lma, "--json", env=data).stdout)
         demo = [r for r in rows if r["address"] == "o://leader/demo"]
         assert demo and demo[0]["reachable"] and demo[0]["staticAddress"] == "o://demo" and demo[0]["transports"]
         stop_process(node, signal.SIGKILL)
         deadline = time.monotonic() + 20  # ttl 2 s + heartbeat, generously
-        while any(r["address"] == "o://leader/demo" for r in _json.loads(olane("network", lma, "--json").stdout)):
+        while any(r["address"] == "o://leader/demo"
+                  for r in _json.loads(olane("network", lma, "--json", env=data).stdout)):
             assert time.monotonic() < deadline, "the killed node is still listed"
             time.sleep(0.3)
     finally:
@@ -450,7 +449,7 @@ def test_network_up_prints_the_leader_lists_nested_nodes_and_stops_every_process
     import signal
     import subprocess
 
-    from process_helpers import OLANE, read_listening_line, stop_process
+    from process_helpers import OLANE, olane, read_listening_line, stop_process
 
     env = {**os.environ, "OLANE_DATA_DIR": str(tmp_path)}
     up = subprocess.Popen([OLANE, "network", "up", "--nodes", "3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -458,7 +457,7 @@ def test_network_up_prints_the_leader_lists_nested_nodes_and_stops_every_process
     narrative = ""
     try:
         lma = read_listening_line(up, timeout=90)
-        done = subprocess.run([OLANE, "network", lma, "--json"], capture_output=True, text=True, timeout=60, env=env)
+        done = olane("network", lma, "--json", env=env)
         assert done.returncode == 0, done.stderr
         rows = {r["address"]: r for r in _json.loads(done.stdout)}
         nodes = {"o://leader/demo0", "o://leader/sqlite1", "o://leader/sqlite1/files2"}
