@@ -60,7 +60,7 @@ class Sink:
     """One reader of a stream: a bounded queue of (sequence, item, dropped, data).
     `dropped` on an entry counts the chunks this sink lost right before it; `data`
     is the item encoded in the producer's codec, or None (replayed from the ring,
-    or not encodable by the fast path: the reader encodes it itself)."""
+    or not encodable: the reader encodes it itself)."""
 
     __slots__ = ("queue", "capacity", "kind", "peer_id", "offset", "announce", "pending_dropped",
                  "dropped_total", "end", "detached", "record", "blocked", "blocked_since", "_wake", "_room")
@@ -366,8 +366,7 @@ class ActiveStream:
 _NO_FINAL = object()
 
 
-#: what a chunk the fast encoder cannot encode counts in the replay ring (its reader
-#: encodes it with the big-int fallback, or answers 4008)
+#: what a chunk that cannot be encoded counts in the replay ring (its reader answers 4008)
 UNENCODED_SIZE = 1024
 
 
@@ -457,9 +456,12 @@ class Producer:
                         deltas.append(item["delta"])
                     try:
                         data = encode(item)
-                        size = len(data)
-                    except Exception:
-                        data, size = None, UNENCODED_SIZE
+                    except Exception:  # what the fast path cannot write (bytes, big integers, ...)
+                        try:
+                            data = codecs.encode(item, codec)
+                        except OlaneError:
+                            data = None  # its reader encodes it again, for the 4008
+                    size = len(data) if data is not None else UNENCODED_SIZE
                     ring.append((seq, item, size))
                     self.ring_bytes += size
                     while len(ring) > keep_chunks or (self.ring_bytes > keep_bytes and len(ring) > 1):

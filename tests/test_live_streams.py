@@ -3,6 +3,7 @@ resumption after the caller's connection is killed, taps (fast and slow), shared
 streams, and who may do what."""
 from __future__ import annotations
 
+import pytest
 import trio
 
 from node_runtime import Client, ErrorCode, Limits, Node, OlaneError, Request, StreamingCall, Tool, tool_method
@@ -23,10 +24,11 @@ class LiveTool(Tool):
                 await trio.sleep(delayMs / 1000)
             yield {"n": i}
 
-    @tool_method("Stream `count` chunks of one size (n from 1001 on, `pad` characters), then hold the stream open.")
-    async def _tool_padded(self, request: Request, count: int = 10, pad: int = 100):
+    @tool_method("Stream `count` chunks of one size (n from 1001 on, `pad` characters, or bytes with `blob`), "
+                 "then hold the stream open.")
+    async def _tool_padded(self, request: Request, count: int = 10, pad: int = 100, blob: bool = False):
         for i in range(1, count + 1):
-            yield {"n": 1000 + i, "pad": "x" * pad}
+            yield {"n": 1000 + i, "pad": b"x" * pad if blob else "x" * pad}
         await trio.sleep_forever()
 
     @tool_method("Wait until the stream has `taps` taps, then stream 1..count as fast as it can.")
@@ -200,20 +202,24 @@ async def test_one_peer_has_at_most_max_resumable_streams_per_peer_held():
             await owner.use(ADDRESS, "stop_stream", {"streamId": held[1][1]}, via=ma)
 
 
+@pytest.mark.parametrize("wire, blob", [("msgpack", False), ("json", True)])
 @trio_test(timeout=30)
-async def test_the_replay_ring_holds_resume_buffer_bytes_of_chunks_as_the_caller_reads_them():
-    """`resume_buffer_bytes` counts each chunk's data in the caller's codec (msgpack here,
-    where a JSON count would hold fewer): a resume reaches back exactly that far."""
+async def test_the_replay_ring_holds_resume_buffer_bytes_of_chunks_as_the_caller_reads_them(wire, blob):
+    """`resume_buffer_bytes` counts each chunk's data in the caller's codec (msgpack, where
+    a JSON count would hold fewer; bytes in JSON, as the base64 text it is sent as): a
+    resume reaches back exactly that far."""
     from node_runtime import codec
 
     budget = 20_000
-    size = len(codec.encode({"n": 1001, "pad": "x" * 200}, "msgpack"))
-    assert size < len(codec.encode({"n": 1001, "pad": "x" * 200}, "json"))
+    chunk = {"n": 1001, "pad": b"x" * 200 if blob else "x" * 200}
+    size = len(codec.encode(chunk, wire))
+    if wire == "msgpack":
+        assert size < len(codec.encode(chunk, "json"))
     async with Node([LiveTool()], limits=Limits(resume_buffer_bytes=budget)) as node, \
-            Client(seed="ring-owner", codec="msgpack") as owner:
+            Client(seed="ring-owner", codec=wire) as owner:
         ma = node.listen_addrs[0]
-        call = StreamingCall(owner, ADDRESS, "padded", {"count": 300, "pad": 200}, via=ma, first_frame_timeout=5,
-                             idle_timeout=5, codec=None)
+        call = StreamingCall(owner, ADDRESS, "padded", {"count": 300, "pad": 200, "blob": blob}, via=ma,
+                             first_frame_timeout=5, idle_timeout=5, codec=None)
         call.resumable = True
         stream_id = None
         with trio.fail_after(10):
