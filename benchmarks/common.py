@@ -160,6 +160,23 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[k]
 
 
+def percentile_ms(values: list[float], p: float) -> float:
+    """`percentile` of durations in seconds, in milliseconds."""
+    return percentile(values, p) * 1000
+
+
+async def wait_until(predicate, timeout: float, what: str) -> None:
+    """(asyncio: the console benches) Poll `predicate` until it is true; TimeoutError
+    naming `what` after `timeout` seconds."""
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
 def narrate(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .common import DemoAndSqliteNode, Report, Row, is_interrupt, narrate, percentile
+from .common import DemoAndSqliteNode, Report, Row, is_interrupt, narrate, percentile, percentile_ms, wait_until
 
 DEMO_ADDRESS = "o://demo"
 METHOD = "stream_items"
@@ -242,14 +242,6 @@ class Phase:
     load: float = 0.0  # 1-minute load average when it started
 
 
-async def _wait(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
 def _cpu(process) -> float:
     t = process.cpu_times()
     return t.user + t.system
@@ -269,17 +261,17 @@ async def _run_phase(app, target, method, phase: Phase, probes: Probes, rss: Rss
     for count in phase.counts:
         phase.records.append(app.start_call(target, DEMO_ADDRESS, method, {"count": count, "delayMs": 0}))
     record = phase.records[-1]  # its tab is the visible one, once added
-    await _wait(lambda: app.current_view is not None and app.current_view.record is record, 10, "its tab")
+    await wait_until(lambda: app.current_view is not None and app.current_view.record is record, 10, "its tab")
     view = app.current_view
-    await _wait(lambda: view.log is not None, 10, "the chunk log")
+    await wait_until(lambda: view.log is not None, 10, "the chunk log")
     _watch_log(view, probes)
     budget = 60 + sum(phase.counts) / 5_000  # generous: 1M chunks at 5k/s still fits
-    await _wait(lambda: all(r.state.ended for r in phase.records), budget, f"{phase.name} to end")
+    await wait_until(lambda: all(r.state.ended for r in phase.records), budget, f"{phase.name} to end")
     phase.end = time.perf_counter()
     phase.cpu_console, phase.cpu_node = _cpu(me) - cpu_me, _cpu(node_proc) - cpu_node
     # the screen catches up at the next refresh: give it a few ticks
     try:
-        await _wait(lambda: probes.shown >= record.count, 2.0, "the last chunk on screen")
+        await wait_until(lambda: probes.shown >= record.count, 2.0, "the last chunk on screen")
     except TimeoutError:
         pass  # reported: "last shown #n of m"
     phase.shown_end = probes.shown
@@ -326,7 +318,7 @@ async def _drive_app(args, multiaddr: str, settings: Path, node_proc, phases: li
 
     async with app.run_test(headless=False, size=SIZE, message_hook=_message_hook(app, probes)) as pilot:
         app._driver.on_frame = on_frame
-        await _wait(lambda: app.session.targets and app.session.targets[0].state != "connecting", 30,
+        await wait_until(lambda: app.session.targets and app.session.targets[0].state != "connecting", 30,
                     "the console to connect")
         target = app.session.targets[0]
         if target.state != "connected" or target.tool(DEMO_ADDRESS) is None:
@@ -334,7 +326,7 @@ async def _drive_app(args, multiaddr: str, settings: Path, node_proc, phases: li
         method = target.tool(DEMO_ADDRESS).methods[METHOD]
         # warm up: first call, imports, widget classes; closed again so the tab count starts at one
         warm = app.start_call(target, DEMO_ADDRESS, method, {"count": 2_000, "delayMs": 0})
-        await _wait(lambda: warm.state.ended, 30, "the warm-up stream")
+        await wait_until(lambda: warm.state.ended, 30, "the warm-up stream")
         await pilot.pause(0.2)
         await app.action_close_tab()
         await pilot.pause(0.2)
@@ -381,10 +373,6 @@ async def _drive_app(args, multiaddr: str, settings: Path, node_proc, phases: li
 
 
 # --- reporting -----------------------------------------------------------------------------------
-
-
-def _ms(values: list[float], p: float) -> float:
-    return percentile(values, p) * 1000
 
 
 def _report_phase(phase: Phase, probes: Probes, report: Report, failures: list[str], baseline_rss: int,
@@ -436,22 +424,23 @@ def _report_phase(phase: Phase, probes: Probes, report: Report, failures: list[s
     behind_p50 = percentile(behind, 50) if behind else float("nan")
     behind_p99 = percentile(behind, 99) if behind else float("nan")
     tick_ms = [d for _, d in ticks]
+    tick_p50, tick_p99 = percentile_ms(tick_ms, 50), percentile_ms(tick_ms, 99)
     shown_last = ("last chunk shown" if phase.shown_end >= watched.count
                   else f"last shown #{phase.shown_end:,} of {watched.count:,}")
     report.add(Row("screen", f"{key}_screen",
                    {"shown_chunks_per_s": round(shown_rate), "refresh_ticks_per_s": round(tick_rate, 1),
                     "frames_per_s": round(frame_rate, 1), "frames": len(frames),
                     "behind_p50_chunks": behind_p50, "behind_p99_chunks": behind_p99,
-                    "tick_ms_p50": round(_ms(tick_ms, 50), 2), "tick_ms_p99": round(_ms(tick_ms, 99), 2),
+                    "tick_ms_p50": round(tick_p50, 2), "tick_ms_p99": round(tick_p99, 2),
                     "newest_shown": phase.shown_end, "watched_count": watched.count},
                    f"screen (visible stream): newest shown {shown_rate:>7,.0f}/s; {tick_rate:4.1f} refresh ticks/s, "
                    f"{frame_rate:4.1f} frames/s; {shown_last}"))
     report.add(Row("screen", f"{key}_screen_behind", {},
                    f"screen trails the record by p50 {behind_p50:,.0f} / p99 {behind_p99:,.0f} chunks at a frame;"
-                   f" a refresh tick takes p50 {_ms(tick_ms, 50):.1f} / p99 {_ms(tick_ms, 99):.1f} ms"))
+                   f" a refresh tick takes p50 {tick_p50:.1f} / p99 {tick_p99:.1f} ms"))
 
     lag = [v for _, v in probes.between(probes.lag, phase.start, phase.end)]
-    p50, p99, worst = _ms(lag, 50), _ms(lag, 99), (max(lag) * 1000 if lag else float("nan"))
+    p50, p99, worst = percentile_ms(lag, 50), percentile_ms(lag, 99), (max(lag) * 1000 if lag else float("nan"))
     report.add(Row("stall", f"{key}_stall",
                    {"samples": len(lag), "p50_ms": round(p50, 2), "p99_ms": round(p99, 2), "max_ms": round(worst, 2)},
                    f"UI event-loop stall (5 ms sleeper, {len(lag):,} samples)   p50 {p50:6.2f}  p99 {p99:6.2f}  "
@@ -472,7 +461,7 @@ def _report_phase(phase: Phase, probes: Probes, report: Report, failures: list[s
                    *((f"<= {TARGET_SINGLE_FULL_GC} full", len(full) <= TARGET_SINGLE_FULL_GC) if single else ())))
 
     keys = [v for _, v in probes.between(probes.keys, phase.start, phase.end)]
-    k50, k99, kmax = _ms(keys, 50), _ms(keys, 99), (max(keys) * 1000 if keys else float("nan"))
+    k50, k99, kmax = percentile_ms(keys, 50), percentile_ms(keys, 99), (max(keys) * 1000 if keys else float("nan"))
     report.add(Row("keys", f"{key}_key_latency",
                    {"keys": len(keys), "p50_ms": round(k50, 2), "p99_ms": round(k99, 2), "max_ms": round(kmax, 2)},
                    f"key latency (driver -> focused widget, {len(keys):,} keys)     p50 {k50:6.2f}  p99 {k99:6.2f}  "

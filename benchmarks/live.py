@@ -10,6 +10,9 @@
   SLOW_PAUSE_S every SLOW_EVERY chunks, so it must drop) and 10 taps: the
   original's completion rate against its untapped run (target: within 20%),
   per tap the chunks it got, the slow tap's drops (received + dropped = all);
+- resumable flood: a 100 B flood read flat out, plain and resumable (the node runs
+  the generator apart, keeps a replay ring, encodes each chunk's data once): chunks/s
+  and the node's CPU per chunk of each, for JSON and msgpack;
 - taps: a 100 B flood with 1, 10 and 100 taps (one tap stream each, all read by
   one other process over one connection, so this one reads only the stream): the
   tapped stream's chunks/s against the same flood untapped, and per tap its
@@ -53,11 +56,12 @@ class LivePlan:
     paced_taps: tuple = (3, 10)  # the first of each set is slow
     #: padding per chunk: the slow tap only loses chunks once its connection's 16 MiB Yamux window is full
     paced_pad: int = 400
+    flood_chunks: int = 100_000
 
     @classmethod
     def quick(cls) -> "LivePlan":
         return cls(resume_chunks=6_000, kills=4, tap_chunks=20_000, paced_chunks=60_000,
-                   paced_pad=600)
+                   paced_pad=600, flood_chunks=20_000)
 
 
 async def _resumes(node: ServedNode, plan: LivePlan, report: Report) -> None:
@@ -104,6 +108,34 @@ def _cpu_seconds(pid: int) -> float:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
         return 0.0
+
+
+async def _resumable_floods(node: ServedNode, plan: LivePlan, report: Report) -> None:
+    from node_runtime import Client
+
+    count = plan.flood_chunks
+    for codec in ("json", "msgpack"):
+        async with Client(seed="bench-live-flood", codec=codec) as client:
+            await client.connect(node.multiaddr)
+            figures = {}
+            for resumable in (False, True, False, True):  # interleaved: the second of each counts
+                call = client.use_streaming(BENCH_ADDRESS, "flood", {"count": count, "size": 100}, via=node.multiaddr,
+                                            resumable=resumable)
+                cpu = _cpu_seconds(node.pid)
+                started = time.perf_counter()
+                n = 0
+                async for _ in call:
+                    n += 1
+                seconds = time.perf_counter() - started
+                if n != count:
+                    report.failures.append(f"live flood ({codec}, resumable {resumable}): {n} of {count} chunks")
+                figures[resumable] = (count / seconds, (_cpu_seconds(node.pid) - cpu) / count * 1e6)
+        (plain, plain_us), (live, live_us) = figures[False], figures[True]
+        report.add(Row("live", f"resumable_flood_{codec}", {
+            "codec": codec, "plain_chunks_per_s": round(plain), "resumable_chunks_per_s": round(live),
+            "plain_node_cpu_us_per_chunk": round(plain_us, 2), "resumable_node_cpu_us_per_chunk": round(live_us, 2)},
+            f"flood {codec:<7}       plain {plain:>10,.0f} chunks/s, node CPU {plain_us:5.2f} us/chunk; resumable "
+            f"{live:>9,.0f} chunks/s, {live_us:5.2f} us/chunk ({count:,} x 100 B)"))
 
 
 async def _flood(client, node: ServedNode, count: int, taps: int) -> tuple[float, int]:
@@ -291,6 +323,7 @@ async def _find(client, node: ServedNode, method: str = "flood_tapped") -> str:
 
 async def section_live(node: ServedNode, plan: LivePlan, report: Report) -> None:
     await _resumes(node, plan, report)
+    await _resumable_floods(node, plan, report)
     await _paced_taps(node, plan, report)
     await _taps(node, plan, report)
 

@@ -27,7 +27,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from .common import Report, Row, ServedNode, narrate, percentile, serve_until_stopped
+from .common import Report, Row, ServedNode, narrate, percentile_ms, serve_until_stopped
 
 MIB = 1024 * 1024
 
@@ -176,10 +176,6 @@ async def _first_frames(client, address: str, via: str, protocol: str | None, ca
     return out
 
 
-def _ms(values: list[float], p: float) -> float:
-    return percentile(values, p) * 1000
-
-
 async def _paths(leader: Role, alpha: Role, beta: Role, plan: NetworkPlan, report: Report) -> None:
     import trio
 
@@ -202,11 +198,12 @@ async def _paths(leader: Role, alpha: Role, beta: Role, plan: NetworkPlan, repor
                 report.failures.append(f"network paths {name}: chunks missing or out of order")
             firsts = await _first_frames(client, address, via, protocol, plan.latency_calls)
             rates[name] = rate
+            f50, f99 = percentile_ms(firsts, 50), percentile_ms(firsts, 99)
             report.add(Row("network", f"path {name}", {
-                "path": name, "chunks_per_s": round(rate), "first_frame_p50_ms": round(_ms(firsts, 50), 2),
-                "first_frame_p99_ms": round(_ms(firsts, 99), 2), "in_order": ok},
+                "path": name, "chunks_per_s": round(rate), "first_frame_p50_ms": round(f50, 2),
+                "first_frame_p99_ms": round(f99, 2), "in_order": ok},
                 f"{name:<16} {rate:>9,.0f} chunks/s ({plan.chunks:,} x 100 B, in order: {ok})   first frame "
-                f"p50 {_ms(firsts, 50):6.2f} ms  p99 {_ms(firsts, 99):6.2f} ms ({plan.latency_calls} calls)"))
+                f"p50 {f50:6.2f} ms  p99 {f99:6.2f} ms ({plan.latency_calls} calls)"))
         print(f"  routed / direct chunks/s: 1 relay {rates['1 relay'] / rates['direct (alpha)']:.2f}x, "
               f"2 relays {rates['2 relays'] / rates['direct (beta)']:.2f}x", flush=True)
 
@@ -295,19 +292,21 @@ async def _scale(leader: Role, plan: NetworkPlan, report: Report, registered_in:
                 nursery.start_soon(route)
     churned = set().union(*peers_seen) - peers_seen[0] if peers_seen else set()
     rss = _rss(leader.pid)
+    s50, s99 = percentile_ms(searches, 50), percentile_ms(searches, 99)
+    r50, r99 = percentile_ms(routed, 50), percentile_ms(routed, 99)
     report.add(Row("network", "scale search", {
         "nodes": 2 * plan.swarm, "registered_in_s": round(registered_in, 1), "searches": len(searches),
-        "search_p50_ms": round(_ms(searches, 50), 2), "search_p99_ms": round(_ms(searches, 99), 2),
+        "search_p50_ms": round(s50, 2), "search_p99_ms": round(s99, 2),
         "registry_min": min(sizes, default=0), "registry_max": max(sizes, default=0),
         "joins_seen": len(churned), "leader_rss_mib": round(rss / MIB, 1)},
         f"{2 * plan.swarm} nodes (registered in {registered_in:.1f} s), {plan.churn} replaced one by one every "
-        f"0.1 s: search p50 {_ms(searches, 50):.2f} ms p99 {_ms(searches, 99):.2f} ms ({len(searches):,} calls); "
+        f"0.1 s: search p50 {s50:.2f} ms p99 {s99:.2f} ms ({len(searches):,} calls); "
         f"registry {min(sizes, default=0)}-{max(sizes, default=0)} entries, {len(churned)} new entries seen; "
         f"leader RSS {rss / MIB:.1f} MiB"))
     report.add(Row("network", "scale routing", {
-        "calls": len(routed), "routed_p50_ms": round(_ms(routed, 50), 2), "routed_p99_ms": round(_ms(routed, 99), 2),
+        "calls": len(routed), "routed_p50_ms": round(r50, 2), "routed_p99_ms": round(r99, 2),
         "errors": len(errors), "first_error": errors[0] if errors else None},
-        f"routed ping to stable nodes meanwhile: p50 {_ms(routed, 50):.2f} ms p99 {_ms(routed, 99):.2f} ms "
+        f"routed ping to stable nodes meanwhile: p50 {r50:.2f} ms p99 {r99:.2f} ms "
         f"({len(routed):,} calls, {len(errors)} errors{': ' + errors[0] if errors else ''})",
         f"errors = {TARGET_ROUTED_ERRORS}", len(errors) <= TARGET_ROUTED_ERRORS))
 

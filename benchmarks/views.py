@@ -23,6 +23,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from .common import wait_until
+
 TARGET_ROWS_PER_S = 50_000
 TARGET_STALL_P99_MS = 50.0
 BATCH = 500
@@ -64,14 +66,6 @@ def view_runs(rows: int, chunks: int) -> list[ViewRun]:
     ]
 
 
-async def _wait(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
 def _watch_table(table, run: ViewRun) -> None:
     original = table.render_line
 
@@ -97,10 +91,10 @@ async def run_view(app, target, run: ViewRun, rss) -> None:
     run.start = time.perf_counter()
     record = run.record = app.start_call(target, run.address, tool.methods[run.method], run.params)
     # the new call's tab becomes the active one once it exists
-    await _wait(lambda: app.current_view is not None and app.current_view.record is record, 10, "its tab")
+    await wait_until(lambda: app.current_view is not None and app.current_view.record is record, 10, "its tab")
     view = app.current_view
     if run.view == "table":
-        await _wait(lambda: view.views.name == "table", 30, "the table view")  # opens there by itself
+        await wait_until(lambda: view.views.name == "table", 30, "the table view")  # opens there by itself
         table = view.views.table
         run.model = table.model
         _watch_table(table, run)
@@ -110,17 +104,17 @@ async def run_view(app, target, run: ViewRun, rss) -> None:
         view.views.set_paths(["progress", "id"])
         run.model = view.views.chart.model
     budget = 120 + run.expected / 1_000  # generous: a loaded machine runs 20-50x slower
-    await _wait(lambda: record.state.ended, budget, f"{run.name} to end")
+    await wait_until(lambda: record.state.ended, budget, f"{run.name} to end")
     run.end = time.perf_counter()
     await asyncio.sleep(0.3)  # the last refresh
     if run.view == "table":
-        await _wait(lambda: run.model.row_count >= run.expected, 5, "the last rows in the table")
+        await wait_until(lambda: run.model.row_count >= run.expected, 5, "the last rows in the table")
         # sort by total as an operator does (S on the column): in slices, the loop running
         table = view.views.table
         table.column = run.model.columns.index("total")
         started = run.notes["sort_start"] = time.perf_counter()
         table.action_sort()
-        await _wait(lambda: run.model.sorting is None and run.model.sort_column == table.column, 120, "the sort")
+        await wait_until(lambda: run.model.sorting is None and run.model.sort_column == table.column, 120, "the sort")
         run.notes["sort_end"] = time.perf_counter()
         run.sort_s = run.notes["sort_end"] - started
         await asyncio.sleep(0.2)

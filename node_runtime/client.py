@@ -225,9 +225,9 @@ class StreamingCall:
             frames = info.get("frames")
             codecs_listed = info.get("codecs")
             listed = [f for f in frames if isinstance(f, str)] if isinstance(frames, list) else []
-            compression = info.get("compression")
-            if isinstance(compression, list):
-                listed += [c for c in compression if isinstance(c, str)]
+            for more in (info.get("compression"), info.get("streams")):  # "zstd"; "resume", "tap", "share"
+                if isinstance(more, list):
+                    listed += [c for c in more if isinstance(c, str)]
             node.peers.note_features(peer, self.protocol or self.address.protocol, frozenset(listed))
             return (MSGPACK if isinstance(codecs_listed, list) and MSGPACK in codecs_listed else JSON,
                     isinstance(frames, list) and "batch" in frames)

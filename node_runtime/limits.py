@@ -70,7 +70,7 @@ class Limits:
     #: newest chunks a resumable (or shared) stream keeps for replay; a resume from before them -> 4010.
     #: They must cover what was in flight when the connection died (the writer's buffer and more)
     resume_buffer_chunks: int = 8192
-    #: ... and at most this many bytes of them (as JSON)
+    #: ... and at most this many bytes of them (their data as encoded for the stream's caller)
     resume_buffer_bytes: int = 4 * 1024 * 1024
     #: chunks queued for one tap before it drops (and says so with `_dropped`)
     tap_queue_chunks: int = 1024
@@ -84,6 +84,10 @@ class Limits:
     #: resumable and shared streams a node holds at once (suspended ones count, each up to
     #: resume_buffer_bytes); more -> 4016
     max_live_streams: int = 64
+    #: resumable streams one peer has the node hold at once (running, suspended, or ended and
+    #: kept for its resume); one more from that peer -> 4016 to it only. So one peer cannot take
+    #: every live-stream slot, nor more than this many replay rings of memory
+    max_resumable_streams_per_peer: int = 16
     #: characters of a stream's parameters `list_streams` shows
     list_params_chars: int = 200
     #: a relay's stream to the next hop: the most its Yamux receive window may grow to, so a

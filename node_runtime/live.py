@@ -16,7 +16,9 @@ answer on (docs/protocol-extensions.md, "Live streams").
 - `Producer`: runs a resumable or shared stream's generator in a node-wide
   task, apart from any caller's stream, with a replay ring of its newest
   chunks; with no reader left it suspends (resumable, for the grace) or stops
-  (shared).
+  (shared). It encodes each chunk's data once, in its caller's codec: that
+  encoding is the chunk's size in the ring and what its readers in that codec
+  (the caller, joiners, taps) send.
 """
 from __future__ import annotations
 
@@ -55,8 +57,10 @@ def new_stream_id() -> str:
 
 
 class Sink:
-    """One reader of a stream: a bounded queue of (sequence, item, dropped).
-    `dropped` on an entry counts the chunks this sink lost right before it."""
+    """One reader of a stream: a bounded queue of (sequence, item, dropped, data).
+    `dropped` on an entry counts the chunks this sink lost right before it; `data`
+    is the item encoded in the producer's codec, or None (replayed from the ring,
+    or not encodable: the reader encodes it itself)."""
 
     __slots__ = ("queue", "capacity", "kind", "peer_id", "offset", "announce", "pending_dropped",
                  "dropped_total", "end", "detached", "record", "blocked", "blocked_since", "_wake", "_room")
@@ -79,13 +83,13 @@ class Sink:
         self._wake = trio.lowlevel.ParkingLot()
         self._room = trio.lowlevel.ParkingLot()
 
-    def offer(self, sequence: int, item: Any) -> bool:
+    def offer(self, sequence: int, item: Any, data: bytes | None = None) -> bool:
         """Queue a chunk. False when full (wait_room, then offer again): a sink is
         lossless; taps, which may lose chunks, are `Tap`s."""
         queue = self.queue
         if len(queue) >= self.capacity:
             return False
-        queue.append((sequence, item, self.pending_dropped))
+        queue.append((sequence, item, self.pending_dropped, data))
         self.pending_dropped = 0
         if len(self._wake):
             self._wake.unpark_all()
@@ -93,7 +97,7 @@ class Sink:
 
     def preload(self, entries) -> None:
         """Chunks replayed from the ring, queued whatever the capacity (bounded by the ring)."""
-        self.queue.extend((seq, item, 0) for seq, item, _ in entries)
+        self.queue.extend((seq, item, 0, None) for seq, item, _ in entries)
 
     async def wait_room(self) -> None:
         while len(self.queue) >= self.capacity and not self.detached and self.end is None:
@@ -362,25 +366,20 @@ class ActiveStream:
 _NO_FINAL = object()
 
 
-def _size_of(item: Any) -> int:
-    """Bytes a chunk holds in the replay ring, as its JSON (an estimate for bytes)."""
-    if type(item) is bytes:
-        return len(item)
-    try:
-        return len(orjson.dumps(item, option=orjson.OPT_PASSTHROUGH_DATACLASS))
-    except TypeError:
-        return 1024
+#: what a chunk that cannot be encoded counts in the replay ring (its reader answers 4008)
+UNENCODED_SIZE = 1024
 
 
 class Producer:
     """Runs one resumable or shared stream's generator apart from its callers."""
 
-    def __init__(self, record: ActiveStream, agen, limits: Limits, on_done) -> None:
+    def __init__(self, record: ActiveStream, agen, limits: Limits, on_done, codec: str = codecs.JSON) -> None:
         self.record = record
         self.agen = agen
         self.limits = limits
         self.on_done = on_done  # called once the stream is over (the registry forgets it)
-        self.ring: deque = deque()  # (sequence, item, size), the newest chunks
+        self.codec = codec  # its caller's: each chunk's data is encoded once, in it
+        self.ring: deque = deque()  # (sequence, item, size), the newest chunks; size: its data's bytes
         self.ring_bytes = 0
         self.sinks: list[Sink] = []  # lossless readers
         self.sequence = 0
@@ -443,6 +442,8 @@ class Producer:
         final: Any = _NO_FINAL
         ended = False
         outcome = self.outcome
+        codec = self.codec
+        encode = codecs.fast_encoder(codec)
         try:
             with self._scope:
                 async for item in self.agen:
@@ -453,15 +454,22 @@ class Producer:
                     record.chunks = seq
                     if type(item) is dict and type(item.get("delta")) is str:
                         deltas.append(item["delta"])
-                    size = _size_of(item)
+                    try:
+                        data = encode(item)
+                    except Exception:  # what the fast path cannot write (bytes, big integers, ...)
+                        try:
+                            data = codecs.encode(item, codec)
+                        except OlaneError:
+                            data = None  # its reader encodes it again, for the 4008
+                    size = len(data) if data is not None else UNENCODED_SIZE
                     ring.append((seq, item, size))
                     self.ring_bytes += size
                     while len(ring) > keep_chunks or (self.ring_bytes > keep_bytes and len(ring) > 1):
                         self.ring_bytes -= ring.popleft()[2]
                     for sink in list(self.sinks):
-                        while not sink.offer(seq, item) and not sink.detached:
+                        while not sink.offer(seq, item, data) and not sink.detached:
                             await sink.wait_room()
-                    if record.taps and record.fan_out(seq, item):
+                    if record.taps and record.fan_out(seq, item, codec, data):
                         await trio.sleep(0)
                     if not self.sinks and not await self._wait_for_reader():
                         break

@@ -30,7 +30,7 @@ async def serve_live(session, req: IncomingRequest, codec: str, tool, spec, kwar
         sink = await spec.function(tool, request, **kwargs)
     else:
         sink = streams.produce(req, session.peer_id, tool.address.value,
-                               lambda: spec.function(tool, request, **kwargs))
+                               lambda: spec.function(tool, request, **kwargs), codec)
     try:
         write = write_tap if sink.kind == "tap" else write_sink
         answer, sent = await write(session.writer, req, codec, sink, session.limits.max_frame_bytes)
@@ -47,6 +47,8 @@ async def write_sink(writer: "FrameWriter", req: IncomingRequest, codec: str, si
     encoder = ChunkEncoder(req, codec)
     batch_bytes = encoder.batch_bytes(limit) if req.batch else 0
     offset = sink.offset
+    producer = sink.record.producer
+    shared = producer is not None and producer.codec == codec  # the producer's encoding is ours
     sent = 0
     pending: list[bytes] = []  # consecutive plain chunks going out as one batched frame
     first = 0
@@ -71,9 +73,10 @@ async def write_sink(writer: "FrameWriter", req: IncomingRequest, codec: str, si
             raise OlaneError(ErrorCode.INVALID_STATE, "the stream was resumed on another connection")
         if not entries:
             break  # the end
-        for seq, item, dropped in entries:
+        for seq, item, dropped, data in entries:
             seq -= offset
-            data = encoder.data(item)
+            if data is None or not shared:
+                data = encoder.data(item)
             sent += 1
             extras = None
             if sink.announce:

@@ -437,6 +437,12 @@ class ChunkEncoder:
         return self._head
 
     @property
+    def batch_head(self) -> bytes:
+        """The bytes every batched frame of this request starts with, up to its data
+        (the head's, in JSON; in msgpack its `result` map has one field more)."""
+        return self._batch_head
+
+    @property
     def tail(self) -> bytes:
         """The bytes after a chunk's data, up to its sequence number."""
         return self._tail

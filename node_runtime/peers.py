@@ -314,13 +314,18 @@ class PeerPool:
         return codec, self._batches.get(key, False)
 
     def note_features(self, peer, protocol: str, features: "frozenset[str]") -> None:
-        """The extensions `peer` listed in its `identify` answer (its `frames` and
-        `compression` entries: "batch", "input", "zstd")."""
+        """The extensions `peer` listed in its `identify` answer (its `frames`,
+        `compression` and `streams` entries: "batch", "input", "zstd", "resume",
+        "tap", "share"): the one record of them, learned with its codec."""
         self._features[(peer.to_string(), protocol)] = frozenset(features)
 
     def features(self, peer, protocol: str) -> "frozenset[str] | None":
         """What note_features recorded; None when `peer` was never asked."""
         return self._features.get((peer.to_string(), protocol))
+
+    def codec_of(self, peer, protocol: str) -> str | None:
+        """The codec learned for `peer` on `protocol` (wire_for), or None when not asked yet."""
+        return self._codecs.get((peer.to_string(), protocol))
 
     def codecs_learned(self) -> dict[tuple[str, str], str]:
         """(peer id, protocol) -> the codec learned for it."""

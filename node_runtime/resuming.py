@@ -6,7 +6,6 @@ reconnects (backing off, within `resume_within` seconds) and asks the node to
 Also where a caller asks to join a shared stream."""
 from __future__ import annotations
 
-import weakref
 from typing import TYPE_CHECKING, Any, AsyncIterator
 
 import trio
@@ -23,29 +22,26 @@ _LOST = (ErrorCode.RECEIVE_FAILED, ErrorCode.SEND_FAILED, ErrorCode.FAILED_TO_DI
 BACKOFF_FIRST = 0.05
 BACKOFF_MAX = 2.0
 
-# node -> {(via, protocol): the `streams` its identify listed}; asked once per peer
-_features: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
 
+class LiveCall(StreamingCall):
+    """A StreamingCall that asks the peer for a live-stream extension (`feature`,
+    one of what its `identify` lists under `streams`). It learns the peer's
+    extensions as any call does (identify, once per peer and protocol, kept in
+    `peers.features`), also with a chosen codec, and refuses with 4001 before
+    sending anything when they do not list it: a node that does not (a
+    TypeScript one) never sees the flag."""
 
-async def live_features(node: "Node", address, via: str | None, protocol: str | None) -> list[str]:
-    """What a peer's `identify` lists under `streams` ([] for a TypeScript peer)."""
-    cache = _features.setdefault(node, {})
-    key = (via, protocol)
-    if key not in cache:
-        try:
-            info = await StreamingCall(node, address, "identify", {}, via=via, first_frame_timeout=10,
-                                       idle_timeout=10, codec=None, streaming=False, protocol=protocol).result()
-        except OlaneError:
-            info = None
-        listed = info.get("streams") if isinstance(info, dict) else None
-        cache[key] = [x for x in listed if isinstance(x, str)] if isinstance(listed, list) else []
-    return cache[key]
+    feature = "resume"
 
+    def needs_features(self) -> bool:
+        return True
 
-async def require_feature(node: "Node", address, via, protocol, feature: str) -> None:
-    if feature not in await live_features(node, address, via, protocol):
-        raise OlaneError(ErrorCode.NOT_IMPLEMENTED, f"the node serving {address} does not offer {feature} streams",
-                         {"feature": feature})
+    def use_features(self, features: "frozenset[str] | None") -> None:
+        if features is None or self.feature not in features:
+            raise OlaneError(ErrorCode.NOT_IMPLEMENTED,
+                             f"the node serving {self.address} does not offer {self.feature} streams",
+                             {"feature": self.feature})
+        super().use_features(features)
 
 
 class ResumableCall:
@@ -81,19 +77,18 @@ class ResumableCall:
 
     def _new_call(self) -> StreamingCall:
         if self.stream_id is None:
-            call = StreamingCall(self.node, self.address, self.method, self.params, via=self.via,
-                                 protocol=self.protocol, **self._options)
+            call = LiveCall(self.node, self.address, self.method, self.params, via=self.via,
+                            protocol=self.protocol, **self._options)
             call.resumable = True
         else:
-            call = StreamingCall(self.node, self.address, "resume", {"streamId": self.stream_id, "after": self.last},
-                                 via=self.via, protocol=self.protocol, **self._options)
+            call = LiveCall(self.node, self.address, "resume", {"streamId": self.stream_id, "after": self.last},
+                            via=self.via, protocol=self.protocol, **self._options)
         self.call = call
         return call
 
     async def start(self) -> None:
-        """Send the request (the feature check first); iterating starts it too."""
+        """Send the request (the feature check first: LiveCall); iterating starts it too."""
         if self.call is None:
-            await require_feature(self.node, self.address, self.via, self.protocol, "resume")
             self._new_call()
         await self.call.start()
         if self.started_at is None:
@@ -197,13 +192,7 @@ class ResumableCall:
             delay = min(delay * 2, BACKOFF_MAX)
 
 
-class SharedCall(StreamingCall):
+class SharedCall(LiveCall):
     """A StreamingCall that joins (or starts) the shared stream of its `share` key."""
 
-    _checked = False
-
-    async def start(self) -> None:
-        if not self._checked:  # a node that does not list "share" never sees the flag
-            self._checked = True
-            await require_feature(self.node, self.address, self.via, self.protocol, "share")
-        await super().start()
+    feature = "share"

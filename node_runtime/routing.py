@@ -8,8 +8,12 @@ address it does not serve (section 8.4) when this node leads or parents
 others: it resolves the next hop (its children, then the leader's registry,
 then its own leader), sends the envelope on unchanged except `params.address`,
 and passes back every frame of the answer as it arrives, chunks included, in
-order, untouched (`_sequence` and `success: false` survive). One frame at a
-time: the next is read only once the caller's writer took the last, so a slow
+order, untouched (`_sequence` and `success: false` survive). The frames go back
+as the bytes that came when they are in the caller's codec: the envelope goes on
+in it when the next hop is known to speak it (JSON otherwise; a msgpack caller's
+answer is then re-encoded), and the other extensions travel with the envelope, so
+the next hop answers what the caller asked for. One read at a time: the next is
+read only once the caller's writer took what the last one gave, so a slow
 caller slows the far tool and a relay holds at most one read (`relay_read_bytes`) per
 relayed call, besides the next hop's receive window (capped: `relay_window_bytes`) and
 its writer's buffer. A caller that
@@ -21,21 +25,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Iterable
 
+import msgpack
+import orjson
 import trio
 
 from . import codec as codecs
 from .addresses import Address
-from .codec import JSON
+from .codec import JSON, MSGPACK
 from .errors import ErrorCode, OlaneError
 from .framing import FrameDecoder, frame
 from .libp2p_fixes import capped_windows
-from .messages import IncomingRequest
+from .messages import ChunkEncoder, IncomingRequest, answer_too_large
 from .registry import Registry, transports_of
 from .stream_io import STREAM_ENDED, close_quietly, reset_quietly, write_shielded
 from .tools import Tool
 
-#: `reply(message)`: send one answer frame (a JSON-RPC message dict) to the caller
-Reply = Callable[[dict[str, Any]], Awaitable[None]]
+#: `send(frames)`: queue answer frames (encoded in the caller's codec and length-prefixed) toward the caller
+SendFrames = Callable[[bytes], Awaitable[None]]
 
 
 LEADER = "o://leader"
@@ -91,14 +97,14 @@ class Router:
             return self._by_address.get(req.address)
         return self._by_protocol.get(protocol) or self.tools[0]
 
-    async def forward(self, req: IncomingRequest, reply: Reply) -> None:
-        """Relay `req` toward its address and `reply` every frame of the answer.
-        Raises OlaneError when it cannot (the caller then gets an error frame)."""
+    async def forward(self, req: IncomingRequest, codec: str, send: SendFrames) -> None:
+        """Relay `req` (read in `codec`) toward its address and `send` every frame of
+        the answer. Raises OlaneError when it cannot (the caller then gets an error frame)."""
         if not req.envelope or not req.address or self.node is None or not req.raw:
             raise OlaneError(ErrorCode.NOT_FOUND, "Address not found", {"address": req.address})
         hop = self.next_hop(req.address)
         self.relayed += 1
-        await relay(self.node, req, hop, reply)
+        await relay(self.node, req, hop, codec, send)
 
     # -- resolving ------------------------------------------------------------------
 
@@ -202,22 +208,107 @@ async def dial_any(node, targets: list[str]):
                      {"targets": targets, "errors": errors[-3:]})
 
 
-async def relay(node, req: IncomingRequest, hop: Hop, reply: Reply) -> None:
-    """Send `req`'s envelope to `hop` and pass every frame of the answer to `reply`."""
+class ChunkShape:
+    """Whether an answer payload is a chunk frame (or a batched one) of `req` exactly
+    as our servers write them in `codec` (messages.ChunkEncoder): the head, one
+    value, the tail, the sequence (and `_batch` with its count). Such a frame is
+    neither the terminal frame nor another request's, so a relay passes it on
+    without decoding it whole; its data is decoded alone, to know it is one value
+    (as messages.ChunkReader does), so the caller reads the frame as the relay did.
+    Any other payload (a final or error frame, a TypeScript peer's chunk, a live
+    stream's) gives False: decode it."""
+
+    __slots__ = ("_head", "_batch_head", "_tail", "_json")
+
+    def __init__(self, req: IncomingRequest, codec: str) -> None:
+        encoder = ChunkEncoder(req, codec)
+        self._head = encoder.head
+        self._batch_head = encoder.batch_head
+        self._tail = encoder.tail
+        self._json = codec != MSGPACK
+
+    def __call__(self, payload: bytes) -> bool:
+        head = self._head
+        if self._json:
+            if not payload.startswith(head) or payload[-2:] != b"}}":
+                return False
+            at = payload.rfind(self._tail, len(head))
+            if at < 0:
+                return False
+            rest = payload[at + len(self._tail):-2]
+            if not _is_number(rest):
+                first, batch, count = rest.partition(b',"_batch":')
+                if not batch or not _is_number(first) or not _is_number(count):
+                    return False
+            try:
+                orjson.loads(payload[len(head):at])
+            except orjson.JSONDecodeError:
+                return False
+            return True
+        batched = not payload.startswith(head)
+        if batched:
+            head = self._batch_head
+            if not payload.startswith(head):
+                return False
+        at = payload.rfind(self._tail, len(head))
+        if at < 0:
+            return False
+        end = _after_uint(payload, at + len(self._tail))
+        if batched:  # its `_batch` and count follow the sequence
+            if end < 0 or not payload.startswith(_BATCH_KEY, end):
+                return False
+            end = _after_uint(payload, end + len(_BATCH_KEY))
+        if end != len(payload):
+            return False
+        try:
+            msgpack.unpackb(payload[len(head):at], raw=False, strict_map_key=False)
+        except Exception:  # ExtraData (more than one value) or anything malformed
+            return False
+        return True
+
+
+_BATCH_KEY = msgpack.packb("_batch")
+#: msgpack's encodings of an unsigned integer by their first byte (fixints aside): their sizes
+_UINT_SIZES = {0xCC: 2, 0xCD: 3, 0xCE: 5, 0xCF: 9}
+
+
+def _is_number(text: bytes) -> bool:
+    """A JSON integer >= 0 as our servers write one: digits, no leading zero."""
+    return text.isdigit() and (text[0] != 0x30 or len(text) == 1)
+
+
+def _after_uint(payload: bytes, at: int) -> int:
+    """Where the msgpack unsigned integer at `at` ends (-1 when there is none)."""
+    if at >= len(payload):
+        return -1
+    first = payload[at]
+    size = 1 if first < 0x80 else _UINT_SIZES.get(first, 0)
+    return at + size if size and at + size <= len(payload) else -1
+
+
+async def relay(node, req: IncomingRequest, hop: Hop, codec: str, send: SendFrames) -> None:
+    """Send `req`'s envelope to `hop` and pass every frame of the answer to `send`:
+    as it came when it is in `codec` (the caller's), else re-encoded in it."""
     limits = node.limits
     envelope = dict(req.raw)
     envelope["params"] = dict(envelope.get("params") or {})
     envelope["params"]["address"] = hop.address
     envelope["params"].pop("_compress", None)  # compression is per stream: this one, not the next hop's
     peer = await dial_any(node, hop.targets)
+    # the caller's codec when the next hop is known to speak it (a parent learned its
+    # child's when it pinged it back), else JSON as toward anyone
+    hop_codec = codec if codec == JSON or node.peers.codec_of(peer, hop.protocol) == codec else JSON
     release = node.peers.take_stream_slot(peer)
     stream = None
     done = False
     try:
         with capped_windows(limits.relay_window_bytes):  # a slow caller parks at most this here
             stream = await node.peers.open_stream(peer, Address.parse(hop.address), hop.protocol)
-        await write_shielded(stream, frame(codecs.encode(envelope, JSON)), limits.write_timeout)
-        decoder = FrameDecoder(limits.max_frame_bytes)
+        await write_shielded(stream, frame(codecs.encode(envelope, hop_codec)), limits.write_timeout)
+        decoder = FrameDecoder(limits.max_frame_bytes)  # (the caller's frame limit is the same)
+        is_chunk = ChunkShape(req, codec) if hop_codec == codec else None
+        frame_limit = limits.max_frame_bytes
+        wanted_id = str(req.id)
         frames = 0
         while not done:
             timeout = limits.first_frame_timeout if frames == 0 else limits.idle_timeout
@@ -234,19 +325,40 @@ async def relay(node, req: IncomingRequest, hop: Hop, reply: Reply) -> None:
                 raise OlaneError(ErrorCode.RECEIVE_FAILED,
                                  f"the next hop toward {hop.address} ended before the final frame",
                                  {"frames": frames})
+            out: list[bytes] = []  # this read's frames toward the caller, sent together
+            failure = None  # what ends the relay after the frames before it went on
             for payload in decoder.feed(data):
+                if is_chunk is not None and is_chunk(payload):
+                    frames += 1
+                    out.append(frame(payload))
+                    continue
                 try:
-                    message, _ = codecs.decode(payload)
+                    message, payload_codec = codecs.decode(payload)
                 except OlaneError as exc:
-                    raise OlaneError(ErrorCode.INVALID_RESPONSE, f"unreadable answer from the next hop: {exc.message}")
-                if not isinstance(message, dict) or str(message.get("id")) != str(req.id):
+                    failure = OlaneError(ErrorCode.INVALID_RESPONSE,
+                                         f"unreadable answer from the next hop: {exc.message}")
+                    break
+                if str(message.get("id")) != wanted_id:
                     continue
                 frames += 1
-                await reply(message)
+                if payload_codec != codec:
+                    try:
+                        payload = codecs.encode(message, codec)
+                    except OlaneError as exc:  # 4008: not encodable in the caller's codec
+                        failure = exc
+                        break
+                    if len(payload) > frame_limit:
+                        failure = answer_too_large(len(payload), frame_limit)
+                        break
+                out.append(frame(payload))
                 result = message.get("result")
                 if not isinstance(result, dict) or result.get("_last") or result.get("error"):
                     done = True  # the terminal frame: anything after it (TS sends two on failure) is dropped
                     break
+            if out:
+                await send(out[0] if len(out) == 1 else b"".join(out))
+            if failure is not None:
+                raise failure
     finally:
         if stream is not None:
             if done:

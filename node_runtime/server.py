@@ -200,7 +200,7 @@ class StreamSession:
                     # the next hop answers us plain (routing.relay drops `_compress`); we compress
                     # toward our caller when it asked
                     squeeze = req.compress is not None and self._squeezes(req)
-                    await node.router.forward(req, partial(self._send, codec=codec, squeeze=0 if squeeze else None))
+                    await node.router.forward(req, codec, partial(self._send_frames, squeeze=squeeze))
                     return
                 spec = tool.resolve(req.method)
                 kwargs = spec.bind(req.params)
@@ -333,6 +333,10 @@ class StreamSession:
             await self.writer.send(Squeezed(frame(payload)))
             return
         await self.writer.send(frame(payload))
+
+    async def _send_frames(self, frames: bytes, squeeze: bool) -> None:
+        """Queue frames already encoded (a relay's, passed on as they came)."""
+        await self.writer.send(Squeezed(frames) if squeeze else frames)
 
     async def _terminal(self, message: dict, codec: str, streaming: bool = False, sequence: int = 0,
                         squeeze: int | None = None) -> None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 import orjson
 import trio
 
+from .codec import JSON
 from .errors import ErrorCode, OlaneError
 from .limits import Limits
 from .live import ENVELOPE_PARAMS, ERROR, FINAL, ActiveStream, Producer, Sink, Tap
@@ -191,9 +192,11 @@ class StreamRegistry:
         record.producer.stop()
         return {"stopped": stream_id, "chunks": record.chunks}
 
-    def produce(self, req: "IncomingRequest", peer_id: str | None, address: str, start: Callable[[], Any]) -> Sink:
+    def produce(self, req: "IncomingRequest", peer_id: str | None, address: str, start: Callable[[], Any],
+                codec: str = JSON) -> Sink:
         """A resumable or shared request: join the running producer of its share key,
-        or start one (`start()` makes the tool's async generator)."""
+        or start one (`start()` makes the tool's async generator; `codec`: the caller's,
+        in which it encodes each chunk once)."""
         limits = self.limits
         if self.nursery is None:
             raise OlaneError(ErrorCode.NOT_CONFIGURED, "this node runs no resumable or shared streams")
@@ -216,10 +219,17 @@ class StreamRegistry:
             raise OlaneError(ErrorCode.CONNECTION_LIMIT_REACHED,
                              f"node runs {len(self._producers)} resumable or shared streams, the limit",
                              {"limit": limits.max_live_streams})
+        if req.resumable:
+            held = sum(1 for p in self._producers if p.record.resumable and p.record.peer_id == peer_id)
+            if held >= limits.max_resumable_streams_per_peer:
+                raise OlaneError(ErrorCode.CONNECTION_LIMIT_REACHED,
+                                 f"this peer has {held} resumable streams held here (running or suspended), "
+                                 f"the limit per peer; stop one (stop_stream) or let a suspended one expire",
+                                 {"limit": limits.max_resumable_streams_per_peer})
         record = self.begin(req, peer_id, address)
         record.resumable = req.resumable
         record.share = req.share
-        producer = Producer(record, start(), limits, self._producer_done)
+        producer = Producer(record, start(), limits, self._producer_done, codec)
         if key is not None:
             self._shared[key] = producer
         record.producer = producer

@@ -87,6 +87,22 @@ def embedded_target(app: OlaneConsole) -> Target:
     return next(t for t in app.session.targets if t.embedded)
 
 
+def start_call(app: OlaneConsole, address: str, method: str, params: dict, target: Target | None = None):
+    """Start `method` of the tool at `address` on `target` (the embedded node by default),
+    as the method panel's run does; returns its stream record."""
+    target = target or embedded_target(app)
+    return app.start_call(target, address, target.tool(address).methods[method], params)
+
+
+def visible_lines(widget) -> list[str]:
+    """The widget's lines as they are on screen."""
+    return [strip.text for strip in widget.render_lines(widget.region.reset_offset)]
+
+
+def visible_text(widget) -> str:
+    return "\n".join(visible_lines(widget))
+
+
 async def active_requests(app: OlaneConsole, target: Target, address: str = "o://demo") -> int:
     metrics = await app.bridge.call(app.session.node_metrics, target, address)
     return metrics["activeRequests"]

@@ -31,6 +31,14 @@ def read_listening_line(proc: subprocess.Popen, timeout: float = 30) -> str:
     return result[0]
 
 
+def olane(*args: str, timeout: float = 60, env: dict | None = None, input: str | None = None
+          ) -> subprocess.CompletedProcess:
+    """`olane ARGS` run to its end (killed past `timeout`), its output captured as text;
+    `env` adds to this process's environment, `input` is its stdin."""
+    return subprocess.run([OLANE, *args], capture_output=True, text=True, timeout=timeout, input=input,
+                          env={**os.environ, **env} if env else None)
+
+
 def start_node(*args: str, env: dict | None = None) -> tuple[subprocess.Popen, str]:
     """`olane node ARGS` on 127.0.0.1, a random port; returns (process, multiaddr)."""
     proc = subprocess.Popen(

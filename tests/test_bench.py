@@ -6,11 +6,11 @@ import json
 import subprocess
 import sys
 
-from process_helpers import OLANE
+from process_helpers import olane
 
 
 def bench(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([OLANE, "bench", *args], capture_output=True, text=True, timeout=timeout)
+    return olane("bench", *args, timeout=timeout)
 
 
 def test_quick_throughput_prints_figures_for_both_codecs():

@@ -10,11 +10,7 @@ import subprocess
 import pytest
 
 from node_runtime.host import peer_id_for_seed
-from process_helpers import OLANE, start_node, stop_process
-
-
-def olane(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([OLANE, *args], capture_output=True, text=True, timeout=timeout)
+from process_helpers import OLANE, olane, start_node, stop_process
 
 
 @pytest.fixture(scope="module")
@@ -278,7 +274,7 @@ def test_bad_identity_options_exit_2_with_one_line(tmp_path, demo_node):
         out = olane("call", demo_node, "ping", *args)
         assert out.returncode == 2, out.stderr
         assert len(out.stderr.splitlines()) == 1 and out.stderr.startswith("error: --key: ")
-    out = subprocess.run([OLANE, "node", "--key", str(bad)], capture_output=True, text=True, timeout=60)
+    out = olane("node", "--key", str(bad))
     assert out.returncode == 2 and out.stderr.startswith("error: --key: ")
 
 

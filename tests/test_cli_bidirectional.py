@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-import subprocess
 
-from process_helpers import OLANE, start_node, stop_process
+from process_helpers import olane, start_node, stop_process
 
 
 def test_stream_input_from_stdin_and_compressed_stats(tmp_path):
@@ -21,16 +20,14 @@ def test_stream_input_from_stdin_and_compressed_stats(tmp_path):
     try:
         # one JSON value a line (blank lines skipped), each sent as it is read
         lines = "".join(json.dumps({"n": i}) + "\n" for i in range(1, 201)) + "\n"
-        echo = subprocess.run([OLANE, "stream", ma, "echo_stream", "--address", "o://demo", "--input", "-"],
-                              input=lines, capture_output=True, text=True, timeout=60)
+        echo = olane("stream", ma, "echo_stream", "--address", "o://demo", "--input", "-", input=lines)
         assert echo.returncode == 0, echo.stderr
         out = [json.loads(line) for line in echo.stdout.splitlines()]
         assert out[:-1] == [{"seq": i, "data": {"count": i, "data": {"n": i}}} for i in range(1, 201)]
         assert out[-1] == {"final": {"count": 200}, "chunks": 200}
 
-        run = subprocess.run([OLANE, "stream", ma, "query", "--address", "o://sqlite", "--params",
-                              json.dumps({"sql": "SELECT * FROM orders"}), "--compress", "zstd", "--stats"],
-                             capture_output=True, text=True, timeout=60)
+        run = olane("stream", ma, "query", "--address", "o://sqlite", "--params",
+                    json.dumps({"sql": "SELECT * FROM orders"}), "--compress", "zstd", "--stats")
         assert run.returncode == 0, run.stderr
         last = run.stderr.strip().splitlines()[-1]
         m = re.fullmatch(r"stats chunks=(\d+) wire_bytes=(\d+) data_bytes=(\d+) elapsed_ms=(\d+)", last)

@@ -183,13 +183,10 @@ def test_olane_node_allow_file_is_reread_on_sighup(tmp_path):
 
 
 def test_olane_node_refuses_a_bad_allowlist_and_knows_what_is_loopback():
-    import subprocess
-
     from console.cli import _is_loopback
-    from process_helpers import OLANE
+    from process_helpers import olane
 
-    out = subprocess.run([OLANE, "node", "--listen", "/ip4/127.0.0.1/tcp/0", "--allow", "nonsense"],
-                         capture_output=True, text=True, timeout=60)
+    out = olane("node", "--listen", "/ip4/127.0.0.1/tcp/0", "--allow", "nonsense")
     assert out.returncode == 2 and "not a peer id" in out.stderr
     # the no-allowlist warning is printed for any --listen that is not loopback (not bound here: tests
     # listen on 127.0.0.1 only)

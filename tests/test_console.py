@@ -14,12 +14,9 @@ from console.screens.help import HelpScreen
 from console.widgets.call_view import CallView
 from console.widgets.chunk_log import ChunkLog
 from console.widgets.node_tree import MethodRef, NodeTree
-from console_helpers import active_requests, embedded_target, running_console, select_method, set_field, wait_for
+from console_helpers import (active_requests, embedded_target, running_console, select_method, set_field, start_call,
+                             visible_text, wait_for)
 from process_helpers import start_node, stop_process
-
-
-def visible_text(widget) -> str:
-    return "\n".join(strip.text for strip in widget.render_lines(widget.region.reset_offset))
 
 
 async def test_tree_lists_the_tool_librarys_tools_and_methods():
@@ -135,8 +132,8 @@ async def test_two_streams_run_at_once_in_two_tabs():
         target = embedded_target(app)
         demo = target.tool("o://demo")
         # long enough (2 s, 1.5 s) that both still run when a loaded machine gets to look
-        first = app.start_call(target, "o://demo", demo.methods["stream_items"], {"count": 200, "delayMs": 10})
-        second = app.start_call(target, "o://demo", demo.methods["stream_progress"], {"totalSteps": 150, "delayMs": 10})
+        first = start_call(app, "o://demo", "stream_items", {"count": 200, "delayMs": 10})
+        second = start_call(app, "o://demo", "stream_progress", {"totalSteps": 150, "delayMs": 10})
         await wait_for(pilot, lambda: first.count > 5 and second.count > 5, what="both streams flowing")
         assert not first.state.ended and not second.state.ended  # both at once
         assert len(app.views) == 2 and app.query_one("#calls").tab_count == 2
@@ -152,8 +149,7 @@ async def test_a_node_killed_mid_stream_turns_the_pane_to_an_error_and_the_app_s
         async with running_console(targets=[multiaddr], embedded=False) as (app, pilot):
             target = app.session.targets[0]
             assert target.state == "connected"
-            demo = target.tool("o://demo")
-            record = app.start_call(target, "o://demo", demo.methods["stream_items"], {"count": 100000, "delayMs": 5})
+            record = start_call(app, "o://demo", "stream_items", {"count": 100000, "delayMs": 5}, target)
             await wait_for(pilot, lambda: record.count >= 5, what="chunks from the node")
             proc.send_signal(signal.SIGKILL)
             await wait_for(pilot, lambda: record.state.ended, what="the pane to notice")
@@ -185,9 +181,7 @@ async def test_gaps_and_reordering_by_a_chosen_json_path_are_flagged():
 
     session = ConsoleSession(embedded_tools=[*build_tools(["demo"]), Shuffled()])
     async with running_console(session=session) as (app, pilot):
-        target = embedded_target(app)
-        tool = target.tool("o://shuffled")
-        record = app.start_call(target, "o://shuffled", tool.methods["numbers"], {})
+        record = start_call(app, "o://shuffled", "numbers", {})
         await wait_for(pilot, lambda: record.state.ended, what="the stream")
         assert record.lint() == []  # our node's _sequence is in order
         await pilot.press("o")
@@ -267,9 +261,7 @@ async def test_added_nodes_and_the_theme_are_remembered(tmp_path):
 async def test_history_reruns_export_and_copy_as_cli(tmp_path, monkeypatch):
     monkeypatch.setenv("OLANE_DATA_DIR", str(tmp_path))
     async with running_console() as (app, pilot):
-        target = embedded_target(app)
-        record = app.start_call(target, "o://demo", target.tool("o://demo").methods["stream_items"],
-                                {"count": 5, "delayMs": 0})
+        record = start_call(app, "o://demo", "stream_items", {"count": 5, "delayMs": 0})
         await wait_for(pilot, lambda: record.state.ended)
         copied = []
         monkeypatch.setattr(app, "copy_to_clipboard", copied.append)
@@ -296,9 +288,7 @@ def test_trio_still_runs_after_the_console_exits():
 
 async def test_moving_up_pauses_keeps_the_chosen_chunk_in_view_and_end_follows_again():
     async with running_console() as (app, pilot):
-        target = embedded_target(app)
-        record = app.start_call(target, "o://demo", target.tool("o://demo").methods["stream_items"],
-                                {"count": 100000, "delayMs": 1})
+        record = start_call(app, "o://demo", "stream_items", {"count": 100000, "delayMs": 1})
         await wait_for(pilot, lambda: record.count > 300, what="chunks")
         log = app.current_view.query_one(ChunkLog)
         log.focus()
@@ -361,9 +351,7 @@ async def test_a_node_that_cannot_list_methods_still_takes_a_typed_method():
 async def test_quitting_with_a_flat_out_stream_running_ends_cleanly():
     app = None
     async with running_console() as (app, pilot):
-        target = embedded_target(app)
-        record = app.start_call(target, "o://demo", target.tool("o://demo").methods["stream_items"],
-                                {"count": 10**6, "delayMs": 0})
+        record = start_call(app, "o://demo", "stream_items", {"count": 10**6, "delayMs": 0})
         await wait_for(pilot, lambda: record.count > 2000, what="a firehose")
         await pilot.press("q")  # asks once: a stream is running
         await wait_for(pilot, lambda: type(app.screen).__name__ == "QuitScreen", what="the question")
@@ -374,9 +362,7 @@ async def test_quitting_with_a_flat_out_stream_running_ends_cleanly():
 
 async def test_filter_shows_only_matching_chunks_and_clears():
     async with running_console() as (app, pilot):
-        target = embedded_target(app)
-        record = app.start_call(target, "o://demo", target.tool("o://demo").methods["stream_items"],
-                                {"count": 50, "delayMs": 0})
+        record = start_call(app, "o://demo", "stream_items", {"count": 50, "delayMs": 0})
         await wait_for(pilot, lambda: record.state.ended)
         await pilot.pause(0.2)
         log = app.current_view.query_one(ChunkLog)

@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 import subprocess
 
-from process_helpers import OLANE
+from process_helpers import olane
 
 
 def bench_console(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run([OLANE, "bench-console", *args], capture_output=True, text=True, timeout=timeout)
+    return olane("bench-console", *args, timeout=timeout)
 
 
 def test_quick_run_prints_every_figure_and_completes():

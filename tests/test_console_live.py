@@ -14,7 +14,7 @@ from console.core.stream_store import State, StreamRecord
 from console.widgets.node_tree import NodeTree, StreamRef
 from node_runtime import Client
 
-from console_helpers import running_console, wait_for
+from console_helpers import running_console, start_call, wait_for
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
@@ -63,7 +63,7 @@ async def test_another_callers_stream_is_listed_tapped_and_a_killed_call_resumes
 
         # a call of the console's own, its connection killed mid-stream: same pane, resumed
         demo = target.tool("o://demo")
-        record = app.start_call(target, "o://demo", demo.methods["stream_items"], {"count": 150, "delayMs": 5})
+        record = start_call(app, "o://demo", "stream_items", {"count": 150, "delayMs": 5})
         await wait_for(pilot, lambda: record.count >= 30, what="chunks of the console's call")
         tabs_before = len(app.views)
         assert await app.bridge.call(app.session.abort_connection, record)

@@ -21,8 +21,8 @@ from console.screens.dialogs import QuitScreen
 from console.screens.jump import JumpScreen
 from console.widgets.key_bar import KeyBar
 from console.widgets.node_tree import MethodRef, NodeTree
-from console_helpers import embedded_target, running_console, wait_for
-from process_helpers import OLANE
+from console_helpers import embedded_target, running_console, start_call, wait_for
+from process_helpers import OLANE, olane
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,9 +48,7 @@ def visible(widget, within) -> bool:
 
 async def test_ordering_by_a_path_the_chunks_lack_is_flagged_with_counts():
     async with running_console() as (app, pilot):
-        target = embedded_target(app)
-        record = app.start_call(target, "o://demo", target.tool("o://demo").methods["stream_items"],
-                                {"count": 12, "delayMs": 0})
+        record = start_call(app, "o://demo", "stream_items", {"count": 12, "delayMs": 0})
         await wait_for(pilot, lambda: record.state.ended, what="the stream")
         await pilot.pause(0.2)
         view = app.current_view
@@ -109,9 +107,7 @@ async def test_jump_to_finds_stream_items_and_shows_it():
 
 async def test_with_12_tabs_the_active_one_is_visible_and_keys_switch_tabs():
     async with running_console(size=(100, 30)) as (app, pilot):
-        target = embedded_target(app)
-        method = target.tool("o://demo").methods["get_items"]
-        records = [app.start_call(target, "o://demo", method, {"count": 1}) for _ in range(12)]
+        records = [start_call(app, "o://demo", "get_items", {"count": 1}) for _ in range(12)]
         await wait_for(pilot, lambda: all(r.state.ended for r in records), timeout=60, what="12 answers")
         bar = app.call_tabs.query_one(Tabs)
         scroll = bar.query_one("#tabs-scroll")
@@ -133,9 +129,7 @@ async def test_with_12_tabs_the_active_one_is_visible_and_keys_switch_tabs():
 
 async def test_the_footer_drops_keys_whole_when_narrow():
     async with running_console(size=(100, 30)) as (app, pilot):
-        target = embedded_target(app)
-        record = app.start_call(target, "o://demo", target.tool("o://demo").methods["stream_items"],
-                                {"count": 10**6, "delayMs": 5})
+        record = start_call(app, "o://demo", "stream_items", {"count": 10**6, "delayMs": 5})
         await wait_for(pilot, lambda: record.count > 3, what="chunks")
         await pilot.pause(0.2)
         keys = app.query_one(KeyBar)
@@ -159,8 +153,7 @@ async def test_quitting_with_a_running_stream_asks_once_and_a_setting_turns_it_o
     config = tmp_path / "config.json"
     async with running_console(settings_path=config) as (app, pilot):
         target = embedded_target(app)
-        record = app.start_call(target, "o://demo", target.tool("o://demo").methods["stream_items"],
-                                {"count": 10**6, "delayMs": 5})
+        record = start_call(app, "o://demo", "stream_items", {"count": 10**6, "delayMs": 5})
         await wait_for(pilot, lambda: record.count > 3, what="chunks")
         await pilot.press("q")
         await wait_for(pilot, lambda: isinstance(app.screen, QuitScreen), what="the question")
@@ -174,8 +167,7 @@ async def test_quitting_with_a_running_stream_asks_once_and_a_setting_turns_it_o
     assert Settings.load(config).confirm_quit is False
     async with running_console(settings_path=config) as (app, pilot):
         target = embedded_target(app)
-        record = app.start_call(target, "o://demo", target.tool("o://demo").methods["stream_items"],
-                                {"count": 10**6, "delayMs": 5})
+        record = start_call(app, "o://demo", "stream_items", {"count": 10**6, "delayMs": 5})
         await wait_for(pilot, lambda: record.count > 3, what="chunks")
         await pilot.press("q")  # the setting: no question
     assert not app.is_running and record.state is State.CANCELLED
@@ -186,9 +178,7 @@ async def test_copied_command_runs_as_pasted_and_is_also_written_to_a_file(tmp_p
     monkeypatch.delenv("TMUX", raising=False)
     notes = noted(monkeypatch)
     async with running_console() as (app, pilot):
-        target = embedded_target(app)
-        record = app.start_call(target, "o://demo", target.tool("o://demo").methods["stream_items"],
-                                {"count": 4, "delayMs": 0})
+        record = start_call(app, "o://demo", "stream_items", {"count": 4, "delayMs": 0})
         await wait_for(pilot, lambda: record.state.ended)
         copied = []
         monkeypatch.setattr(app, "copy_to_clipboard", copied.append)
@@ -248,7 +238,7 @@ async def test_run_argument_for_an_address_no_node_serves_says_so(monkeypatch):
 def test_console_run_option_is_checked_before_the_console_opens():
     for args, problem in ((["--run", "stream_items"], "--run"), (["--run", "o://demo stream_items", "--params", "[1"], "not JSON"),
                           (["--params", "{}"], "goes with --run")):
-        out = subprocess.run([OLANE, "console", *args], capture_output=True, text=True, timeout=60)
+        out = olane("console", *args)
         assert out.returncode == 2 and problem in out.stderr, out.stderr
 
 

@@ -10,7 +10,7 @@ import trio
 from console.core.network import GONE, REACHABLE, STALE, Network
 from console.core.session import ConsoleSession
 from console.widgets.node_tree import MethodRef, NodeTree
-from console_helpers import running_console, wait_for
+from console_helpers import running_console, start_call, wait_for
 from node_runtime import ErrorCode, Node, OlaneError, Request, Tool
 from node_runtime.joining import joined, nest
 from node_runtime.leader import Leader
@@ -137,8 +137,7 @@ async def test_the_console_watches_a_network_as_nodes_join_go_stale_and_leave():
             assert session.errors == []
 
             # a call to a nested address goes through the leader; its pane names the hops
-            record = app.start_call(target, "o://leader/alpha/beta",
-                                    target.tool("o://leader/alpha/beta").methods["stream_items"], {"count": 50})
+            record = start_call(app, "o://leader/alpha/beta", "stream_items", {"count": 50}, target)
             await wait_for(pilot, lambda: record.state.ended, what="the routed stream")
             assert record.state.value == "completed" and record.count == 50 and record.check.gaps == 0
             assert record.route == ["o://leader", "o://leader/alpha"]

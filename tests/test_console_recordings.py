@@ -4,7 +4,6 @@ as a real process."""
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 
@@ -20,16 +19,8 @@ from console.widgets.call_view import CallView
 from console.widgets.chunk_log import ChunkLog
 from console.widgets.method_panel import MethodPanel
 from console.widgets.replay_pane import ReplayPane
-from console_helpers import embedded_target, running_console, select_method, wait_for
-from process_helpers import OLANE, start_node, stop_process
-
-
-def visible_text(widget) -> str:
-    return "\n".join(strip.text for strip in widget.render_lines(widget.region.reset_offset))
-
-
-def olane(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([OLANE, *args], capture_output=True, text=True, timeout=timeout)
+from console_helpers import embedded_target, running_console, select_method, start_call, visible_text, wait_for
+from process_helpers import olane, start_node, stop_process
 
 
 @pytest.fixture(scope="module")
@@ -90,10 +81,8 @@ async def test_console_opens_a_recording_and_replays_its_chunks(recorded):
 async def test_compare_a_failed_recording_with_a_live_call_lists_and_jumps(recorded, tmp_path):
     _, good, bad = recorded
     async with running_console(open_files=[str(bad)]) as (app, pilot):
-        target = embedded_target(app)
         replay_id = app.call_tabs.active
-        record = app.start_call(target, "o://demo", target.tool("o://demo").methods["stream_with_error"],
-                                {"failAt": -1, "count": 40, "delayMs": 0})
+        record = start_call(app, "o://demo", "stream_with_error", {"failAt": -1, "count": 40, "delayMs": 0})
         await wait_for(pilot, lambda: record.state.ended, what="the live call")
         live_id = app.call_tabs.active
         assert live_id != replay_id
@@ -126,8 +115,7 @@ async def test_compare_a_failed_recording_with_a_live_call_lists_and_jumps(recor
 async def test_export_writes_a_recording_that_replays(tmp_path):
     async with running_console() as (app, pilot):
         target = embedded_target(app)
-        record = app.start_call(target, "o://demo", target.tool("o://demo").methods["stream_items"],
-                                {"count": 7, "delayMs": 0})
+        record = start_call(app, "o://demo", "stream_items", {"count": 7, "delayMs": 0})
         await wait_for(pilot, lambda: record.state.ended)
         await pilot.press("s")
         files = list((data_dir() / "exports").glob("*.jsonl"))
@@ -143,9 +131,7 @@ async def test_export_writes_a_recording_that_replays(tmp_path):
 
 async def test_history_survives_a_restart_and_loads_into_the_form():
     async with running_console(seed="history-node") as (app, pilot):
-        target = embedded_target(app)
-        record = app.start_call(target, "o://demo", target.tool("o://demo").methods["stream_items"],
-                                {"count": 3, "delayMs": 0})
+        record = start_call(app, "o://demo", "stream_items", {"count": 3, "delayMs": 0})
         await wait_for(pilot, lambda: record.state.ended)
         await wait_for(pilot, lambda: History(data_dir() / FILE_NAME).load(), what="the history line")
     entries = History(data_dir() / FILE_NAME).load()
@@ -179,9 +165,7 @@ async def test_record_every_call_keeps_recordings_within_the_cap():
     async with running_console() as (app, pilot):
         await pilot.press("R")
         assert app.settings.record_calls and Settings.load(app.settings_path).record_calls
-        target = embedded_target(app)
-        record = app.start_call(target, "o://demo", target.tool("o://demo").methods["stream_items"],
-                                {"count": 4, "delayMs": 0})
+        record = start_call(app, "o://demo", "stream_items", {"count": 4, "delayMs": 0})
         await wait_for(pilot, lambda: record.state.ended and record.recording_path is not None)
         await wait_for(pilot, lambda: History(data_dir() / FILE_NAME).load(), what="the history line")
         entry = History(data_dir() / FILE_NAME).load()[-1]
@@ -189,8 +173,7 @@ async def test_record_every_call_keeps_recordings_within_the_cap():
         assert len(read_recording(entry.recording).frames) == 4
         # the cap: a tiny one leaves only the newest recording
         app.session.record_cap_bytes = 1
-        second = app.start_call(target, "o://demo", target.tool("o://demo").methods["stream_items"],
-                                {"count": 4, "delayMs": 0})
+        second = start_call(app, "o://demo", "stream_items", {"count": 4, "delayMs": 0})
         await wait_for(pilot, lambda: second.state.ended and second.recording_path is not None)
         await wait_for(pilot, lambda: not record.recording_path.exists(), what="pruning")
         assert list((data_dir() / "recordings").glob("*.jsonl")) == [second.recording_path]

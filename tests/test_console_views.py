@@ -9,16 +9,11 @@ from console.screens.value import ValueScreen
 from console.widgets.views.chart_view import ChartView
 from console.widgets.views.table_view import TableView
 from console.widgets.views.value_tree import ValueTree
-from console_helpers import embedded_target, running_console, select_method, set_field, wait_for
-
-
-def visible_text(widget) -> list[str]:
-    return [strip.text for strip in widget.render_lines(widget.region.reset_offset)]
+from console_helpers import running_console, select_method, set_field, start_call, visible_lines, wait_for
 
 
 async def run_call(app, pilot, address: str, method: str, params: dict):
-    target = embedded_target(app)
-    record = app.start_call(target, address, target.tool(address).methods[method], params)
+    record = start_call(app, address, method, params)
     await wait_for(pilot, lambda: record.state.ended, timeout=30, what=f"{method} to end")
     await pilot.pause(0.3)
     return record
@@ -39,7 +34,7 @@ async def test_a_query_opens_in_the_table_view_with_its_rows_and_sorts_by_total(
         assert table.display and app.focused is table
         model = table.model
         assert model.columns == ["id", "status", "total"] and model.row_count == 3000
-        header = visible_text(table)[0].split()
+        header = visible_lines(table)[0].split()
         assert header == ["#", "id", "status", "total"]  # "#": the row as it arrived
         assert "3,000 rows × 3 columns" in str(view.query_one(".call-columns").render())
         # sort by total: move to the column, S (ascending), S again (descending)
@@ -49,7 +44,7 @@ async def test_a_query_opens_in_the_table_view_with_its_rows_and_sorts_by_total(
         await pilot.press("S")
         totals = [model.record(i)["total"] for i in range(3000)]
         assert totals == sorted(totals, reverse=True)
-        first = visible_text(table)[1].split()
+        first = visible_lines(table)[1].split()
         assert float(first[-1]) == totals[0]  # the top line shows the largest total
         # a big table sorts in slices and the keys keep working meanwhile (here 3,000 rows
         # made to sort slowly: 500 rows a step, the loop let run 30 ms after each)
@@ -77,9 +72,7 @@ async def test_a_query_opens_in_the_table_view_with_its_rows_and_sorts_by_total(
 
 async def test_metrics_watch_charts_cpu_without_typing_a_path():
     async with running_console() as (app, pilot):
-        target = embedded_target(app)
-        record = app.start_call(target, "o://metrics", target.tool("o://metrics").methods["watch"],
-                                {"intervalMs": 100, "count": 0})
+        record = start_call(app, "o://metrics", "watch", {"intervalMs": 100, "count": 0})
         await wait_for(pilot, lambda: record.count >= 3, timeout=20, what="three samples")
         view = app.current_view
         assert view.views.name == "log"
@@ -100,8 +93,7 @@ async def test_metrics_watch_charts_cpu_without_typing_a_path():
         # the choice is remembered for o://metrics watch: the next one opens charting cpu
         # (paths taken from its first chunk, which comes after the view opened)
         assert Settings.load().views["o://metrics watch"] == "chart"
-        again = app.start_call(target, "o://metrics", target.tool("o://metrics").methods["watch"],
-                               {"intervalMs": 100, "count": 3})
+        again = start_call(app, "o://metrics", "watch", {"intervalMs": 100, "count": 3})
         await wait_for(pilot, lambda: again.state.ended, timeout=20, what="the second watch")
         await pilot.pause(0.2)
         view = app.current_view
@@ -116,7 +108,7 @@ async def test_files_read_of_a_text_file_shows_its_text():
         text = data.decode() if isinstance(data, bytes) else data
         view = app.current_view
         assert view.views.name == "log"
-        line = "".join(visible_text(view.log))
+        line = "".join(visible_lines(view.log))
         assert "chunks cross the network" in line and "bytes>" not in line
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, ValueScreen), what="the chunk whole")
@@ -169,7 +161,7 @@ async def test_fields_view_shows_the_chosen_paths_as_columns_remembered_per_meth
         assert log.fields == ["name", "progress"]
         header = str(view.query_one(".call-columns").render())
         assert "name" in header and "progress" in header and "data" not in header.split("flag")[1]
-        lines = visible_text(log)
+        lines = visible_lines(log)
         assert "Item 5" in lines[-1] or any("Item 5" in line for line in lines)
         saved = Settings.load()
         assert saved.fields["o://demo stream_items"] == ["name", "progress"]
@@ -184,14 +176,14 @@ async def test_fields_view_shows_the_chosen_paths_as_columns_remembered_per_meth
         log.focus()
         await pilot.pause(0.3)
         header = str(again.query_one(".call-columns").render())
-        first = visible_text(log)[0]
+        first = visible_lines(log)[0]
         assert header.rstrip().endswith("▶") and "◀" not in header and first.split()[0] == "1"
         assert len(first.rstrip()) <= log.size.width and "progress" not in header  # cut at the pane's edge
         await pilot.press("right", "right", "right")
         await pilot.pause(0.3)
         header = str(again.query_one(".call-columns").render())
-        assert "◀" in header and "progress" in header and visible_text(log)[0].split()[0] == "1"
-        assert "Item 1" in visible_text(log)[0] and log.data_x > 0  # shifted no further than the last field needs
+        assert "◀" in header and "progress" in header and visible_lines(log)[0].split()[0] == "1"
+        assert "Item 1" in visible_lines(log)[0] and log.data_x > 0  # shifted no further than the last field needs
         await pilot.press("left", "left", "left")
         await pilot.pause(0.3)
         assert log.data_x == 0 and "◀" not in str(again.query_one(".call-columns").render())

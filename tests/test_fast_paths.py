@@ -273,6 +273,33 @@ def test_chunk_reader_reads_exactly_what_parse_response_reads():
         assert reader.read(payload) is None
 
 
+@pytest.mark.parametrize("wire", [codec.JSON, codec.MSGPACK])
+def test_a_relays_chunk_check_knows_exactly_our_chunk_frames(wire):
+    """routing.ChunkShape: a relay passes such frames on undecoded; anything else (a
+    final or error frame, another request's, two values where the data goes) it decodes."""
+    from node_runtime.messages import error_frame, final_frame
+    from node_runtime.routing import ChunkShape
+
+    for req in REQUESTS:
+        is_chunk = ChunkShape(req, wire)
+        encoder = ChunkEncoder(req, wire)
+        for data in DATA:
+            for sequence in (1, 127, 128, 70_000, 2**40):
+                payload = encoder.chunk(encoder.data(data), sequence)
+                batched = encoder.batch([encoder.data(data)] * 3, sequence)
+                assert is_chunk(payload) and is_chunk(batched)
+                assert not is_chunk(payload[:-1]) and not is_chunk(batched[:-1])
+        two_values = encoder.data(1) + (b',"error":1' if wire == codec.JSON else encoder.data("error") + encoder.data(1))
+        other = ChunkEncoder(IncomingRequest(id="other", method=req.method, params={}, envelope=True,
+                                             connection_id=req.connection_id), wire)
+        for payload in (encoder.chunk(two_values, 1), other.chunk(encoder.data(1), 1),
+                        codec.encode(final_frame(req, {"x": 1}, sequence=2, chunks=1), wire),
+                        codec.encode(error_frame(req, OlaneError(4001, "no"), sequence=2, chunks=1), wire)):
+            assert not is_chunk(payload)
+        if wire == codec.JSON:
+            assert not is_chunk(encoder.head + b"1" + encoder.tail + b"01}}")
+
+
 class Firehose(Tool):
     address = "o://firehose"
 

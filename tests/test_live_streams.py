@@ -3,6 +3,7 @@ resumption after the caller's connection is killed, taps (fast and slow), shared
 streams, and who may do what."""
 from __future__ import annotations
 
+import pytest
 import trio
 
 from node_runtime import Client, ErrorCode, Limits, Node, OlaneError, Request, StreamingCall, Tool, tool_method
@@ -23,6 +24,13 @@ class LiveTool(Tool):
                 await trio.sleep(delayMs / 1000)
             yield {"n": i}
 
+    @tool_method("Stream `count` chunks of one size (n from 1001 on, `pad` characters, or bytes with `blob`), "
+                 "then hold the stream open.")
+    async def _tool_padded(self, request: Request, count: int = 10, pad: int = 100, blob: bool = False):
+        for i in range(1, count + 1):
+            yield {"n": 1000 + i, "pad": b"x" * pad if blob else "x" * pad}
+        await trio.sleep_forever()
+
     @tool_method("Wait until the stream has `taps` taps, then stream 1..count as fast as it can.")
     async def _tool_flood_when_tapped(self, request: Request, count: int = 1000, taps: int = 1, pad: int = 0):
         record = request.node.streams.record_of(request.id)
@@ -31,6 +39,29 @@ class LiveTool(Tool):
         padding = "x" * pad
         for i in range(1, count + 1):
             yield {"n": i, "pad": padding}
+
+
+class IdentifyCounted(LiveTool):
+    """LiveTool counting the identify requests it answers; `streams=False`: its identify
+    lists no live streams (as a TypeScript node's), and it counts the calls that ran."""
+
+    def __init__(self, streams: bool = True) -> None:
+        super().__init__()
+        self.streams = streams
+        self.identifies = 0
+        self.counts = 0
+
+    async def _tool_identify(self, request: Request):
+        self.identifies += 1
+        info = await super()._tool_identify(request)
+        if not self.streams:
+            del info["streams"]
+        return info
+
+    async def _tool_count(self, request: Request, count: int = 10, delayMs: int = 0, pauseAfter: int = 0):
+        self.counts += 1
+        async for chunk in super()._tool_count(request, count, delayMs, pauseAfter):
+            yield chunk
 
 
 async def _stream_id(client, ma, method: str) -> str:
@@ -108,6 +139,110 @@ async def test_a_resumable_stream_survives_its_connection_and_refuses_others():
         resumed = owner.use_streaming(ADDRESS, "resume", {"streamId": stream_id, "after": len(got)}, via=ma)
         rest = [r.sequence async for r in resumed.responses() if not r.last]
         assert got + rest == list(range(1, 501))
+
+
+@trio_test(timeout=30)
+async def test_resumable_and_shared_calls_use_what_the_first_call_learned_of_the_peer():
+    """One identify per peer: a resumable or shared call after a plain one asks none of
+    its own, with a chosen codec too; toward a node whose identify lists no live
+    streams it is refused before the request goes out."""
+    tool, plain = IdentifyCounted(), IdentifyCounted(streams=False)
+    async with Node([tool]) as node, Node([plain]) as other, Client(seed="features-owner") as owner:
+        ma = node.listen_addrs[0]
+        with trio.fail_after(15):
+            assert [c["n"] async for c in owner.use_streaming(ADDRESS, "count", {"count": 2}, via=ma)] == [1, 2]
+            assert tool.identifies == 1
+            for extra in ({"resumable": True}, {"share": "k"}, {"resumable": True, "codec": "json"}):
+                assert [c["n"] async for c in owner.use_streaming(ADDRESS, "count", {"count": 2}, via=ma,
+                                                                  **extra)] == [1, 2]
+            assert tool.identifies == 1
+            for extra in ({"resumable": True}, {"share": "k"}):
+                try:
+                    async for _ in owner.use_streaming(ADDRESS, "count", {"count": 2}, via=other.listen_addrs[0],
+                                                       **extra):
+                        pass
+                    raise AssertionError(f"{extra} was sent to a node that does not list it")
+                except OlaneError as exc:
+                    assert exc.code == ErrorCode.NOT_IMPLEMENTED and exc.details["feature"] in ("resume", "share")
+            assert plain.identifies == 1 and plain.counts == 0
+
+
+@trio_test(timeout=30)
+async def test_one_peer_has_at_most_max_resumable_streams_per_peer_held():
+    """Suspended streams count: the peer's next one gets 4016, another peer is served,
+    and stopping one makes room."""
+    async with Node([LiveTool()], limits=Limits(max_resumable_streams_per_peer=2)) as node, \
+            Client(seed="cap-owner") as owner, Client(seed="cap-other") as other:
+        ma = node.listen_addrs[0]
+
+        async def started(client) -> tuple[StreamingCall, str]:
+            call = StreamingCall(client, ADDRESS, "count", {"count": 100_000, "delayMs": 5}, via=ma,
+                                 first_frame_timeout=5, idle_timeout=5, codec=None)
+            call.resumable = True  # as ResumableCall asks, without resuming by itself
+            await call.start()
+            first = await call.next_response()
+            return call, first.extra("_streamId")
+
+        with trio.fail_after(15):
+            held = [await started(owner), await started(owner)]
+            held[0][0].abort_connection()  # both its streams' caller is gone: suspended, still held
+            while sum(1 for e in node.streams.listing(owner.peer_id) if e.get("suspended")) < 2:
+                await trio.sleep(0.01)
+            try:
+                await started(owner)
+                raise AssertionError("a third resumable stream was held for the peer")
+            except OlaneError as exc:
+                assert exc.code == ErrorCode.CONNECTION_LIMIT_REACHED and exc.details == {"limit": 2}, exc
+                assert "the limit per peer" in exc.message
+            call, _ = await started(other)  # another peer is served
+            await call.aclose()
+            await owner.use(ADDRESS, "stop_stream", {"streamId": held[0][1]}, via=ma)
+            call, _ = await started(owner)  # room again
+            await call.aclose()
+            await owner.use(ADDRESS, "stop_stream", {"streamId": held[1][1]}, via=ma)
+
+
+@pytest.mark.parametrize("wire, blob", [("msgpack", False), ("json", True)])
+@trio_test(timeout=30)
+async def test_the_replay_ring_holds_resume_buffer_bytes_of_chunks_as_the_caller_reads_them(wire, blob):
+    """`resume_buffer_bytes` counts each chunk's data in the caller's codec (msgpack, where
+    a JSON count would hold fewer; bytes in JSON, as the base64 text it is sent as): a
+    resume reaches back exactly that far."""
+    from node_runtime import codec
+
+    budget = 20_000
+    chunk = {"n": 1001, "pad": b"x" * 200 if blob else "x" * 200}
+    size = len(codec.encode(chunk, wire))
+    if wire == "msgpack":
+        assert size < len(codec.encode(chunk, "json"))
+    async with Node([LiveTool()], limits=Limits(resume_buffer_bytes=budget)) as node, \
+            Client(seed="ring-owner", codec=wire) as owner:
+        ma = node.listen_addrs[0]
+        call = StreamingCall(owner, ADDRESS, "padded", {"count": 300, "pad": 200, "blob": blob}, via=ma,
+                             first_frame_timeout=5, idle_timeout=5, codec=None)
+        call.resumable = True
+        stream_id = None
+        with trio.fail_after(10):
+            async for response in call.responses():
+                stream_id = stream_id or response.extra("_streamId")
+                if response.sequence == 300:
+                    break
+        oldest = 300 - budget // size + 1  # the newest chunks that fit in the budget
+        with trio.fail_after(10):
+            try:
+                await owner.use_streaming(ADDRESS, "resume", {"streamId": stream_id, "after": oldest - 2},
+                                          via=ma).result()
+                raise AssertionError("a resume past the ring was accepted")
+            except OlaneError as exc:
+                assert exc.code == ErrorCode.INVALID_STATE and exc.details["oldestSequence"] == oldest, exc
+            resumed = owner.use_streaming(ADDRESS, "resume", {"streamId": stream_id, "after": oldest - 1}, via=ma)
+            got = []
+            async for response in resumed.responses():
+                got.append(response.sequence)
+                if response.sequence == 300:
+                    break
+        assert got == list(range(oldest, 301))
+        await owner.use(ADDRESS, "stop_stream", {"streamId": stream_id}, via=ma)
 
 
 @trio_test(timeout=40)
@@ -203,7 +338,7 @@ def test_cli_resumable_streams_list_and_tap():
     import threading
 
     from node_runtime.host import peer_id_for_seed
-    from process_helpers import OLANE, start_node, stop_process
+    from process_helpers import OLANE, olane, start_node, stop_process
 
     node, ma = start_node("--tools", "demo", "--admin", peer_id_for_seed("cli-admin"))
     caller = None
@@ -217,8 +352,7 @@ def test_cli_resumable_streams_list_and_tap():
         reader.join(30)
         assert said and said[0].startswith("resumable as s-"), said
         stream_id = said[0].split()[-1]
-        listed = json.loads(subprocess.run([OLANE, "streams", ma, "--seed", "cli-admin", "--json"],
-                                           capture_output=True, text=True, timeout=30).stdout)
+        listed = json.loads(olane("streams", ma, "--seed", "cli-admin", "--json", timeout=30).stdout)
         assert [(e["streamId"], e["method"], e["resumable"], e["callerPeerId"]) for e in listed] == [
             (stream_id, "stream_items", True, peer_id_for_seed("cli-owner"))]
         tap = subprocess.Popen([OLANE, "tap", ma, stream_id, "--seed", "cli-admin"],

@@ -3,14 +3,18 @@ under each other, calls by address routed through relays that pass on every
 chunk, cancellation through relays, expiry, a leader restart."""
 from __future__ import annotations
 
+import json
 from contextlib import AsyncExitStack
+from functools import partial
 
 import pytest
 import trio
 
-from node_runtime import Client, Node, OlaneError, Request, Tool
+from node_runtime import Client, Node, OlaneError, Request, Tool, codec
+from node_runtime.framing import FrameDecoder, frame
 from node_runtime.joining import joined, nest
 from node_runtime.leader import Leader
+from node_runtime.messages import chunk_frame, final_frame, parse_request, route_request
 from node_runtime.registry import Registry
 from stream_demo_tool import StreamDemoTool
 from trio_helpers import trio_test
@@ -45,6 +49,10 @@ class CountTool(Tool):
     async def _tool_fail(self, request: Request):
         yield {"n": 1}
         raise RuntimeError("far failure")
+
+    async def _tool_blobs(self, request: Request, count: int = 3):
+        for i in range(count):
+            yield {"blob": bytes([i, 0xFF])}
 
 
 async def start_network(stack: AsyncExitStack, *, ttl: float = 30, heartbeat: float = 10, leader_kw=None):
@@ -101,6 +109,73 @@ async def test_ten_thousand_chunks_through_two_relays_arrive_in_order():
             packed = client.use_streaming("o://leader/alpha/beta", "count", {"count": 2000}, compress="zstd")
             assert [c["n"] async for c in packed] == list(range(1, 2001))
         assert packed.compressed and packed.wire_bytes < packed.data_bytes / 3
+
+
+@trio_test(60)
+async def test_a_msgpack_caller_gets_msgpack_through_relays():
+    """The relays send the envelope on in the caller's codec to hops known to speak it
+    (each parent learned its child's when it pinged it back), so bytes arrive as bytes,
+    as directly; over JSON hops they would arrive as base64 text."""
+    async with AsyncExitStack() as stack:
+        _, _, beta, _, client = await start_network(stack)
+        with trio.fail_after(10):
+            direct = [c["blob"] async for c in client.use_streaming(
+                "o://leader/alpha/beta", "blobs", {}, via=beta.listen_addrs[0], protocol="/o/leader/alpha/beta")]
+            call = client.use_streaming("o://leader/alpha/beta", "blobs", {})
+            relayed = [c["blob"] async for c in call]
+        assert call.wire_codec == "msgpack"
+        assert direct == relayed == [b"\x00\xff", b"\x01\xff", b"\x02\xff"]
+
+
+async def _typescript_like_hop(stream, sent: list[bytes]) -> None:
+    """Answer one request as a TypeScript node writes JSON (spaces, escaped non-ASCII),
+    with a frame of another request among them; `sent` gets what was written."""
+    decoder = FrameDecoder()
+    payloads = []
+    while not payloads:
+        payloads = decoder.feed(await stream.read(65536))
+    req = parse_request(codec.decode(payloads[0])[0])
+    frames = [frame(json.dumps(chunk_frame(req, {"text": f"caf\u00e9 {i}"}, i)).encode()) for i in (1, 2)]
+    frames.insert(1, frame(json.dumps({"jsonrpc": "2.0", "id": "another", "result": {"_last": True}}).encode()))
+    frames.append(frame(json.dumps(final_frame(req, {"done": True}, sequence=3, chunks=2)).encode()))
+    sent.extend(frames)
+    await stream.write(b"".join(frames))
+    with trio.move_on_after(5):
+        try:
+            await stream.read(1)
+        except Exception:
+            pass
+
+
+@trio_test(60)
+async def test_a_relay_passes_frames_on_as_the_next_hop_wrote_them():
+    """A JSON caller reads the next hop's frames byte for byte (not re-encoded), but
+    for the frame of another request, which the relay drops; it ends at the final frame."""
+    from libp2p.custom_types import TProtocol
+
+    from node_runtime.addresses import Address
+
+    sent: list[bytes] = []
+    async with AsyncExitStack() as stack:
+        hop = await stack.enter_async_context(Node([], listen=["/ip4/127.0.0.1/tcp/0"]))
+        hop.host.set_stream_handler(TProtocol("/o/tslike"), partial(_typescript_like_hop, sent=sent))
+        relay = await stack.enter_async_context(Node([CountTool("o://relay")], listen=["/ip4/127.0.0.1/tcp/0"]))
+        relay.router.add_child("o://tslike", hop.listen_addrs[0:1])
+        client = await stack.enter_async_context(Client(codec="json"))
+        with trio.fail_after(10):
+            peer = await client.peers.peer_at(relay.listen_addrs[0])
+            stream = await client.peers.open_stream(peer, Address("o://relay"), "/o/relay")
+            envelope = route_request("o://tslike", "anything", {}, request_id="r1", connection_id="c1",
+                                     caller_address="o://caller", streaming=True)
+            await stream.write(frame(codec.encode(envelope, "json")))
+            got, decoder, last = b"", FrameDecoder(), False
+            while not last:
+                data = await stream.read(65536)
+                got += data
+                last = any(codec.decode(p)[0]["result"]["_last"] for p in decoder.feed(data))
+        assert got == sent[0] + sent[2] + sent[3]
+        assert relay.router.relayed == 1
+        await stream.reset()
 
 
 @trio_test(60)
@@ -328,34 +403,33 @@ def test_cli_leader_node_call_and_network(tmp_path):
     import subprocess
     import time
 
-    from process_helpers import OLANE, read_listening_line, start_node, stop_process
+    from process_helpers import OLANE, olane, read_listening_line, start_node, stop_process
 
-    env = {**__import__("os").environ, "OLANE_DATA_DIR": str(tmp_path)}
+    data = {"OLANE_DATA_DIR": str(tmp_path)}
     leader = subprocess.Popen([OLANE, "leader", "--listen", "/ip4/127.0.0.1/tcp/0", "--ttl", "2", "--heartbeat", "0.3",
                                "--registry", str(tmp_path / "reg.sqlite")],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**__import__("os").environ, **data})
     node = None
     try:
         lma = read_listening_line(leader)
-        node, _ = start_node("--tools", "demo", "--leader", lma, env={"OLANE_DATA_DIR": str(tmp_path)})
-
-        def olane(*args):
-            return subprocess.run([OLANE, *args], capture_output=True, text=True, timeout=60, env=env)
-
-        done = olane("call", lma, "ping", "--address", "o://leader/demo")
+        node, _ = start_node("--tools", "demo", "--leader", lma, env=data)
+        done = olane("call", lma, "ping", "--address", "o://leader/demo", env=data)
         assert done.returncode == 0, done.stderr
         assert _json.loads(done.stdout) == {"message": "Pong!"}
-        done = olane("stream", lma, "stream_items", "--address", "o://demo", "--params", '{"count": 3, "delayMs": 1}')
+        done = olane("stream", lma, "stream_items", "--address", "o://demo", "--params", '{"count": 3, "delayMs": 1}',
+                     env=data)
         assert done.returncode == 0, done.stderr
         assert [_json.loads(line).get("seq") for line in done.stdout.splitlines()] == [1, 2, 3, None]
-        done = olane("call", lma, "ping", "--address", "o://leader/demo", "--direct")
+        done = olane("call", lma, "ping", "--address", "o://leader/demo", "--direct", env=data)
         assert done.returncode == 0, done.stderr
-        rows = _json.loads(olane("network", lma, "--json").stdout)
+        rows = _json.loads(olane("network", lma, "--json", env=data).stdout)
         demo = [r for r in rows if r["address"] == "o://leader/demo"]
         assert demo and demo[0]["reachable"] and demo[0]["staticAddress"] == "o://demo" and demo[0]["transports"]
         stop_process(node, signal.SIGKILL)
         deadline = time.monotonic() + 20  # ttl 2 s + heartbeat, generously
-        while any(r["address"] == "o://leader/demo" for r in _json.loads(olane("network", lma, "--json").stdout)):
+        while any(r["address"] == "o://leader/demo"
+                  for r in _json.loads(olane("network", lma, "--json", env=data).stdout)):
             assert time.monotonic() < deadline, "the killed node is still listed"
             time.sleep(0.3)
     finally:
@@ -375,7 +449,7 @@ def test_network_up_prints_the_leader_lists_nested_nodes_and_stops_every_process
     import signal
     import subprocess
 
-    from process_helpers import OLANE, read_listening_line, stop_process
+    from process_helpers import OLANE, olane, read_listening_line, stop_process
 
     env = {**os.environ, "OLANE_DATA_DIR": str(tmp_path)}
     up = subprocess.Popen([OLANE, "network", "up", "--nodes", "3"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -383,7 +457,7 @@ def test_network_up_prints_the_leader_lists_nested_nodes_and_stops_every_process
     narrative = ""
     try:
         lma = read_listening_line(up, timeout=90)
-        done = subprocess.run([OLANE, "network", lma, "--json"], capture_output=True, text=True, timeout=60, env=env)
+        done = olane("network", lma, "--json", env=env)
         assert done.returncode == 0, done.stderr
         rows = {r["address"]: r for r in _json.loads(done.stdout)}
         nodes = {"o://leader/demo0", "o://leader/sqlite1", "o://leader/sqlite1/files2"}

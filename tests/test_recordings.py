@@ -4,7 +4,6 @@ plus the format's reader and writer and the diff's verdicts on their own."""
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 
@@ -12,11 +11,7 @@ from console.core import diff as D
 from console.core.recording import (CallRecorder, End, Frame, Header, Recording, RecordingError, parse_lines,
                                     read_recording, write_recording)
 from node_runtime.host import peer_id_for_seed
-from process_helpers import OLANE, start_node, stop_process
-
-
-def olane(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([OLANE, *args], capture_output=True, text=True, timeout=timeout)
+from process_helpers import olane, start_node, stop_process
 
 
 @pytest.fixture(scope="module")

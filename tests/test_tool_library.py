@@ -24,7 +24,7 @@ from tool_library import TOOL_NAMES, DemoTool, FilesTool, MetricsTool, SqliteToo
 from tool_library.files import open_beneath, openat2_available
 from tool_library.sample_data import ORDERS, build_sample_db
 
-from process_helpers import OLANE, start_node, stop_process
+from process_helpers import OLANE, olane, start_node, stop_process
 from trio_helpers import NodeAndClient, run_trio
 
 
@@ -426,12 +426,10 @@ def test_olane_node_sqlite_timeout_reaches_the_tool(tmp_path):
     sqlite3.connect(db).close()
     proc, ma = start_node("--tools", "sqlite", "--sqlite-db", str(db), "--sqlite-timeout", "0.5")
     try:
-        out = subprocess.run([OLANE, "stream", ma, "query", "--params", json.dumps({"sql": NEVER_ENDING})],
-                             capture_output=True, text=True, timeout=60)
+        out = olane("stream", ma, "query", "--params", json.dumps({"sql": NEVER_ENDING}))
         assert out.returncode == 1, out
         assert "error 4017 TIMEOUT" in out.stderr and "limit of 0.5 s" in out.stderr, out.stderr
-        bad = subprocess.run([OLANE, "node", "--tools", "sqlite", "--sqlite-timeout", "0"],
-                             capture_output=True, text=True, timeout=60)
+        bad = olane("node", "--tools", "sqlite", "--sqlite-timeout", "0")
         assert bad.returncode == 2 and "--sqlite-timeout" in bad.stderr
     finally:
         assert stop_process(proc) == 0
