@@ -161,7 +161,7 @@ def cli_command(record: StreamRecord, program: list[str] | None = None) -> str:
 
 
 STEP_BUDGET = 0.002  # s of chunk work in one trio step before the UI loop gets a turn
-STEP_CHECK = 64  # chunks between looks at the clock
+STEP_CHECK_BYTES = 8 * 1024  # chunk bytes between looks at the clock (~80 small chunks, or each big one)
 
 
 class ConsoleSession:
@@ -573,12 +573,14 @@ class ConsoleSession:
         # of chunk work, give the loop a turn
         clock = time.perf_counter
         step_end = clock() + STEP_BUDGET
-        taken = 0
+        unchecked = 0  # bytes of chunks since the last look at the clock
         async for response in call.responses():
-            taken += 1
-            if not taken % STEP_CHECK and clock() >= step_end:
-                await trio.lowlevel.checkpoint()
-                step_end = clock() + STEP_BUDGET
+            unchecked += response.size or 0
+            if unchecked >= STEP_CHECK_BYTES:
+                unchecked = 0
+                if clock() >= step_end:
+                    await trio.lowlevel.checkpoint()
+                    step_end = clock() + STEP_BUDGET
             if tap and (lost := response.extra("_dropped")):
                 record.tap_dropped += lost
             if response.last:
