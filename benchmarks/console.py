@@ -24,6 +24,9 @@ Then the same with two concurrent streams of half the count each (the second
 tab visible). Before those, the views part (benchmarks/views.py): the table view
 under `o://sqlite query` of 1M rows in 500-row batches and the chart view under a
 flat-out stream (rows/s, stall, RSS; `--rows N`, `--no-views`, `--views-only`).
+`--split` adds where the loop's time went (benchmarks/loop_split.py): trio guest
+batches and their longest task steps, frames (layout, compositing, writing), refresh
+ticks and GC passes, wall and CPU time, and which of them the stalls over 16 ms overlapped.
 Targets (issues 4, 11 and 14: the single 1M-chunk stream >= 150,000 chunks/s, stall
 p99 <= 16 ms and max <= 50 ms, <= 2 full GC passes) are printed with PASS/MISS; they never change the exit code, which is 0 when every stream completed with every chunk in
 order, 1 otherwise.
