@@ -24,6 +24,9 @@ Then the same with two concurrent streams of half the count each (the second
 tab visible). Before those, the views part (benchmarks/views.py): the table view
 under `o://sqlite query` of 1M rows in 500-row batches and the chart view under a
 flat-out stream (rows/s, stall, RSS; `--rows N`, `--no-views`, `--views-only`).
+`--split` adds where the loop's time went (benchmarks/loop_split.py): trio guest
+batches and their longest task steps, frames (layout, compositing, writing), refresh
+ticks and GC passes, wall and CPU time, and which of them the stalls over 16 ms overlapped.
 Targets (issues 4, 11 and 14: the single 1M-chunk stream >= 150,000 chunks/s, stall
 p99 <= 16 ms and max <= 50 ms, <= 2 full GC passes) are printed with PASS/MISS; they never change the exit code, which is 0 when every stream completed with every chunk in
 order, 1 otherwise.
@@ -240,6 +243,7 @@ class Phase:
     cpu_node: float = 0.0
     shown_end: int = 0  # newest shown when the phase ended (after the last refresh)
     load: float = 0.0  # 1-minute load average when it started
+    split: Any = None  # with --split: the LoopSplit timing the loop's parts
 
 
 def _cpu(process) -> float:
@@ -278,6 +282,18 @@ async def _run_phase(app, target, method, phase: Phase, probes: Probes, rss: Rss
     await asyncio.sleep(0.5)
     phase.rss_after = rss.now()
     phase.rss_peak = max(rss.peak(phase.start, time.perf_counter()), phase.rss_after, phase.rss_before)
+
+
+async def _add_instrument(instrument) -> None:
+    import trio
+
+    trio.lowlevel.add_instrument(instrument)
+
+
+async def _remove_instrument(instrument) -> None:
+    import trio
+
+    trio.lowlevel.remove_instrument(instrument)
 
 
 async def _drive(args, multiaddr: str, node_pid: int, phases: list[Phase], probes: Probes,
@@ -348,6 +364,12 @@ async def _drive_app(args, multiaddr: str, settings: Path, node_proc, phases: li
                 # Textual holds sys.stderr while the app runs: narrate to the real one
                 print(f"{phase.name}: streaming {' + '.join(f'{c:,}' for c in phase.counts)} chunks",
                       file=sys.__stderr__, flush=True)
+                if args.split:
+                    from benchmarks.loop_split import LoopSplit
+
+                    split = phase.split = LoopSplit()
+                    await app.bridge.call(_add_instrument, split.trio_instrument())
+                    split.install(app)
                 if args.profile:
                     import cProfile
 
@@ -362,6 +384,9 @@ async def _drive_app(args, multiaddr: str, settings: Path, node_proc, phases: li
                         notes.setdefault("profiles", []).append(path)
                 else:
                     await _run_phase(app, target, method, phase, probes, rss, node_proc)
+                if phase.split is not None:
+                    phase.split.uninstall()
+                    await app.bridge.call(_remove_instrument, phase.split.instrument)
         finally:
             gc.callbacks.remove(gc_callback)
             keys.stop()
@@ -497,6 +522,9 @@ def _parse(argv: list[str]) -> argparse.Namespace:
                         help="chunks each stream record holds (the console's default: 100,000)")
     parser.add_argument("--profile", metavar="PATH",
                         help="cProfile each part into PATH.<part> (slows everything down; for finding hot spots)")
+    parser.add_argument("--split", action="store_true",
+                        help="time the loop's parts (trio batches, frames, refresh ticks, GC) and say which of "
+                             "them the stalls over 16 ms overlapped (adds a little overhead)")
     parser.add_argument("--json", action="store_true", help="also print a machine-readable summary (last line)")
     parser.add_argument("--rows", type=int, default=None, metavar="N",
                         help="rows of the table-view run (default 1,000,000; 100,000 with --quick)")
@@ -576,6 +604,12 @@ def main(argv: list[str] | None = None) -> int:
               f"{'second ' if len(phase.counts) > 1 else ''}stream's tab visible; load average "
               f"{phase.load:.2f} when it started", flush=True)
         _report_phase(phase, probes, report, failures, baseline, args)
+        if phase.split is not None:
+            phase.split.add_ticks_and_gc(probes.between(probes.ticks, phase.start, phase.end),
+                                         probes.between(probes.gc, phase.start, phase.end))
+            print("  where the loop's time went (--split):", flush=True)
+            for line in phase.split.report(probes.lag, phase.start, phase.end, LAG_PERIOD):
+                print(f"    {line}", flush=True)
     for path in notes.get("profiles", []):
         print(f"\nprofile written to {path} (python -m pstats {path})", flush=True)
 

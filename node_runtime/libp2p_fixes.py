@@ -68,7 +68,12 @@ py-libp2p that changes it fails a test and the fix can go) and the fix.
    ahead (`READ_AHEAD` bytes per system call) and serves reads from what it
    holds without a trip through the scheduler, for every TCP connection of the
    process, once. Only the connection's one reader (the Noise handshake, then
-   the Yamux read loop) reads it, so the order of bytes is unchanged.
+   the Yamux read loop) reads it, so the order of bytes is unchanged. Reads
+   served from held bytes still pass through the scheduler once per
+   `SERVE_STEP` bytes: without one, the Yamux read loop took a whole read-ahead
+   (four Noise messages, hundreds of frames) in one task step, 5-12 ms during
+   which nothing else ran (in the console: the screen's loop, whose stalls it
+   was).
 """
 from __future__ import annotations
 
@@ -368,6 +373,8 @@ def quick_yamux_locks() -> None:
 #: fix 7: bytes asked of a TCP socket per read (what the Yamux read loop then takes
 #: frame by frame without waiting)
 READ_AHEAD = 256 * 1024
+#: ... and bytes handed out from what it holds between two schedule points
+SERVE_STEP = 64 * 1024
 
 _TCP_READ_AHEAD = False
 
@@ -384,8 +391,11 @@ def tcp_read_ahead() -> None:
 
     async def read(self, n: int | None = None) -> bytes:
         held = self.__dict__.get("_olane_held")
-        if held:  # bytes read ahead: no socket call, no schedule point
+        if held:  # bytes read ahead: no socket call, no schedule point (but one per SERVE_STEP)
             pos = self._olane_pos
+            if pos - self._olane_stepped >= SERVE_STEP:
+                self._olane_stepped = pos
+                await trio.lowlevel.checkpoint()  # the one reader: the bytes held are still ours
             if n is None or n >= len(held) - pos:
                 self._olane_held = None
                 return held[pos:] if pos else held
@@ -399,6 +409,7 @@ def tcp_read_ahead() -> None:
             return data
         self._olane_held = data
         self._olane_pos = n
+        self._olane_stepped = 0  # the socket read was a schedule point
         return data[:n]
 
     TrioTCPStream._olane_original_read = original

@@ -343,6 +343,66 @@ def test_yamux_window_updates_after_every_read_without_the_fix_and_once_half_is_
     assert counts["fixed"] == 0
 
 
+def test_reads_served_from_read_ahead_bytes_let_other_tasks_run_every_serve_step(monkeypatch):
+    """Fix 7 (libp2p_fixes.tcp_read_ahead): reads served from the bytes one socket read
+    brought in pass through the scheduler once per SERVE_STEP bytes, so the Yamux read
+    loop, taking a whole read-ahead in small reads, lets other tasks (the console's
+    screen) run in between; without that step (SERVE_STEP beyond the read-ahead) it
+    took them all in one go. The bytes come out whole and in order either way."""
+    from libp2p.io.trio import TrioTCPStream
+
+    from node_runtime import libp2p_fixes
+
+    libp2p_fixes.tcp_read_ahead()
+    payload = bytes(range(256)) * (libp2p_fixes.READ_AHEAD // 256)
+
+    async def read_all(serve_step: int) -> tuple[bytes, int, int]:
+        """(what came out, bytes the first socket read held, schedule points of the reader)"""
+        monkeypatch.setattr(libp2p_fixes, "SERVE_STEP", serve_step)
+        me = trio.lowlevel.current_task()
+
+        class Steps(trio.abc.Instrument):
+            count = 0
+
+            def before_task_step(self, task) -> None:
+                if task is me:
+                    Steps.count += 1
+
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        port = listeners[0].socket.getsockname()[1]
+        async with listeners[0], await trio.open_tcp_stream("127.0.0.1", port) as sender, \
+                trio.open_nursery() as nursery:
+            receiver = await listeners[0].accept()
+            async with receiver:
+                nursery.start_soon(sender.send_all, payload)  # (more than a socket buffer may hold)
+                await trio.sleep(0.1)  # what fits is in the receiver's socket
+                tcp = TrioTCPStream(receiver)
+                out = [await tcp.read(1024)]  # the socket read: the rest is held
+                held = len(tcp.__dict__.get("_olane_held") or b"")
+                steps = Steps()
+                trio.lowlevel.add_instrument(steps)
+                try:
+                    while tcp.__dict__.get("_olane_held"):
+                        out.append(await tcp.read(1024))
+                finally:
+                    trio.lowlevel.remove_instrument(steps)
+                with trio.move_on_after(5):
+                    while sum(map(len, out)) < len(payload):
+                        out.append(await tcp.read(len(payload)))
+        return b"".join(out), held, Steps.count
+
+    async def body():
+        step = 8 * 1024
+        stepped, held, points = await read_all(step)
+        assert stepped == payload
+        assert held > 4 * step  # (a loopback socket holds tens of KiB at least)
+        assert points >= (held - 1024) // step - 1
+        whole, held, points = await read_all(10 * libp2p_fixes.READ_AHEAD)
+        assert whole == payload and held > 4 * step and points == 0
+
+    run_trio(body, 30)
+
+
 def test_yamux_locks_and_tcp_reads_cost_a_scheduler_pass_without_fixes_6_and_7():
     """Fixes 6 and 7 (libp2p_fixes.quick_yamux_locks, tcp_read_ahead) and their pins:
     py-libp2p guards each Yamux stream's window with a trio.Lock, whose acquisition

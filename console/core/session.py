@@ -160,6 +160,10 @@ def cli_command(record: StreamRecord, program: list[str] | None = None) -> str:
     return shlex.join(parts)
 
 
+STEP_BUDGET = 0.002  # s of chunk work in one trio step before the UI loop gets a turn
+STEP_CHECK_BYTES = 8 * 1024  # chunk bytes between looks at the clock (~80 small chunks, or each big one)
+
+
 class ConsoleSession:
     """Everything the console does on the network. Methods marked (trio) run in trio tasks."""
 
@@ -564,7 +568,19 @@ class ConsoleSession:
         add_chunk = record.add_chunk
         resumes = 0
         tap = record.tap_of is not None
+        # one read holds up to 256 KiB (thousands of chunks), all decoded in one trio step,
+        # during which the screen's loop waits (15-150 ms under a firehose): every STEP_BUDGET
+        # of chunk work, give the loop a turn
+        clock = time.perf_counter
+        step_end = clock() + STEP_BUDGET
+        unchecked = 0  # bytes of chunks since the last look at the clock
         async for response in call.responses():
+            unchecked += response.size or 0
+            if unchecked >= STEP_CHECK_BYTES:
+                unchecked = 0
+                if clock() >= step_end:
+                    await trio.lowlevel.checkpoint()
+                    step_end = clock() + STEP_BUDGET
             if tap and (lost := response.extra("_dropped")):
                 record.tap_dropped += lost
             if response.last:

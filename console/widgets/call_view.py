@@ -6,6 +6,7 @@ calls at a fixed rate for the visible pane only."""
 from __future__ import annotations
 
 import json
+import re
 
 from rich.text import Text
 from textual import on
@@ -18,6 +19,7 @@ from console.core.stream_store import State, StreamRecord
 from console.core.views.cells import compact, json_default
 from console.widgets.chunk_log import ChunkLog
 from console.widgets.send_box import SendBox
+from console.widgets.sparkline import FastSparkline
 from console.widgets.views.stream_views import StreamViews
 from console.widgets.views.table_view import TableView
 
@@ -26,6 +28,8 @@ STATE_GLYPHS = {
     State.CANCELLED: "■", State.STALLED: "⏸",
 }
 SPARK_SECONDS = 60
+_DIGITS = re.compile(r"[\d,]")
+STATUS_HZ = 10  # the status line's redraws a second at most while counters change
 DETAIL_LIMIT = 200_000  # characters of pretty JSON shown for one value
 
 
@@ -85,6 +89,8 @@ class CallView(Vertical):
         self._state: State | None = None
         self._spark_second = -1
         self._status_at = 0.0
+        self._columns_shown: Text | None = None
+        self._columns_shape = ""  # the columns line without its numbers, as last drawn
         self._mounted = False
         self._texts: dict[Static, str] = {}
         self._views_seen: tuple = ()
@@ -105,7 +111,7 @@ class CallView(Vertical):
             yield Static(route_text(r.route, r.address), classes="call-route", markup=False)
         if r.streaming:
             yield Static("", classes="call-findings -clean")
-            yield Sparkline([], classes="call-spark")
+            yield FastSparkline([], classes="call-spark")
             yield Static("", classes="call-columns")
             yield self._log
             yield from self.views.stream_widgets()
@@ -153,19 +159,29 @@ class CallView(Vertical):
                 self.query_one(".call-detail").set_class(views[0] in ("table", "chart"), "-beside-view")
         if self.send_box is not None:
             self.send_box.sync()
-        changed = record.version != self._version or state is not self._state or views != self._views_seen
+        views_changed = views != self._views_seen
+        changed = record.version != self._version or state is not self._state or views_changed
         self._views_seen = views
         if not changed and (state.ended or now - self._status_at < 0.25):
             return  # the clock-driven fields (elapsed, rates) need no more than 4 Hz
-        self._status_at = now
         # one-line widgets of fixed height: no layout pass (a reflow per refresh costs ~20 ms)
         try:
             status = self.query_one(".call-status", Static)
         except NoMatches:  # being torn down (the app quitting)
             return
-        status.update(self._status_text(now), layout=False)
+        # under a stream the counters change at every tick; redrawing these lines costs ~0.5 ms
+        # each a frame, and nobody reads them 30 times a second: at most STATUS_HZ (a new state,
+        # view or anything but a number at once)
+        due = state is not self._state or views_changed or now - self._status_at >= 1 / STATUS_HZ
+        if due:
+            self._status_at = now
+            status.update(self._status_text(now), layout=False)
         if record.streaming:
-            self.query_one(".call-columns", Static).update(self._columns_text(), layout=False)
+            columns = self._columns_text()
+            shape = _DIGITS.sub("", columns.plain)
+            if columns != self._columns_shown and (due or shape != self._columns_shape):
+                self._columns_shown, self._columns_shape = columns, shape
+                self.query_one(".call-columns", Static).update(columns, layout=False)
         if not changed:
             return
         self._version = record.version

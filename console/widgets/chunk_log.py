@@ -6,6 +6,7 @@ pauses following; the header then says how many chunks are new below."""
 from __future__ import annotations
 
 import re
+import time
 from bisect import bisect_left
 
 import orjson
@@ -22,6 +23,10 @@ from console.core.stream_store import (AFTER_FINAL, BADKEY, DUPLICATE, GAP, NOKE
                                          value_at_path)
 from console.core.views.cells import cell_text, json_default
 
+# A firehose (more new chunks than lines in view since the last redraw) is redrawn at most
+# this often: each redraw replaces every line (4-7 ms a frame at 160x50), faster than anyone
+# reads; the refresh timer's other ticks leave the log alone, for the stream's own work
+FIREHOSE_HZ = 15
 PREVIEW_LIMIT = 400  # characters of a chunk's JSON rendered on its line
 FLAG_TEXTS = ((GAP, "GAP"), (REORDERED, "ORD"), (DUPLICATE, "DUP"), (AFTER_FINAL, "LATE"), (NOKEY, "NOKEY"),
               (BADKEY, "BADKEY"))
@@ -209,6 +214,7 @@ class ChunkLog(ScrollView, can_focus=True):
         self._anchor: int | None = None  # absolute index of the top line while paused
         self._seen_when_paused = 0
         self._synced_version = -1
+        self._synced_at = 0.0  # time.monotonic() of the last catch-up that redrew
         self._styles: dict = {}
         self._styles_key: tuple | None = None  # (theme, focus) the styles were made for
         self.columns = Columns()
@@ -220,6 +226,7 @@ class ChunkLog(ScrollView, can_focus=True):
         self.fields: list[str] | None = None  # the fields view: these JSON paths as columns
         self._field_widths: list[int] = []
         self._frame: dict = {}  # during render_lines: index -> (chunk, its cells)
+        self._geometry: tuple[int, int, int] | None = None  # during render_lines: top line, scroll x, width
         self.data_x = 0  # how far the data column is shifted left (← →)
         self._names: list[str] = []  # during render_lines: the columns shown
         self._plain = False  # this frame draws lines without JSON colours (a firehose)
@@ -345,6 +352,11 @@ class ChunkLog(ScrollView, can_focus=True):
         """Catch up with the record (cheap when nothing changed)."""
         record = self.record
         if record.version != self._synced_version:  # new chunks, or flags re-judged (o)
+            now = time.monotonic()
+            if (self.following and record.count - self._frame_count > self.size.height
+                    and now - self._synced_at < 1 / FIREHOSE_HZ):
+                return  # a firehose: every line in view is new at each redraw; fewer of them
+            self._synced_at = now
             self._synced_version = record.version
             if self.filter_text is not None:
                 self._scan()
@@ -437,10 +449,12 @@ class ChunkLog(ScrollView, can_focus=True):
         count = self.record.count
         self._plain = self.following and count - self._frame_count > self.size.height
         self._frame_count = count
+        self._geometry = (top, int(self.scroll_x), self.size.width)
         try:
             return super().render_lines(crop)
         finally:
             self._frame = {}
+            self._geometry = None
 
     def notify_style_update(self) -> None:
         self._styles_key = None  # a class or theme change: look the styles up again
@@ -461,11 +475,14 @@ class ChunkLog(ScrollView, can_focus=True):
         return self._json_cache
 
     def render_line(self, y: int) -> Strip:
-        index = self._index_at(int(self.scroll_y) + y)
+        geometry = self._geometry  # set for the frame by render_lines
+        if geometry is None:
+            geometry = (int(self.scroll_y), int(self.scroll_x), self.size.width)
+        top, scroll_x, width = geometry
+        index = self._index_at(top + y)
         cached = self._frame.get(index)
         chunk, cells = cached if cached is not None else (
             self.record.chunk(index) if index is not None else None, None)
-        width = self.size.width
         styles = self._styles
         if chunk is None:
             return Strip.blank(width, styles["base"])
@@ -484,7 +501,6 @@ class ChunkLog(ScrollView, can_focus=True):
             style = styles["unjudged"]
         if index == self.cursor:
             style = style + styles["cursor"]
-        scroll_x = int(self.scroll_x)
         prefix = self.columns.prefix(chunk, width, cells, self._names if cells is not None else None)
         x = self.data_x  # the data column shifted by ← →; the columns before it stay
         if self.fields:
@@ -492,7 +508,14 @@ class ChunkLog(ScrollView, can_focus=True):
         else:
             body = preview(chunk.data)[x:x + max(0, scroll_x + width - len(prefix))]
             if flags or self._plain:  # a flagged line keeps its flag's colour throughout
-                segments = [Segment(prefix + body, style)]
+                text = prefix + body
+                if not scroll_x and text.isascii():  # a cell per character: cut and pad here,
+                    # the segments Strip.crop and extend_cell_length would make, without their work
+                    text = text[:width]
+                    if len(text) < width:
+                        return Strip([Segment(text, style), Segment(" " * (width - len(text)), style)], width)
+                    return Strip([Segment(text, style)], width)
+                segments = [Segment(text, style)]
             else:
                 segments = [Segment(prefix, style), *json_segments(body, style, styles)]
         strip = Strip(segments).crop(scroll_x, scroll_x + width)

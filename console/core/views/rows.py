@@ -29,6 +29,7 @@ SAMPLE_PER_CHUNK = 20  # rows measured from each later chunk
 MAX_WIDTH = 40  # a column is never drawn wider (Enter shows the whole record)
 SCAN_BUDGET = 20_000  # chunks examined per sync (the rest at the next)
 SORT_SLICE = 5_000  # rows of sorting work per step of `sort_steps` (a few ms)
+FREE_SLICES = 10  # freeing is cheaper per element than sorting: this many slices' worth a step
 SELF = "="  # the chunk's data is the row
 ITSELF_LIST = "."  # the chunk's data is a list of rows
 
@@ -374,7 +375,11 @@ class TableModel:
                 keys.extend([sort_key(v) for v in values[i:i + step]])
                 yield
             order = yield from self._ordered(keys, numbers, col, descending, step)
-        values = numbers = keys = None  # a million objects each: freed here, a step of their own
+        # a million objects each: freed a slice per step (at once, ~35 ms with the loop held)
+        yield from _free_in_slices(values, step)
+        if keys is not None:
+            yield from _free_in_slices(keys, step)
+        values = numbers = keys = None
         yield
         if self.first_row != lowest:  # rows left the ring meanwhile
             first = self.first_row
@@ -398,8 +403,17 @@ class TableModel:
         for i in range(0, len(ordering), step):
             order.extend([numbers[k] for k in ordering[i:i + step]])
             yield
+        yield from _free_in_slices(ordering, step)  # a million ints
         return order
 
     @property
     def unsorted_below(self) -> int:
         return 0 if self._order is None else self.total - self._sorted_total
+
+
+def _free_in_slices(items: list, step: int):
+    """Empty `items` from the end, FREE_SLICES steps' worth of elements per yield."""
+    size = max(1, step * FREE_SLICES)
+    while items:
+        del items[-size:]
+        yield

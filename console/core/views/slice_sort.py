@@ -46,7 +46,7 @@ def sort_in_slices(keys: Sequence[Any], step: int = 5_000,
     del runs
     # the positions, taken off the end a slice at a time so that the million pairs are
     # freed a slice per step too (freeing them at once held the loop ~300 ms)
-    pieces: list[list[int]] = []
+    pieces: list[list[int] | None] = []
     while pairs:
         piece = pairs[-step:]
         del pairs[-step:]
@@ -59,8 +59,11 @@ def sort_in_slices(keys: Sequence[Any], step: int = 5_000,
     if not descending:
         pieces.reverse()
     order: list[int] = []
-    for positions in pieces:
+    for k, positions in enumerate(pieces, 1):
         order.extend(positions)
+        pieces[k - 1] = None  # its references go now, not all at once at the end
+        if not k % 20:  # a million positions copied at once, ~5-15 ms: a step per 20 slices
+            yield 1.0
     return order
 
 
