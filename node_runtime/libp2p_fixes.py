@@ -69,6 +69,23 @@ py-libp2p that changes it fails a test and the fix can go) and the fix.
    holds without a trip through the scheduler, for every TCP connection of the
    process, once. Only the connection's one reader (the Noise handshake, then
    the Yamux read loop) reads it, so the order of bytes is unchanged.
+8. The node reads a stream's multistream-select byte by byte. py-libp2p's
+   `Multiselect.negotiate` writes `/multistream/1.0.0`, reads the caller's
+   handshake and then its protocol with `read_delim` (a 1-byte read per varint
+   byte, then the body), and answers with a second write: four reads and two
+   writes per stream opened, each read through `NetStream`'s `trio.Lock`, so
+   each a trip through the scheduler. With 100 streams opened on a connection
+   while others stream, every trip waits for a whole pass of the busy
+   producers: negotiation was the largest part of the time to first chunk.
+   The fix reads what has arrived in one read (callers send the handshake and
+   the protocol together: js-libp2p, go-libp2p, fix 4, and often the request
+   right after), answers the handshake and the protocol in one write (the same
+   bytes, in the same order), and hands bytes read past the protocol back to
+   the stream's next reads (the request, for the protocol's handler). A caller
+   that sends its protocol later is answered as before: the handshake first,
+   then the protocol once it comes. Messages are at most
+   `SELECT_MESSAGE_BYTES` (js-libp2p's limit); a longer one ends the
+   negotiation (py-libp2p waited for any length).
 """
 from __future__ import annotations
 
@@ -78,6 +95,9 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 import trio
+
+from .errors import OlaneError
+from .framing import _read_varint
 
 log = logging.getLogger("olane.libp2p")
 
@@ -264,6 +284,81 @@ def pipeline_protocol_select(host) -> None:
     client.select_one_of = select_one_of
 
 
+#: fix 8: the longest multistream-select message the node reads (js-libp2p's MAX_PROTOCOL_LENGTH)
+SELECT_MESSAGE_BYTES = 1024
+
+
+def answer_protocol_select_at_once(host) -> None:
+    """Fix 8: the node reads a stream's multistream handshake and protocol in as
+    few reads as they arrive in and answers both in one write; other
+    communicators: py-libp2p's own way."""
+    from libp2p.custom_types import TProtocol
+    from libp2p.protocol_muxer.exceptions import MultiselectError
+    from libp2p.protocol_muxer.multiselect import (
+        DEFAULT_NEGOTIATE_TIMEOUT, MULTISELECT_PROTOCOL_ID, PROTOCOL_NOT_FOUND_MSG,
+    )
+    from libp2p.protocol_muxer.multiselect_communicator import MultiselectCommunicator
+    from libp2p.utils import encode_delim
+
+    muxer = host.multiselect
+    original = muxer.negotiate
+    hello = encode_delim(MULTISELECT_PROTOCOL_ID.encode())
+
+    async def negotiate(communicator, negotiate_timeout=DEFAULT_NEGOTIATE_TIMEOUT):
+        if type(communicator) is not MultiselectCommunicator:
+            return await original(communicator, negotiate_timeout)
+        stream = communicator.read_writer
+        handlers = muxer.handlers
+        buffer = b""
+        pos = 0
+        answer = hello  # what goes out with the next write: our handshake first, as py-libp2p sends it
+        greeted = False
+        try:
+            with trio.fail_after(negotiate_timeout):
+                while True:
+                    messages, end = _parse_messages(buffer, 1, pos)
+                    if not messages:
+                        if answer and buffer:  # all read is answered: say so before waiting (a caller may wait for it)
+                            await stream.write(answer)
+                            answer = b""
+                        data = await stream.read(SELECT_MESSAGE_BYTES)
+                        if not data:
+                            raise MultiselectError("the stream ended during protocol selection")
+                        buffer = buffer[pos:] + data
+                        pos = 0
+                        continue
+                    command, pos = messages[0], end
+                    if not greeted:
+                        if command != MULTISELECT_PROTOCOL_ID:
+                            if answer:
+                                await stream.write(answer)
+                            raise MultiselectError(f"multiselect protocol ID mismatch: received "
+                                                   f"handshake_contents={command}")
+                        greeted = True
+                        continue
+                    if command == "ls":
+                        listed = "\n".join(p for p in handlers if p is not None) + "\n"
+                        answer += encode_delim(listed.encode())
+                        continue
+                    protocol = None if not command else TProtocol(command)
+                    if protocol in handlers:
+                        await stream.write(answer + encode_delim(command.encode()))
+                        if pos != len(buffer):
+                            _put_back(stream, buffer[pos:])  # the protocol's first bytes: its handler reads them
+                        return protocol, handlers[protocol]
+                    answer += encode_delim(PROTOCOL_NOT_FOUND_MSG.encode())
+        except trio.TooSlowError:
+            raise MultiselectError("handshake read timeout") from None
+        except MultiselectError:
+            raise
+        except ValueError as error:
+            raise MultiselectError(f"unreadable protocol selection: {error}") from error
+        except Exception as error:  # the stream ended or was reset
+            raise MultiselectError(f"protocol selection failed: {error!r}") from error
+
+    muxer.negotiate = negotiate
+
+
 _GO_STYLE_WINDOW_UPDATES = False
 
 
@@ -443,28 +538,27 @@ def _put_back(stream, data: bytes) -> None:
     stream.read = read
 
 
-def _parse_messages(buffer: bytes, count: int) -> tuple[list[str], int]:
+def _parse_messages(buffer: bytes, count: int, pos: int = 0) -> tuple[list[str], int]:
+    """Up to `count` whole multistream-select messages (varint length, text,
+    newline) from `buffer[pos:]`, and the position after the last one.
+    ValueError for a malformed one or one longer than SELECT_MESSAGE_BYTES."""
     messages: list[str] = []
-    pos = 0
-    while len(messages) < count:
-        length = shift = 0
-        i = pos
-        while True:
-            if i >= len(buffer):
-                return messages, pos
-            byte = buffer[i]
-            length |= (byte & 0x7F) << shift
-            i += 1
-            if not byte & 0x80:
-                break
-            shift += 7
-            if shift > 63:
-                raise ValueError("a malformed length prefix")
-        if i + length > len(buffer):
-            return messages, pos
-        body = buffer[i:i + length]
+    end = len(buffer)
+    while len(messages) < count and pos < end:
+        try:
+            header = _read_varint(buffer, pos, end)
+        except OlaneError as error:
+            raise ValueError(error.message) from None
+        if header is None:  # the length prefix is not all here yet
+            break
+        length, start = header
+        if length > SELECT_MESSAGE_BYTES:
+            raise ValueError(f"a message of {length} bytes (at most {SELECT_MESSAGE_BYTES})")
+        if start + length > end:
+            break
+        body = buffer[start:start + length]
         if not body.endswith(b"\n"):
             raise ValueError(f"a message not ended by a newline: {body[:40]!r}")
         messages.append(body[:-1].decode())
-        pos = i + length
+        pos = start + length
     return messages, pos

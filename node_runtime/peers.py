@@ -19,7 +19,7 @@ import trio
 from .addresses import Address
 from .errors import ErrorCode, OlaneError
 from .host import key_pair_from_seed, new_olane_host, parse_peer_multiaddr
-from .libp2p_fixes import (admit_only, pipeline_protocol_select, quick_yamux_locks, release_inbound_slots_on_close,
+from .libp2p_fixes import (admit_only, answer_protocol_select_at_once, pipeline_protocol_select, quick_yamux_locks, release_inbound_slots_on_close,
                            tcp_read_ahead, window_updates_go_style)
 from .limits import Limits
 from .stream_io import reset_quietly
@@ -87,6 +87,7 @@ class PeerPool:
         release_inbound_slots_on_close(swarm)
         admit_only(swarm, self.is_allowed)
         pipeline_protocol_select(self.host)
+        answer_protocol_select_at_once(self.host)
         window_updates_go_style()
         quick_yamux_locks()
         tcp_read_ahead()

@@ -303,6 +303,86 @@ def test_pipelined_select_hands_back_what_a_server_sends_right_after_its_answer(
     assert run_trio(body) == (["/multistream/1.0.0", "/ipfs/id/1.0.0"], [b"hello", b"-identify|rest", b""])
 
 
+def test_the_node_answers_protocol_select_in_one_write_with_fix_8_and_reads_it_piece_by_piece_without():
+    """Fix 8 (libp2p_fixes.answer_protocol_select_at_once) and its pin: a bare
+    py-libp2p host reads the multistream handshake and the protocol of a new
+    stream in four reads (each varint byte, then each body) and answers in two
+    writes; with the fix, what came together is read in one read and answered in
+    one write, bytes sent right after the protocol reach its handler, and a
+    protocol it does not serve is still refused ("na"). When the pin fails,
+    py-libp2p reads the handshake whole: drop the fix."""
+    from libp2p.custom_types import TProtocol
+    from libp2p.host.exceptions import StreamFailure
+    from libp2p.network.stream.net_stream import NetStream
+    from libp2p.utils import encode_delim
+
+    from node_runtime.libp2p_fixes import answer_protocol_select_at_once, pipeline_protocol_select
+
+    reads: dict[object, int] = {}
+    writes: dict[object, int] = {}
+    read, write = NetStream.read, NetStream.write
+
+    async def counting_read(self, n=None):
+        reads[self] = reads.get(self, 0) + 1
+        return await read(self, n)
+
+    async def counting_write(self, data):
+        writes[self] = writes.get(self, 0) + 1
+        await write(self, data)
+
+    async def negotiate(fixed: bool) -> tuple[int, int, bytes, bool]:
+        """(reads, writes) the server made before its handler ran, what the handler
+        read first, and whether /o/nobody was refused."""
+        server = new_olane_host(key_pair_from_seed(f"select-server-{fixed}"))
+        caller = new_olane_host(key_pair_from_seed("select-caller"))
+        pipeline_protocol_select(caller)  # handshake and protocol in one write, as js-libp2p sends them
+        if fixed:
+            answer_protocol_select_at_once(server)
+        seen: list = []
+
+        async def handler(stream) -> None:
+            seen.append((reads.get(stream, 0), writes.get(stream, 0), await stream.read(100)))
+            await stream.write(b"ok")
+
+        server.set_stream_handler(TProtocol("/o/seq"), handler)
+        async with server.run(listen_addrs=[multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]), \
+                caller.run(listen_addrs=[]):
+            with trio.fail_after(10):
+                addr = f"{server.get_addrs()[0]}"
+                info = parse_peer_multiaddr(addr if "/p2p/" in addr else f"{addr}/p2p/{server.get_id()}")
+                await caller.connect(info)
+                NetStream.read, NetStream.write = counting_read, counting_write
+                try:
+                    stream = await caller.new_stream(info.peer_id, [TProtocol("/o/seq")])
+                    await stream.write(b"request")
+                    assert await stream.read(2) == b"ok"
+                    # handshake, protocol and the first bytes in one write (a lazy select, as js-libp2p may send)
+                    raw = await caller.get_network().new_stream(info.peer_id)
+                    await raw.write(encode_delim(b"/multistream/1.0.0") + encode_delim(b"/o/seq") + b"at once")
+                    answers = encode_delim(b"/multistream/1.0.0") + encode_delim(b"/o/seq") + b"ok"
+                    got = b""
+                    while len(got) < len(answers):
+                        got += await raw.read(100)
+                    assert got == answers
+                    refused = False
+                    try:
+                        await caller.new_stream(info.peer_id, [TProtocol("/o/nobody")])
+                    except StreamFailure:
+                        refused = True
+                finally:
+                    NetStream.read, NetStream.write = read, write
+        (r, w, first), (_, _, lazy_first) = seen
+        assert first == b"request" and lazy_first == b"at once"
+        return r, w, refused
+
+    async def body():
+        return await negotiate(False), await negotiate(True)
+
+    bare, fixed = run_trio(body, 40)
+    assert bare == (4, 2, True)  # the pin: read piece by piece, answered in two writes
+    assert fixed == (1, 1, True)
+
+
 def test_yamux_window_updates_after_every_read_without_the_fix_and_once_half_is_owed_with_it():
     """Fix 5 (libp2p_fixes.window_updates_go_style) and its pin: py-libp2p sends a
     Yamux window update after every read, so ten pings cost twenty more encrypted
