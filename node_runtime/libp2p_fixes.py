@@ -86,6 +86,21 @@ py-libp2p that changes it fails a test and the fix can go) and the fix.
    then the protocol once it comes. Messages are at most
    `SELECT_MESSAGE_BYTES` (js-libp2p's limit); a longer one ends the
    negotiation (py-libp2p waited for any length).
+9. A new stream's request waits a round trip for the protocol's answer
+   (fix 4 leaves one). js-libp2p (`negotiateFully: false`), go-libp2p and
+   rust-libp2p (`V1Lazy`) select "lazily" when they expect the protocol to be
+   served: the handshake and the protocol go with the stream's first data, and
+   the answers are read before the first answer bytes. Every listener reads
+   the messages in order and hands what follows the protocol to its handler
+   (js-libp2p's length-prefixed reader keeps it, py-libp2p reads exact
+   lengths, fix 8 hands it back), so the bytes are the same as fix 4's, only
+   sooner: 100 streams opened at once on a busy connection no longer wait for
+   100 answers to come back through it before their requests go. Streams opened
+   inside `lazy_protocol_select()` (the caller's `PeerPool.open_stream`, toward
+   a peer whose libp2p identify lists the protocol) do so. When the peer
+   answers "na" after all, the stream's first read raises `ProtocolRefused`
+   (the caller's 4002 Address not found); the peer refuses what followed as a
+   broken message and resets the stream.
 """
 from __future__ import annotations
 
@@ -254,6 +269,9 @@ def pipeline_protocol_select(host) -> None:
             return await original(protocols, communicator, negotiate_timeout)
         protocol = protocols[0]
         wanted = str(protocol)
+        if _lazy_select.get():  # fix 9: the answers are read with the stream's first read
+            _select_lazily(communicator.read_writer, wanted)
+            return protocol
         with trio.move_on_after(negotiate_timeout):
             try:
                 await communicator.read_writer.write(
@@ -282,6 +300,61 @@ def pipeline_protocol_select(host) -> None:
         raise MultiselectClientError(f"response timed out after {negotiate_timeout}s, protocols tried: [{wanted!r}]")
 
     client.select_one_of = select_one_of
+
+
+#: fix 9: streams opened in this context select their protocol lazily
+_lazy_select: contextvars.ContextVar[bool] = contextvars.ContextVar("olane_lazy_select", default=False)
+
+
+class ProtocolRefused(EOFError):
+    """Fix 9: the peer does not serve the protocol a stream selected lazily ("na")."""
+
+
+@contextmanager
+def lazy_protocol_select() -> Iterator[None]:
+    """Fix 9: a stream opened inside this block (one protocol asked for) sends
+    the multistream handshake and protocol with its first write and reads the
+    answers at its first read, instead of waiting for them before it is handed out."""
+    token = _lazy_select.set(True)
+    try:
+        yield
+    finally:
+        _lazy_select.reset(token)
+
+
+def _select_lazily(stream, protocol: str) -> None:
+    """Fix 9: `stream`'s first write is prefixed with the handshake and
+    `protocol`; its first read takes the two answers first (ProtocolRefused on
+    "na", EOFError on anything else unexpected). Both are instance attributes
+    that remove themselves: from then on the stream's own read and write."""
+    from libp2p.protocol_muxer.multiselect_client import MULTISELECT_PROTOCOL_ID, PROTOCOL_NOT_FOUND_MSG
+    from libp2p.utils import encode_delim
+
+    unsent = [encode_delim(MULTISELECT_PROTOCOL_ID.encode()) + encode_delim(protocol.encode())]
+
+    async def write(data: bytes) -> None:
+        del stream.write
+        await stream.write(unsent.pop() + data if unsent else data)
+
+    async def read(n: int | None = None) -> bytes:
+        del stream.read
+        if unsent:  # read before any write: the handshake alone
+            del stream.write
+            await stream.write(unsent.pop())
+        try:
+            hello, answer = await _read_answers(stream, 2)
+        except ValueError as error:
+            raise EOFError(f"protocol selection failed: {error}") from error
+        if hello != MULTISELECT_PROTOCOL_ID:
+            raise EOFError(f"protocol selection failed: the peer answered {hello!r} to the handshake")
+        if answer == PROTOCOL_NOT_FOUND_MSG:
+            raise ProtocolRefused(f"the peer does not serve {protocol}")
+        if answer != protocol:
+            raise EOFError(f"protocol selection failed: the peer answered {answer!r} to {protocol!r}")
+        return await stream.read(n)
+
+    stream.write = write
+    stream.read = read
 
 
 #: fix 8: the longest multistream-select message the node reads (js-libp2p's MAX_PROTOCOL_LENGTH)
@@ -316,7 +389,12 @@ def answer_protocol_select_at_once(host) -> None:
         try:
             with trio.fail_after(negotiate_timeout):
                 while True:
-                    messages, end = _parse_messages(buffer, 1, pos)
+                    try:
+                        messages, end = _parse_messages(buffer, 1, pos)
+                    except ValueError:
+                        if answer:  # what was read so far is answered first, as py-libp2p does ("na" at once)
+                            await stream.write(answer)
+                        raise
                     if not messages:
                         if answer and buffer:  # all read is answered: say so before waiting (a caller may wait for it)
                             await stream.write(answer)

@@ -383,6 +383,71 @@ def test_the_node_answers_protocol_select_in_one_write_with_fix_8_and_reads_it_p
     assert fixed == (1, 1, True)
 
 
+def test_a_lazy_select_sends_the_request_with_the_handshake_and_still_hears_na():
+    """Fix 9 (libp2p_fixes.lazy_protocol_select) and its pin: py-libp2p's
+    new_stream reads the peer's answer to the protocol before it returns the
+    stream (fix 4 leaves that one round trip), so a request waits for it. With
+    the fix, a caller's stream toward a peer whose identify lists the protocol
+    is handed out at once; its first write carries the handshake, the protocol
+    and the request; the call is answered; and a protocol the peer does not
+    serve after all (listed, but "na") is still that call's 4002, with the
+    connection and the next call fine. When the pin fails, py-libp2p selects
+    lazily by itself: look again at the fix."""
+    from libp2p.custom_types import TProtocol
+    from libp2p.network.stream.net_stream import NetStream
+
+    from node_runtime.addresses import Address
+    from node_runtime.libp2p_fixes import lazy_protocol_select
+
+    events: list[tuple[str, object]] = []
+    read, write = NetStream.read, NetStream.write
+
+    async def noting_read(self, n=None):
+        events.append(("read", self))
+        return await read(self, n)
+
+    async def noting_write(self, data):
+        events.append(("write", self))
+        await write(self, data)
+
+    async def body():
+        async with Node([Tool("o://seq")]) as node, Client() as client:
+            ma = node.listen_addrs[0]
+            assert await client.use("o://seq", "ping", via=ma, timeout=10) == {"message": "Pong!"}  # identify known
+            peer = await client.peers.peer_at(ma)
+            assert client.peers.lists_protocol(peer, "/o/seq")
+            NetStream.read, NetStream.write = noting_read, noting_write
+            try:
+                with trio.fail_after(10):
+                    events.clear()
+                    stream = await client.host.new_stream(peer, [TProtocol("/o/seq")])
+                    read_before_return = [s for kind, s in events if kind == "read" and s is stream]
+                    await stream.reset()
+                    with lazy_protocol_select():
+                        events.clear()
+                        stream = await client.host.new_stream(peer, [TProtocol("/o/seq")])
+                        lazy_read_before_return = [s for kind, s in events if kind == "read" and s is stream]
+                        await stream.reset()
+                    events.clear()
+                    client.peers._pooled.clear()  # a new stream, opened lazily by the call itself
+                    assert await client.use("o://seq", "ping", via=ma, timeout=10) == {"message": "Pong!"}
+                    call_writes = [kind for kind, s in events if kind == "write" and s.muxed_stream.is_initiator]
+            finally:
+                NetStream.read, NetStream.write = read, write
+            client.host.get_peerstore().add_protocols(peer, ["/o/nobody"])  # listed, not served
+            assert client.peers.lists_protocol(peer, "/o/nobody")
+            with pytest.raises(OlaneError) as refused:
+                await client.use("o://nobody", "ping", via=ma, timeout=10)
+            assert refused.value.code == ErrorCode.NOT_FOUND
+            assert await client.use("o://seq", "ping", via=ma, timeout=10) == {"message": "Pong!"}
+        return len(read_before_return), len(lazy_read_before_return), call_writes
+
+    bare, lazy, call_writes = run_trio(body, 40)
+    assert bare >= 1  # the pin: py-libp2p reads the answer before handing the stream out
+    assert lazy == 0
+    assert call_writes == ["write"]  # handshake, protocol and request in one
+
+
 def test_yamux_window_updates_after_every_read_without_the_fix_and_once_half_is_owed_with_it():
     """Fix 5 (libp2p_fixes.window_updates_go_style) and its pin: py-libp2p sends a
     Yamux window update after every read, so ten pings cost twenty more encrypted
