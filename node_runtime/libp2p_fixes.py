@@ -437,16 +437,13 @@ def answer_protocol_select_at_once(host) -> None:
     muxer.negotiate = negotiate
 
 
-_GO_STYLE_WINDOW_UPDATES = False
-
-
 def window_updates_go_style() -> None:
     """Fix 5: Yamux window updates only once half the receive window is owed
     (go-yamux semantics), not after every read. Process-wide, idempotent."""
-    global _GO_STYLE_WINDOW_UPDATES
-    if _GO_STYLE_WINDOW_UPDATES:
-        return
     from libp2p.stream_muxer.yamux.yamux import YamuxStream
+
+    if hasattr(YamuxStream, "_olane_original_window_update"):
+        return
 
     async def auto_tune_and_send_window_update(self, *, bytes_read: int = 0) -> None:
         total = 0
@@ -470,7 +467,6 @@ def window_updates_go_style() -> None:
 
     YamuxStream._olane_original_window_update = YamuxStream._auto_tune_and_send_window_update
     YamuxStream._auto_tune_and_send_window_update = auto_tune_and_send_window_update
-    _GO_STYLE_WINDOW_UPDATES = True
 
 
 class QuickLock:
@@ -509,16 +505,13 @@ class QuickLock:
         self.release()
 
 
-_QUICK_YAMUX_LOCKS = False
-
-
 def quick_yamux_locks() -> None:
     """Fix 6: the stream-table and window locks of Yamux connections and streams
     made from now on are QuickLocks (no schedule point when free). Process-wide, idempotent."""
-    global _QUICK_YAMUX_LOCKS
-    if _QUICK_YAMUX_LOCKS:
-        return
     from libp2p.stream_muxer.yamux.yamux import Yamux, YamuxStream
+
+    if hasattr(YamuxStream, "_olane_original_init"):
+        return
 
     conn_init = Yamux.__init__
     stream_init = YamuxStream.__init__
@@ -535,23 +528,19 @@ def quick_yamux_locks() -> None:
     YamuxStream._olane_original_init = stream_init
     Yamux.__init__ = yamux_init
     YamuxStream.__init__ = stream_init_quick
-    _QUICK_YAMUX_LOCKS = True
 
 
 #: fix 7: bytes asked of a TCP socket per read (what the Yamux read loop then takes
 #: frame by frame without waiting)
 READ_AHEAD = 256 * 1024
 
-_TCP_READ_AHEAD = False
-
-
 def tcp_read_ahead() -> None:
     """Fix 7: TCP reads take up to READ_AHEAD bytes from the socket and hand them
     out as asked, with no schedule point while bytes are held. Process-wide, idempotent."""
-    global _TCP_READ_AHEAD
-    if _TCP_READ_AHEAD:
-        return
     from libp2p.io.trio import TrioTCPStream
+
+    if hasattr(TrioTCPStream, "_olane_original_read"):
+        return
 
     original = TrioTCPStream.read
 
@@ -576,7 +565,6 @@ def tcp_read_ahead() -> None:
 
     TrioTCPStream._olane_original_read = original
     TrioTCPStream.read = read
-    _TCP_READ_AHEAD = True
 
 
 async def _read_answers(stream, count: int) -> list[str]:
