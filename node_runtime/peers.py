@@ -19,8 +19,9 @@ import trio
 from .addresses import Address
 from .errors import ErrorCode, OlaneError
 from .host import key_pair_from_seed, new_olane_host, parse_peer_multiaddr
-from .libp2p_fixes import (admit_only, answer_protocol_select_at_once, lazy_protocol_select, pipeline_protocol_select,
-                           quick_yamux_locks, release_inbound_slots_on_close, tcp_read_ahead, window_updates_go_style)
+from .libp2p_fixes import (admit_only, answer_protocol_select_at_once, fair_yamux_writes, lazy_protocol_select,
+                           pipeline_protocol_select, quick_yamux_locks, release_inbound_slots_on_close, tcp_read_ahead,
+                           window_updates_go_style)
 from .limits import Limits
 from .stream_io import reset_quietly
 
@@ -91,6 +92,7 @@ class PeerPool:
         window_updates_go_style()
         quick_yamux_locks()
         tcp_read_ahead()
+        fair_yamux_writes()
         async with self.host.run(listen_addrs=[multiaddr.Multiaddr(a) for a in self.listen]):
             for protocol, handler in handlers.items():
                 self.host.set_stream_handler(TProtocol(protocol), handler)

@@ -448,6 +448,77 @@ def test_a_lazy_select_sends_the_request_with_the_handshake_and_still_hears_na()
     assert call_writes == ["write"]  # handshake, protocol and request in one
 
 
+def test_yamux_writes_go_in_arrival_order_without_fix_10_and_new_streams_first_with_it():
+    """Fix 10 (libp2p_fixes.fair_yamux_writes) and its pin: a Yamux connection
+    hands its one write lock to waiting frames in arrival order, one write (and
+    one scheduler pass) each, so a window update or a new stream's first frame
+    waits behind every 64 KiB data frame queued before it. With the fix the
+    frames that waited go out together in one write. With the fix they go first (a small first frame: a
+    multistream answer, a first chunk) in that write, frames that take a stream past its
+    first FIRST_BYTES keep arrival order, and a stream's FIN never overtakes
+    its own data. When the pin fails, py-libp2p schedules its writes itself:
+    look again at the fix."""
+    import struct
+    import types
+
+    import trio.testing
+    from libp2p.stream_muxer.yamux.yamux import FLAG_FIN, TYPE_DATA, TYPE_WINDOW_UPDATE, YAMUX_HEADER_FORMAT, Yamux
+
+    from node_runtime.libp2p_fixes import FIRST_BYTES, fair_yamux_writes
+
+    fair_yamux_writes()
+
+    class Wire:
+        """A secured connection whose first write holds on until `go` is set."""
+        is_initiator = True
+
+        def __init__(self) -> None:
+            self.frames: list[str] = []
+            self.writes = 0
+            self.go = trio.Event()
+
+        async def write(self, data: bytes) -> None:
+            self.writes += 1
+            pos = 0
+            while pos < len(data):
+                _, kind, flags, sid, length = struct.unpack(YAMUX_HEADER_FORMAT, data[pos:pos + 12])
+                self.frames.append(f"{'data' if kind == TYPE_DATA else 'fin' if flags & FLAG_FIN else 'update'} {sid}")
+                pos += 12 + (length if kind == TYPE_DATA else 0)
+            if self.writes == 1:
+                await self.go.wait()
+
+    def data(sid: int, size: int = 65536) -> bytes:
+        return struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_DATA, 0, sid, size) + bytes(size)
+
+    def header(sid: int, flags: int = 0) -> bytes:
+        return struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_WINDOW_UPDATE, flags, sid, 0 if flags else 4096)
+
+    async def order(init, write_frame) -> list[str]:
+        wire = Wire()
+        conn = Yamux.__new__(Yamux)
+        init(conn, wire, None, True)
+        for sid in (1, 3, 5, 7):
+            conn.streams[sid] = types.SimpleNamespace()
+        conn.streams[1]._olane_sent = conn.streams[3]._olane_sent = FIRST_BYTES  # busy streams
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                for frame in (data(1), data(3), data(1), header(5), data(3), header(3, FLAG_FIN), data(7, 1000)):
+                    nursery.start_soon(write_frame, conn, frame)
+                    await trio.testing.wait_all_tasks_blocked()  # each one queued in turn
+                wire.go.set()
+        return wire.frames, wire.writes
+
+    async def body():
+        bare = await order(Yamux._olane_init_before_turns, Yamux._olane_original_write_frame)
+        fixed = await order(Yamux.__init__, Yamux._write_frame)
+        return bare, fixed
+
+    bare, fixed = run_trio(body)
+    assert bare == (["data 1", "data 3", "data 1", "update 5", "data 3", "fin 3", "data 7"], 7)  # the pin
+    # the six that waited go out in one write, small ones first
+    assert fixed == (["data 1", "update 5", "data 7", "data 3", "data 1", "data 3", "fin 3"], 2)
+
+
 def test_yamux_window_updates_after_every_read_without_the_fix_and_once_half_is_owed_with_it():
     """Fix 5 (libp2p_fixes.window_updates_go_style) and its pin: py-libp2p sends a
     Yamux window update after every read, so ten pings cost twenty more encrypted
