@@ -7,7 +7,7 @@ Contenders (each serving side in its own process on 127.0.0.1):
   msgpack) and batched (several chunks per frame, negotiated through identify);
 - raw py-libp2p on the same node: 100-byte messages, 64 per write (what a
   hand-coalescing py-libp2p user gets), and 64 KiB messages one per write.
-  These run in our bench processes, so with our py-libp2p fixes 4-7
+  These run in our bench processes, so with our py-libp2p fixes 4-8 and 10
   (node_runtime/libp2p_fixes.py: they apply process-wide and speed raw
   py-libp2p up too): "raw + our fixes";
 - raw py-libp2p stock (benchmarks/raw.py): the same transfers (100 B, 64 per
@@ -295,7 +295,7 @@ def _print(figures: dict[str, list], plan: ComparePlan, report: Report) -> None:
         return statistics.median(values) if values else float("nan")
 
     for key, what in (("raw64_100_stock", "raw py-libp2p stock, 64 x 100 B/write"),
-                      ("raw64_100", "raw + our fixes 4-7, 64 x 100 B/write"), ("json_100", "ours json, 1 chunk/frame"),
+                      ("raw64_100", "raw + our fixes, 64 x 100 B/write"), ("json_100", "ours json, 1 chunk/frame"),
                       ("msgpack_100", "ours msgpack, 1 chunk/frame"), ("batched_msgpack_100", "ours msgpack, batched"),
                       ("batched_json_100", "ours json, batched"), ("grpc_100", "grpcio server streaming")):
         if key in figures:
@@ -308,7 +308,7 @@ def _print(figures: dict[str, list], plan: ComparePlan, report: Report) -> None:
             report.add(Row("compare", key, {"per_s": round(med(key)), "rounds": [round(v) for v in figures[key]]},
                            f"100 B  {what:<36} {med(key):>10,.0f} msg/s  (rounds: {per_round})", target, passed))
     for key, what in (("raw_64k_stock", "raw py-libp2p stock, 1 x 64 KiB/write"),
-                      ("raw_64k", "raw + our fixes 4-7, 1 x 64 KiB/write"), ("msgpack_64k", "ours msgpack"),
+                      ("raw_64k", "raw + our fixes, 1 x 64 KiB/write"), ("msgpack_64k", "ours msgpack"),
                       ("json_64k", "ours json (base64)"), ("grpc_64k", "grpcio server streaming")):
         if key in figures:
             per_round = ", ".join(f"{v:.0f}" for v in figures[key])

@@ -9,7 +9,7 @@ bench node is py-libp2p *with our fixes*. Here both ends are plain: a server
 client MULTIADDR COUNT SIZE PER_WRITE`), each a process that applies none of
 the fixes (each checks `libp2p_fixes.process_wide_fixes()` before it
 measures), on a host built like ours (Noise, Yamux, one connection per peer:
-`host.new_olane_host`, which patches nothing). `--fixed` applies fixes 4-7 on
+`host.new_olane_host`, which patches nothing). `--fixed` applies fixes 4-8 and 10 on
 both, for a like-for-like check of what the fixes alone give (fixes 1-3 are
 about limits and safety; neither side needs them here).
 
@@ -32,13 +32,16 @@ def _host(fixed: bool):
 
     host = new_olane_host(key_pair_from_seed(None))
     if fixed:
-        from node_runtime.libp2p_fixes import (pipeline_protocol_select, quick_yamux_locks, tcp_read_ahead,
+        from node_runtime.libp2p_fixes import (answer_protocol_select_at_once, fair_yamux_writes,
+                                               pipeline_protocol_select, quick_yamux_locks, tcp_read_ahead,
                                                window_updates_go_style)
 
         pipeline_protocol_select(host)
+        answer_protocol_select_at_once(host)
         window_updates_go_style()
         quick_yamux_locks()
         tcp_read_ahead()
+        fair_yamux_writes()
     return host
 
 

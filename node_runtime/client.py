@@ -16,6 +16,7 @@ from .codec import JSON, MSGPACK
 from .addresses import Address
 from .errors import ErrorCode, OlaneError
 from .framing import FrameDecoder, frame
+from .libp2p_fixes import ProtocolRefused
 from .messages import BatchedChunk, ChunkReader, Response, batch_chunk, new_id, parse_response, route_request
 from .stream_io import STREAM_ENDED, abort_transport, close_quietly, reset_quietly, write_shielded
 from .compression import Inflater
@@ -136,7 +137,7 @@ class StreamingCall:
         self._release = peers.take_stream_slot(peer_id)
         self._peer = peer_id
         try:
-            self._stream, self.reused_stream = await peers.stream_for(peer_id, self.address, self.protocol)
+            self._stream, self.reused_stream = await peers.stream_for(peer_id, self.address, self.protocol, lazy=True)
             envelope = route_request(
                 self.address.value, self.method, self.params, request_id=self.id,
                 connection_id=node.connection_id, caller_address=node.address.value, streaming=self.streaming,
@@ -154,7 +155,7 @@ class StreamingCall:
                 # reached the node, so a new stream is as good
                 stale, self._stream, self.reused_stream = self._stream, None, False
                 await reset_quietly(stale)
-                self._stream = await peers.open_stream(peer_id, self.address, self.protocol)
+                self._stream = await peers.open_stream(peer_id, self.address, self.protocol, lazy=True)
                 await write_shielded(self._stream, request, node.limits.write_timeout)
         except BaseException as exc:
             await self.aclose()
@@ -355,6 +356,10 @@ class StreamingCall:
             with trio.move_on_at(min(self._frame_deadline, self._deadline)) as scope:
                 self._read_scope = scope
                 data = await stream.read(self.node.limits.read_size)
+        except ProtocolRefused as exc:  # a stream opened lazily: the peer does not serve it after all
+            self._read_scope = None
+            await self._fail(OlaneError(ErrorCode.NOT_FOUND, "Address not found",
+                                        {"address": self.address.value, "reason": str(exc)}))
         except STREAM_ENDED:
             data = b""
         finally:

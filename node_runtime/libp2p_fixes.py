@@ -74,15 +74,71 @@ py-libp2p that changes it fails a test and the fix can go) and the fix.
    (four Noise messages, hundreds of frames) in one task step, 5-12 ms during
    which nothing else ran (in the console: the screen's loop, whose stalls it
    was).
+8. The node reads a stream's multistream-select byte by byte. py-libp2p's
+   `Multiselect.negotiate` writes `/multistream/1.0.0`, reads the caller's
+   handshake and then its protocol with `read_delim` (a 1-byte read per varint
+   byte, then the body), and answers with a second write: four reads and two
+   writes per stream opened, each read through `NetStream`'s `trio.Lock`, so
+   each a trip through the scheduler. With 100 streams opened on a connection
+   while others stream, every trip waits for a whole pass of the busy
+   producers: negotiation was the largest part of the time to first chunk.
+   The fix reads what has arrived in one read (callers send the handshake and
+   the protocol together: js-libp2p, go-libp2p, fix 4, and often the request
+   right after), answers the handshake and the protocol in one write (the same
+   bytes, in the same order), and hands bytes read past the protocol back to
+   the stream's next reads (the request, for the protocol's handler). A caller
+   that sends its protocol later is answered as before: the handshake first,
+   then the protocol once it comes. Messages are at most
+   `SELECT_MESSAGE_BYTES` (js-libp2p's limit); a longer one ends the
+   negotiation (py-libp2p waited for any length).
+9. A new stream's request waits a round trip for the protocol's answer
+   (fix 4 leaves one). js-libp2p (`negotiateFully: false`), go-libp2p and
+   rust-libp2p (`V1Lazy`) select "lazily" when they expect the protocol to be
+   served: the handshake and the protocol go with the stream's first data, and
+   the answers are read before the first answer bytes. Every listener reads
+   the messages in order and hands what follows the protocol to its handler
+   (js-libp2p's length-prefixed reader keeps it, py-libp2p reads exact
+   lengths, fix 8 hands it back), so the bytes are the same as fix 4's, only
+   sooner: 100 streams opened at once on a busy connection no longer wait for
+   100 answers to come back through it before their requests go. Streams opened
+   inside `lazy_protocol_select()` (the caller's `PeerPool.open_stream`, toward
+   a peer whose libp2p identify lists the protocol) do so. When the peer
+   answers "na" after all, the stream's first read raises `ProtocolRefused`
+   (the caller's 4002 Address not found); the peer refuses what followed as a
+   broken message and resets the stream.
+10. A new stream's first frames wait behind every data frame queued before
+   them. Yamux's connection write lock (`Yamux._write_lock`, a `trio.Lock`,
+   taken for every frame in `Yamux._write_frame`) serves writers in arrival
+   order, and while streams are busy nearly every one of them has a 64 KiB
+   frame waiting: 100 streams queue up to 6 MiB, which the peer takes as fast as
+   it reads (20 MB/s for a Python client of 100 B chunks), so a new stream's
+   multistream answer and first chunk, and the node's ACK of each new stream
+   (written by the read loop, which waits meanwhile), came 300-600 ms late.
+   Handing the lock from one waiter to the next also costs a scheduler pass
+   each (100 answers queued took 100 passes of every busy task). The fix
+   writes what waits together: the writer holding the turn writes its frame,
+   then the frames queued meanwhile (up to `COMBINE_BYTES`) in one more write,
+   ordered by the bytes each stream will have sent once the
+   frame is out, up to `FIRST_BYTES`: window updates, ACKs, resets, multistream
+   answers and a new stream's first small frames go before frames that take a
+   stream past its first `FIRST_BYTES`, which keep arrival order among
+   themselves (no stream is held back for long: a stream jumps the queue for
+   its first `FIRST_BYTES` only). A frame
+   never passes an earlier one of its own stream (a FIN never overtakes its
+   stream's data). For every Yamux connection of the process, once.
 """
 from __future__ import annotations
 
 import contextvars
+import heapq
 import logging
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 import trio
+
+from .errors import OlaneError
+from .framing import _read_varint
 
 log = logging.getLogger("olane.libp2p")
 
@@ -239,6 +295,9 @@ def pipeline_protocol_select(host) -> None:
             return await original(protocols, communicator, negotiate_timeout)
         protocol = protocols[0]
         wanted = str(protocol)
+        if _lazy_select.get():  # fix 9: the answers are read with the stream's first read
+            _select_lazily(communicator.read_writer, wanted)
+            return protocol
         with trio.move_on_after(negotiate_timeout):
             try:
                 await communicator.read_writer.write(
@@ -269,16 +328,148 @@ def pipeline_protocol_select(host) -> None:
     client.select_one_of = select_one_of
 
 
-_GO_STYLE_WINDOW_UPDATES = False
+#: fix 9: streams opened in this context select their protocol lazily
+_lazy_select: contextvars.ContextVar[bool] = contextvars.ContextVar("olane_lazy_select", default=False)
+
+
+class ProtocolRefused(EOFError):
+    """Fix 9: the peer does not serve the protocol a stream selected lazily ("na")."""
+
+
+@contextmanager
+def lazy_protocol_select() -> Iterator[None]:
+    """Fix 9: a stream opened inside this block (one protocol asked for) sends
+    the multistream handshake and protocol with its first write and reads the
+    answers at its first read, instead of waiting for them before it is handed out."""
+    token = _lazy_select.set(True)
+    try:
+        yield
+    finally:
+        _lazy_select.reset(token)
+
+
+def _select_lazily(stream, protocol: str) -> None:
+    """Fix 9: `stream`'s first write is prefixed with the handshake and
+    `protocol`; its first read takes the two answers first (ProtocolRefused on
+    "na", EOFError on anything else unexpected). Both are instance attributes
+    that remove themselves: from then on the stream's own read and write."""
+    from libp2p.protocol_muxer.multiselect_client import MULTISELECT_PROTOCOL_ID, PROTOCOL_NOT_FOUND_MSG
+    from libp2p.utils import encode_delim
+
+    unsent = [encode_delim(MULTISELECT_PROTOCOL_ID.encode()) + encode_delim(protocol.encode())]
+
+    async def write(data: bytes) -> None:
+        del stream.write
+        await stream.write(unsent.pop() + data if unsent else data)
+
+    async def read(n: int | None = None) -> bytes:
+        del stream.read
+        if unsent:  # read before any write: the handshake alone
+            del stream.write
+            await stream.write(unsent.pop())
+        try:
+            hello, answer = await _read_answers(stream, 2)
+        except ValueError as error:
+            raise EOFError(f"protocol selection failed: {error}") from error
+        if hello != MULTISELECT_PROTOCOL_ID:
+            raise EOFError(f"protocol selection failed: the peer answered {hello!r} to the handshake")
+        if answer == PROTOCOL_NOT_FOUND_MSG:
+            raise ProtocolRefused(f"the peer does not serve {protocol}")
+        if answer != protocol:
+            raise EOFError(f"protocol selection failed: the peer answered {answer!r} to {protocol!r}")
+        return await stream.read(n)
+
+    stream.write = write
+    stream.read = read
+
+
+#: fix 8: the longest multistream-select message the node reads (js-libp2p's MAX_PROTOCOL_LENGTH)
+SELECT_MESSAGE_BYTES = 1024
+
+
+def answer_protocol_select_at_once(host) -> None:
+    """Fix 8: the node reads a stream's multistream handshake and protocol in as
+    few reads as they arrive in and answers both in one write; other
+    communicators: py-libp2p's own way."""
+    from libp2p.custom_types import TProtocol
+    from libp2p.protocol_muxer.exceptions import MultiselectError
+    from libp2p.protocol_muxer.multiselect import (
+        DEFAULT_NEGOTIATE_TIMEOUT, MULTISELECT_PROTOCOL_ID, PROTOCOL_NOT_FOUND_MSG,
+    )
+    from libp2p.protocol_muxer.multiselect_communicator import MultiselectCommunicator
+    from libp2p.utils import encode_delim
+
+    muxer = host.multiselect
+    original = muxer.negotiate
+    hello = encode_delim(MULTISELECT_PROTOCOL_ID.encode())
+
+    async def negotiate(communicator, negotiate_timeout=DEFAULT_NEGOTIATE_TIMEOUT):
+        if type(communicator) is not MultiselectCommunicator:
+            return await original(communicator, negotiate_timeout)
+        stream = communicator.read_writer
+        handlers = muxer.handlers
+        buffer = b""
+        pos = 0
+        answer = hello  # what goes out with the next write: our handshake first, as py-libp2p sends it
+        greeted = False
+        try:
+            with trio.fail_after(negotiate_timeout):
+                while True:
+                    try:
+                        messages, end = _parse_messages(buffer, 1, pos)
+                    except ValueError:
+                        if answer:  # what was read so far is answered first, as py-libp2p does ("na" at once)
+                            await stream.write(answer)
+                        raise
+                    if not messages:
+                        if answer and buffer:  # all read is answered: say so before waiting (a caller may wait for it)
+                            await stream.write(answer)
+                            answer = b""
+                        data = await stream.read(SELECT_MESSAGE_BYTES)
+                        if not data:
+                            raise MultiselectError("the stream ended during protocol selection")
+                        buffer = buffer[pos:] + data
+                        pos = 0
+                        continue
+                    command, pos = messages[0], end
+                    if not greeted:
+                        if command != MULTISELECT_PROTOCOL_ID:
+                            if answer:
+                                await stream.write(answer)
+                            raise MultiselectError(f"multiselect protocol ID mismatch: received "
+                                                   f"handshake_contents={command}")
+                        greeted = True
+                        continue
+                    if command == "ls":
+                        listed = "\n".join(p for p in handlers if p is not None) + "\n"
+                        answer += encode_delim(listed.encode())
+                        continue
+                    protocol = None if not command else TProtocol(command)
+                    if protocol in handlers:
+                        await stream.write(answer + encode_delim(command.encode()))
+                        if pos != len(buffer):
+                            _put_back(stream, buffer[pos:])  # the protocol's first bytes: its handler reads them
+                        return protocol, handlers[protocol]
+                    answer += encode_delim(PROTOCOL_NOT_FOUND_MSG.encode())
+        except trio.TooSlowError:
+            raise MultiselectError("handshake read timeout") from None
+        except MultiselectError:
+            raise
+        except ValueError as error:
+            raise MultiselectError(f"unreadable protocol selection: {error}") from error
+        except Exception as error:  # the stream ended or was reset
+            raise MultiselectError(f"protocol selection failed: {error!r}") from error
+
+    muxer.negotiate = negotiate
 
 
 def window_updates_go_style() -> None:
     """Fix 5: Yamux window updates only once half the receive window is owed
     (go-yamux semantics), not after every read. Process-wide, idempotent."""
-    global _GO_STYLE_WINDOW_UPDATES
-    if _GO_STYLE_WINDOW_UPDATES:
-        return
     from libp2p.stream_muxer.yamux.yamux import YamuxStream
+
+    if hasattr(YamuxStream, "_olane_original_window_update"):
+        return
 
     async def auto_tune_and_send_window_update(self, *, bytes_read: int = 0) -> None:
         total = 0
@@ -302,7 +493,6 @@ def window_updates_go_style() -> None:
 
     YamuxStream._olane_original_window_update = YamuxStream._auto_tune_and_send_window_update
     YamuxStream._auto_tune_and_send_window_update = auto_tune_and_send_window_update
-    _GO_STYLE_WINDOW_UPDATES = True
 
 
 class QuickLock:
@@ -341,16 +531,13 @@ class QuickLock:
         self.release()
 
 
-_QUICK_YAMUX_LOCKS = False
-
-
 def quick_yamux_locks() -> None:
     """Fix 6: the stream-table and window locks of Yamux connections and streams
     made from now on are QuickLocks (no schedule point when free). Process-wide, idempotent."""
-    global _QUICK_YAMUX_LOCKS
-    if _QUICK_YAMUX_LOCKS:
-        return
     from libp2p.stream_muxer.yamux.yamux import Yamux, YamuxStream
+
+    if hasattr(YamuxStream, "_olane_original_init"):
+        return
 
     conn_init = Yamux.__init__
     stream_init = YamuxStream.__init__
@@ -367,7 +554,6 @@ def quick_yamux_locks() -> None:
     YamuxStream._olane_original_init = stream_init
     Yamux.__init__ = yamux_init
     YamuxStream.__init__ = stream_init_quick
-    _QUICK_YAMUX_LOCKS = True
 
 
 #: fix 7: bytes asked of a TCP socket per read (what the Yamux read loop then takes
@@ -376,16 +562,13 @@ READ_AHEAD = 256 * 1024
 #: ... and bytes handed out from what it holds between two schedule points
 SERVE_STEP = 64 * 1024
 
-_TCP_READ_AHEAD = False
-
-
 def tcp_read_ahead() -> None:
     """Fix 7: TCP reads take up to READ_AHEAD bytes from the socket and hand them
     out as asked, with no schedule point while bytes are held. Process-wide, idempotent."""
-    global _TCP_READ_AHEAD
-    if _TCP_READ_AHEAD:
-        return
     from libp2p.io.trio import TrioTCPStream
+
+    if hasattr(TrioTCPStream, "_olane_original_read"):
+        return
 
     original = TrioTCPStream.read
 
@@ -414,15 +597,168 @@ def tcp_read_ahead() -> None:
 
     TrioTCPStream._olane_original_read = original
     TrioTCPStream.read = read
-    _TCP_READ_AHEAD = True
+
+
+#: fix 10: the bytes of each stream whose frames go before data of busier streams
+FIRST_BYTES = 64 * 1024
+#: fix 10: the most bytes of waiting frames the writer holding the turn writes with its own
+COMBINE_BYTES = 512 * 1024
+
+
+class WriteTurns:
+    """Fix 10: a Yamux connection's writes, one at a time, lowest rank first
+    (arrival order among equals), waiting frames written together. The writer
+    holding the turn writes its frame, then every frame that queued meanwhile
+    (up to COMBINE_BYTES, in rank order) in one more write, and wakes their
+    writers at once: one trip through the scheduler for all of them instead of
+    one each (a trio.Lock hands over to one waiter per scheduler pass). A waiter
+    never gets a rank below an earlier waiter of the same stream, so one
+    stream's frames stay in order."""
+
+    __slots__ = ("_busy", "_heap", "_arrivals", "_queued")
+
+    def __init__(self) -> None:
+        self._busy = False
+        self._heap: list[list] = []  # [rank, arrival, event (None once gone), stream id, frame, outcome]
+        self._arrivals = 0
+        self._queued: dict[int, list[int]] = {}  # stream id -> [waiters, highest rank among them]
+
+    def locked(self) -> bool:
+        return self._busy
+
+    async def write(self, write, data: bytes, stream_id: int = 0, rank: int = 0) -> None:
+        """`await write(bytes)` for `data`, in its turn (or in another writer's turn, with others)."""
+        if self._busy:
+            entry = self._wait_entry(stream_id, rank, data)
+            event = entry[2]
+            try:
+                await event.wait()
+            except BaseException:
+                if not event.is_set():
+                    entry[2] = None
+                    self._unqueue(stream_id)
+                elif entry[5] is None:  # handed the turn as we were cancelled: pass it on
+                    self._hand_over()
+                raise  # (a frame already taken goes out all the same)
+            outcome = entry[5]
+            if outcome is not None:  # written with others by the writer holding the turn
+                if outcome is not True:
+                    raise outcome
+                return
+        else:
+            self._busy = True
+        try:
+            await write(data)
+            await self._write_waiting(write)
+        finally:
+            self._hand_over()
+
+    def _wait_entry(self, stream_id: int, rank: int, data: bytes) -> list:
+        queued = self._queued.get(stream_id)
+        if queued is None:
+            self._queued[stream_id] = [1, rank]
+        else:
+            queued[0] += 1
+            if queued[1] > rank:
+                rank = queued[1]
+            else:
+                queued[1] = rank
+        self._arrivals += 1
+        entry = [rank, self._arrivals, trio.Event(), stream_id, data, None]
+        heapq.heappush(self._heap, entry)
+        return entry
+
+    async def _write_waiting(self, write) -> None:
+        heap = self._heap
+        taken: list[list] = []
+        size = 0
+        while heap and size < COMBINE_BYTES:
+            entry = heapq.heappop(heap)
+            if entry[2] is None:  # its writer was cancelled while it waited
+                continue
+            self._unqueue(entry[3])
+            taken.append(entry)
+            size += len(entry[4])
+        if not taken:
+            return
+        outcome: "bool | Exception" = True
+        try:
+            await write(b"".join([entry[4] for entry in taken]))
+        except BaseException as error:
+            outcome = error if isinstance(error, Exception) else ConnectionError("the connection's write was cut short")
+            raise
+        finally:
+            for entry in taken:
+                entry[5] = outcome
+                entry[2].set()
+
+    def _hand_over(self) -> None:
+        heap = self._heap
+        while heap:
+            entry = heapq.heappop(heap)
+            if entry[2] is not None:
+                self._unqueue(entry[3])
+                entry[2].set()  # still busy: the turn is theirs
+                return
+        self._busy = False
+
+    def _unqueue(self, stream_id: int) -> None:
+        queued = self._queued[stream_id]
+        queued[0] -= 1
+        if not queued[0]:
+            del self._queued[stream_id]
+
+
+def fair_yamux_writes() -> None:
+    """Fix 10: Yamux connections made from now on hand out their writes by
+    WriteTurns: control frames and new streams' first FIRST_BYTES first.
+    Process-wide, idempotent."""
+    from libp2p.stream_muxer.yamux.yamux import HEADER_SIZE, TYPE_DATA, YAMUX_HEADER_FORMAT, Yamux
+
+    if hasattr(Yamux, "_olane_original_write_frame"):
+        return
+    import struct
+
+    header = struct.Struct(YAMUX_HEADER_FORMAT)
+    conn_init = Yamux.__init__
+    original_write_frame = Yamux._write_frame
+
+    def yamux_init(self, *args, **kwargs) -> None:
+        conn_init(self, *args, **kwargs)
+        self._write_lock = WriteTurns()
+
+    async def write_frame(self, data: bytes) -> None:
+        turns = self._write_lock
+        if type(turns) is not WriteTurns or len(data) < HEADER_SIZE:
+            return await original_write_frame(self, data)
+        _, kind, _, stream_id, length = header.unpack_from(data)
+        rank = 0
+        if kind == TYPE_DATA and length:
+            stream = self.streams.get(stream_id)
+            if stream is not None:
+                sent = stream.__dict__.get("_olane_sent", 0) + length  # its bytes once this frame is out
+                stream._olane_sent = sent
+                rank = sent if sent < FIRST_BYTES else FIRST_BYTES
+        await turns.write(self.secured_conn.write, data, stream_id, rank)
+        await trio.lowlevel.checkpoint()
+
+    Yamux._olane_original_write_frame = original_write_frame
+    Yamux._olane_init_before_turns = conn_init
+    Yamux.__init__ = yamux_init
+    Yamux._write_frame = write_frame
 
 
 def process_wide_fixes() -> list[str]:
-    """Which of the process-wide fixes (5-7) are in force in this process (the
+    """Which of the process-wide fixes (5-7, 10) are in force in this process (the
     bench's stock py-libp2p processes check that they run none)."""
-    return [name for name, applied in (("5 window updates", _GO_STYLE_WINDOW_UPDATES),
-                                       ("6 quick Yamux locks", _QUICK_YAMUX_LOCKS),
-                                       ("7 TCP read-ahead", _TCP_READ_AHEAD)) if applied]
+    from libp2p.io.trio import TrioTCPStream
+    from libp2p.stream_muxer.yamux.yamux import Yamux, YamuxStream
+
+    return [name for name, applied in (
+        ("5 window updates", hasattr(YamuxStream, "_olane_original_window_update")),
+        ("6 quick Yamux locks", hasattr(YamuxStream, "_olane_original_init")),
+        ("7 TCP read-ahead", hasattr(TrioTCPStream, "_olane_original_read")),
+        ("10 combined Yamux writes", hasattr(Yamux, "_olane_original_write_frame"))) if applied]
 
 
 async def _read_answers(stream, count: int) -> list[str]:
@@ -462,28 +798,27 @@ def _put_back(stream, data: bytes) -> None:
     stream.read = read
 
 
-def _parse_messages(buffer: bytes, count: int) -> tuple[list[str], int]:
+def _parse_messages(buffer: bytes, count: int, pos: int = 0) -> tuple[list[str], int]:
+    """Up to `count` whole multistream-select messages (varint length, text,
+    newline) from `buffer[pos:]`, and the position after the last one.
+    ValueError for a malformed one or one longer than SELECT_MESSAGE_BYTES."""
     messages: list[str] = []
-    pos = 0
-    while len(messages) < count:
-        length = shift = 0
-        i = pos
-        while True:
-            if i >= len(buffer):
-                return messages, pos
-            byte = buffer[i]
-            length |= (byte & 0x7F) << shift
-            i += 1
-            if not byte & 0x80:
-                break
-            shift += 7
-            if shift > 63:
-                raise ValueError("a malformed length prefix")
-        if i + length > len(buffer):
-            return messages, pos
-        body = buffer[i:i + length]
+    end = len(buffer)
+    while len(messages) < count and pos < end:
+        try:
+            header = _read_varint(buffer, pos, end)
+        except OlaneError as error:
+            raise ValueError(error.message) from None
+        if header is None:  # the length prefix is not all here yet
+            break
+        length, start = header
+        if length > SELECT_MESSAGE_BYTES:
+            raise ValueError(f"a message of {length} bytes (at most {SELECT_MESSAGE_BYTES})")
+        if start + length > end:
+            break
+        body = buffer[start:start + length]
         if not body.endswith(b"\n"):
             raise ValueError(f"a message not ended by a newline: {body[:40]!r}")
         messages.append(body[:-1].decode())
-        pos = i + length
+        pos = start + length
     return messages, pos

@@ -11,7 +11,7 @@ py-libp2p's sharp edges under it are wrapped in `host.py` and `stream_io.py`.
 from __future__ import annotations
 
 from collections import deque
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterable
 
 import trio
@@ -19,8 +19,9 @@ import trio
 from .addresses import Address
 from .errors import ErrorCode, OlaneError
 from .host import key_pair_from_seed, new_olane_host, parse_peer_multiaddr
-from .libp2p_fixes import (admit_only, pipeline_protocol_select, quick_yamux_locks, release_inbound_slots_on_close,
-                           tcp_read_ahead, window_updates_go_style)
+from .libp2p_fixes import (admit_only, answer_protocol_select_at_once, fair_yamux_writes, lazy_protocol_select,
+                           pipeline_protocol_select, quick_yamux_locks, release_inbound_slots_on_close, tcp_read_ahead,
+                           window_updates_go_style)
 from .limits import Limits
 from .stream_io import reset_quietly
 
@@ -87,9 +88,11 @@ class PeerPool:
         release_inbound_slots_on_close(swarm)
         admit_only(swarm, self.is_allowed)
         pipeline_protocol_select(self.host)
+        answer_protocol_select_at_once(self.host)
         window_updates_go_style()
         quick_yamux_locks()
         tcp_read_ahead()
+        fair_yamux_writes()
         async with self.host.run(listen_addrs=[multiaddr.Multiaddr(a) for a in self.listen]):
             for protocol, handler in handlers.items():
                 self.host.set_stream_handler(TProtocol(protocol), handler)
@@ -353,7 +356,8 @@ class PeerPool:
 
     # -- streams: pooled for reuse, or opened ----------------------------------------
 
-    async def stream_for(self, peer, address: Address, protocol: str | None = None) -> tuple[Any, bool]:
+    async def stream_for(self, peer, address: Address, protocol: str | None = None, *,
+                         lazy: bool = False) -> tuple[Any, bool]:
         """(stream, reused): an idle stream to `peer` for this protocol that an
         earlier call ended on normally, else a new one (`open_stream`). A pooled
         stream the peer closed or reset, or idle past
@@ -367,7 +371,7 @@ class PeerPool:
                     self.streams_reused += 1
                     return stream, True
                 await reset_quietly(stream)
-        return await self.open_stream(peer, address, protocol), False
+        return await self.open_stream(peer, address, protocol, lazy=lazy), False
 
     def pool_stream(self, peer, protocol: str, stream) -> bool:
         """Keep `stream` for the next call to `peer` on `protocol`, if the pool
@@ -405,14 +409,18 @@ class PeerPool:
                 if not pool:
                     self._pooled.pop(key, None)
 
-    async def open_stream(self, peer, address: Address, protocol: str | None = None):
+    async def open_stream(self, peer, address: Address, protocol: str | None = None, *, lazy: bool = False):
         """A new stream to `peer` for `address` (or `protocol`): 4002 when the
-        peer does not serve it, 4017 when opening takes too long."""
+        peer does not serve it, 4017 when opening takes too long. `lazy`: toward
+        a peer whose libp2p identify lists the protocol, the stream is handed out
+        before the peer's answer, which its first read takes (libp2p_fixes fix 9:
+        `ProtocolRefused` there when the peer answers "na" after all)."""
         from libp2p.custom_types import TProtocol
         from libp2p.host.exceptions import StreamFailure
 
+        lazy = lazy and self.lists_protocol(peer, protocol or address.protocol)
         try:
-            with trio.fail_after(self.limits.dial_timeout):
+            with trio.fail_after(self.limits.dial_timeout), lazy_protocol_select() if lazy else nullcontext():
                 try:
                     stream = await self.host.new_stream(peer, [TProtocol(protocol or address.protocol)])
                 except Exception as exc:
@@ -452,6 +460,13 @@ class PeerPool:
                                  f"does not allow this caller (peer id {self.peer_id}); ask its operator to add it "
                                  f"(`olane node --allow`)", {"peerId": self.peer_id}) from None
             raise OlaneError(ErrorCode.FAILED_TO_DIAL_TARGET, f"could not open a stream to {address}: {exc}") from None
+
+    def lists_protocol(self, peer, protocol: str) -> bool:
+        """Whether `peer`'s libp2p identify listed `protocol`."""
+        try:
+            return protocol in self.host.get_peerstore().get_protocols(peer)
+        except Exception:  # not identified (yet)
+            return False
 
     @staticmethod
     def peer_of(stream) -> str | None:

@@ -300,6 +300,222 @@ def test_pipelined_select_hands_back_what_a_server_sends_right_after_its_answer(
     assert run_trio(body) == (["/multistream/1.0.0", "/ipfs/id/1.0.0"], [b"hello", b"-identify|rest", b""])
 
 
+def test_the_node_answers_protocol_select_in_one_write_with_fix_8_and_reads_it_piece_by_piece_without():
+    """Fix 8 (libp2p_fixes.answer_protocol_select_at_once) and its pin: a bare
+    py-libp2p host reads the multistream handshake and the protocol of a new
+    stream in four reads (each varint byte, then each body) and answers in two
+    writes; with the fix, what came together is read in one read and answered in
+    one write, bytes sent right after the protocol reach its handler, and a
+    protocol it does not serve is still refused ("na"). When the pin fails,
+    py-libp2p reads the handshake whole: drop the fix."""
+    from libp2p.custom_types import TProtocol
+    from libp2p.host.exceptions import StreamFailure
+    from libp2p.network.stream.net_stream import NetStream
+    from libp2p.utils import encode_delim
+
+    from node_runtime.libp2p_fixes import answer_protocol_select_at_once, pipeline_protocol_select
+
+    reads: dict[object, int] = {}
+    writes: dict[object, int] = {}
+    read, write = NetStream.read, NetStream.write
+
+    async def counting_read(self, n=None):
+        reads[self] = reads.get(self, 0) + 1
+        return await read(self, n)
+
+    async def counting_write(self, data):
+        writes[self] = writes.get(self, 0) + 1
+        await write(self, data)
+
+    async def negotiate(fixed: bool) -> tuple[int, int, bytes, bool]:
+        """(reads, writes) the server made before its handler ran, what the handler
+        read first, and whether /o/nobody was refused."""
+        server = new_olane_host(key_pair_from_seed(f"select-server-{fixed}"))
+        caller = new_olane_host(key_pair_from_seed("select-caller"))
+        pipeline_protocol_select(caller)  # handshake and protocol in one write, as js-libp2p sends them
+        if fixed:
+            answer_protocol_select_at_once(server)
+        seen: list = []
+
+        async def handler(stream) -> None:
+            seen.append((reads.get(stream, 0), writes.get(stream, 0), await stream.read(100)))
+            await stream.write(b"ok")
+
+        server.set_stream_handler(TProtocol("/o/seq"), handler)
+        async with server.run(listen_addrs=[multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]), \
+                caller.run(listen_addrs=[]):
+            with trio.fail_after(10):
+                addr = f"{server.get_addrs()[0]}"
+                info = parse_peer_multiaddr(addr if "/p2p/" in addr else f"{addr}/p2p/{server.get_id()}")
+                await caller.connect(info)
+                NetStream.read, NetStream.write = counting_read, counting_write
+                try:
+                    stream = await caller.new_stream(info.peer_id, [TProtocol("/o/seq")])
+                    await stream.write(b"request")
+                    assert await stream.read(2) == b"ok"
+                    # handshake, protocol and the first bytes in one write (a lazy select, as js-libp2p may send)
+                    raw = await caller.get_network().new_stream(info.peer_id)
+                    await raw.write(encode_delim(b"/multistream/1.0.0") + encode_delim(b"/o/seq") + b"at once")
+                    answers = encode_delim(b"/multistream/1.0.0") + encode_delim(b"/o/seq") + b"ok"
+                    got = b""
+                    while len(got) < len(answers):
+                        got += await raw.read(100)
+                    assert got == answers
+                    refused = False
+                    try:
+                        await caller.new_stream(info.peer_id, [TProtocol("/o/nobody")])
+                    except StreamFailure:
+                        refused = True
+                finally:
+                    NetStream.read, NetStream.write = read, write
+        (r, w, first), (_, _, lazy_first) = seen
+        assert first == b"request" and lazy_first == b"at once"
+        return r, w, refused
+
+    async def body():
+        return await negotiate(False), await negotiate(True)
+
+    bare, fixed = run_trio(body, 40)
+    assert bare == (4, 2, True)  # the pin: read piece by piece, answered in two writes
+    assert fixed == (1, 1, True)
+
+
+def test_a_lazy_select_sends_the_request_with_the_handshake_and_still_hears_na():
+    """Fix 9 (libp2p_fixes.lazy_protocol_select) and its pin: py-libp2p's
+    new_stream reads the peer's answer to the protocol before it returns the
+    stream (fix 4 leaves that one round trip), so a request waits for it. With
+    the fix, a caller's stream toward a peer whose identify lists the protocol
+    is handed out at once; its first write carries the handshake, the protocol
+    and the request; the call is answered; and a protocol the peer does not
+    serve after all (listed, but "na") is still that call's 4002, with the
+    connection and the next call fine. When the pin fails, py-libp2p selects
+    lazily by itself: look again at the fix."""
+    from libp2p.custom_types import TProtocol
+    from libp2p.network.stream.net_stream import NetStream
+
+    from node_runtime.addresses import Address
+    from node_runtime.libp2p_fixes import lazy_protocol_select
+
+    events: list[tuple[str, object]] = []
+    read, write = NetStream.read, NetStream.write
+
+    async def noting_read(self, n=None):
+        events.append(("read", self))
+        return await read(self, n)
+
+    async def noting_write(self, data):
+        events.append(("write", self))
+        await write(self, data)
+
+    async def body():
+        async with Node([Tool("o://seq")]) as node, Client() as client:
+            ma = node.listen_addrs[0]
+            assert await client.use("o://seq", "ping", via=ma, timeout=10) == {"message": "Pong!"}  # identify known
+            peer = await client.peers.peer_at(ma)
+            assert client.peers.lists_protocol(peer, "/o/seq")
+            NetStream.read, NetStream.write = noting_read, noting_write
+            try:
+                with trio.fail_after(10):
+                    events.clear()
+                    stream = await client.host.new_stream(peer, [TProtocol("/o/seq")])
+                    read_before_return = [s for kind, s in events if kind == "read" and s is stream]
+                    await stream.reset()
+                    with lazy_protocol_select():
+                        events.clear()
+                        stream = await client.host.new_stream(peer, [TProtocol("/o/seq")])
+                        lazy_read_before_return = [s for kind, s in events if kind == "read" and s is stream]
+                        await stream.reset()
+                    events.clear()
+                    client.peers._pooled.clear()  # a new stream, opened lazily by the call itself
+                    assert await client.use("o://seq", "ping", via=ma, timeout=10) == {"message": "Pong!"}
+                    call_writes = [kind for kind, s in events if kind == "write" and s.muxed_stream.is_initiator]
+            finally:
+                NetStream.read, NetStream.write = read, write
+            client.host.get_peerstore().add_protocols(peer, ["/o/nobody"])  # listed, not served
+            assert client.peers.lists_protocol(peer, "/o/nobody")
+            with pytest.raises(OlaneError) as refused:
+                await client.use("o://nobody", "ping", via=ma, timeout=10)
+            assert refused.value.code == ErrorCode.NOT_FOUND
+            assert await client.use("o://seq", "ping", via=ma, timeout=10) == {"message": "Pong!"}
+        return len(read_before_return), len(lazy_read_before_return), call_writes
+
+    bare, lazy, call_writes = run_trio(body, 40)
+    assert bare >= 1  # the pin: py-libp2p reads the answer before handing the stream out
+    assert lazy == 0
+    assert call_writes == ["write"]  # handshake, protocol and request in one
+
+
+def test_yamux_writes_go_in_arrival_order_without_fix_10_and_new_streams_first_with_it():
+    """Fix 10 (libp2p_fixes.fair_yamux_writes) and its pin: a Yamux connection
+    hands its one write lock to waiting frames in arrival order, one write (and
+    one scheduler pass) each, so a window update or a new stream's first frame
+    waits behind every 64 KiB data frame queued before it. With the fix the
+    frames that waited go out together in one write. With the fix they go first (a small first frame: a
+    multistream answer, a first chunk) in that write, frames that take a stream past its
+    first FIRST_BYTES keep arrival order, and a stream's FIN never overtakes
+    its own data. When the pin fails, py-libp2p schedules its writes itself:
+    look again at the fix."""
+    import struct
+    import types
+
+    import trio.testing
+    from libp2p.stream_muxer.yamux.yamux import FLAG_FIN, TYPE_DATA, TYPE_WINDOW_UPDATE, YAMUX_HEADER_FORMAT, Yamux
+
+    from node_runtime.libp2p_fixes import FIRST_BYTES, fair_yamux_writes
+
+    fair_yamux_writes()
+
+    class Wire:
+        """A secured connection whose first write holds on until `go` is set."""
+        is_initiator = True
+
+        def __init__(self) -> None:
+            self.frames: list[str] = []
+            self.writes = 0
+            self.go = trio.Event()
+
+        async def write(self, data: bytes) -> None:
+            self.writes += 1
+            pos = 0
+            while pos < len(data):
+                _, kind, flags, sid, length = struct.unpack(YAMUX_HEADER_FORMAT, data[pos:pos + 12])
+                self.frames.append(f"{'data' if kind == TYPE_DATA else 'fin' if flags & FLAG_FIN else 'update'} {sid}")
+                pos += 12 + (length if kind == TYPE_DATA else 0)
+            if self.writes == 1:
+                await self.go.wait()
+
+    def data(sid: int, size: int = 65536) -> bytes:
+        return struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_DATA, 0, sid, size) + bytes(size)
+
+    def header(sid: int, flags: int = 0) -> bytes:
+        return struct.pack(YAMUX_HEADER_FORMAT, 0, TYPE_WINDOW_UPDATE, flags, sid, 0 if flags else 4096)
+
+    async def order(init, write_frame) -> list[str]:
+        wire = Wire()
+        conn = Yamux.__new__(Yamux)
+        init(conn, wire, None, True)
+        for sid in (1, 3, 5, 7):
+            conn.streams[sid] = types.SimpleNamespace()
+        conn.streams[1]._olane_sent = conn.streams[3]._olane_sent = FIRST_BYTES  # busy streams
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                for frame in (data(1), data(3), data(1), header(5), data(3), header(3, FLAG_FIN), data(7, 1000)):
+                    nursery.start_soon(write_frame, conn, frame)
+                    await trio.testing.wait_all_tasks_blocked()  # each one queued in turn
+                wire.go.set()
+        return wire.frames, wire.writes
+
+    async def body():
+        bare = await order(Yamux._olane_init_before_turns, Yamux._olane_original_write_frame)
+        fixed = await order(Yamux.__init__, Yamux._write_frame)
+        return bare, fixed
+
+    bare, fixed = run_trio(body)
+    assert bare == (["data 1", "data 3", "data 1", "update 5", "data 3", "fin 3", "data 7"], 7)  # the pin
+    # the six that waited go out in one write, small ones first
+    assert fixed == (["data 1", "update 5", "data 7", "data 3", "data 1", "data 3", "fin 3"], 2)
+
+
 def test_yamux_window_updates_after_every_read_without_the_fix_and_once_half_is_owed_with_it():
     """Fix 5 (libp2p_fixes.window_updates_go_style) and its pin: py-libp2p sends a
     Yamux window update after every read, so ten pings cost twenty more encrypted
