@@ -412,13 +412,18 @@ class PeerPool:
     async def open_stream(self, peer, address: Address, protocol: str | None = None, *, lazy: bool = False):
         """A new stream to `peer` for `address` (or `protocol`): 4002 when the
         peer does not serve it, 4017 when opening takes too long. `lazy`: toward
-        a peer whose libp2p identify lists the protocol, the stream is handed out
-        before the peer's answer, which its first read takes (libp2p_fixes fix 9:
-        `ProtocolRefused` there when the peer answers "na" after all)."""
+        a peer of ours (its olane identify listed our extensions) whose libp2p
+        identify lists the protocol, the stream is handed out before the peer's
+        answer, which its first read takes (libp2p_fixes fix 9: `ProtocolRefused`
+        there when the peer answers "na" after all). Toward anyone else (TypeScript
+        olane) streams open as fix 4 opens them: js-libp2p keeps what follows a
+        protocol, but that was not tried against a live TypeScript node."""
         from libp2p.custom_types import TProtocol
         from libp2p.host.exceptions import StreamFailure
 
-        lazy = lazy and self.lists_protocol(peer, protocol or address.protocol)
+        if lazy:
+            wanted = protocol or address.protocol
+            lazy = bool(self.features(peer, wanted)) and self.lists_protocol(peer, wanted)
         try:
             with trio.fail_after(self.limits.dial_timeout), lazy_protocol_select() if lazy else nullcontext():
                 try:

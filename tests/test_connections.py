@@ -429,6 +429,15 @@ def test_a_lazy_select_sends_the_request_with_the_handshake_and_still_hears_na()
                     client.peers._pooled.clear()  # a new stream, opened lazily by the call itself
                     assert await client.use("o://seq", "ping", via=ma, timeout=10) == {"message": "Pong!"}
                     call_writes = [kind for kind, s in events if kind == "write" and s.muxed_stream.is_initiator]
+                    # a peer not known to be ours (no olane identify features: TypeScript olane)
+                    # gets fix 4's select: the protocol's answer before the request
+                    key = (peer.to_string(), "/o/seq")
+                    features = client.peers._features.pop(key)
+                    events.clear()
+                    client.peers._pooled.clear()
+                    assert await client.use("o://seq", "ping", via=ma, timeout=10) == {"message": "Pong!"}
+                    plain_writes = [kind for kind, s in events if kind == "write" and s.muxed_stream.is_initiator]
+                    client.peers._features[key] = features
             finally:
                 NetStream.read, NetStream.write = read, write
             client.host.get_peerstore().add_protocols(peer, ["/o/nobody"])  # listed, not served
@@ -437,12 +446,13 @@ def test_a_lazy_select_sends_the_request_with_the_handshake_and_still_hears_na()
                 await client.use("o://nobody", "ping", via=ma, timeout=10)
             assert refused.value.code == ErrorCode.NOT_FOUND
             assert await client.use("o://seq", "ping", via=ma, timeout=10) == {"message": "Pong!"}
-        return len(read_before_return), len(lazy_read_before_return), call_writes
+        return len(read_before_return), len(lazy_read_before_return), call_writes, plain_writes
 
-    bare, lazy, call_writes = run_trio(body, 40)
+    bare, lazy, call_writes, plain_writes = run_trio(body, 40)
     assert bare >= 1  # the pin: py-libp2p reads the answer before handing the stream out
     assert lazy == 0
     assert call_writes == ["write"]  # handshake, protocol and request in one
+    assert plain_writes == ["write", "write"]  # handshake and protocol, then the request
 
 
 def test_yamux_writes_go_in_arrival_order_without_fix_10_and_new_streams_first_with_it():
