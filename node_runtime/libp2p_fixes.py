@@ -102,7 +102,8 @@ py-libp2p that changes it fails a test and the fix can go) and the fix.
    sooner: 100 streams opened at once on a busy connection no longer wait for
    100 answers to come back through it before their requests go. Streams opened
    inside `lazy_protocol_select()` (the caller's `PeerPool.open_stream`, toward
-   a peer whose libp2p identify lists the protocol) do so. When the peer
+   a peer of ours whose libp2p identify lists the protocol; not toward
+   TypeScript olane, where it was not tried against a live node) do so. When the peer
    answers "na" after all, the stream's first read raises `ProtocolRefused`
    (the caller's 4002 Address not found); the peer refuses what followed as a
    broken message and resets the stream.
