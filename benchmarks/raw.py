@@ -24,7 +24,7 @@ import sys
 import time
 
 from .common import ServedNode, serve_until_stopped
-from .runtime import KIB, RAW_PROTOCOL, _raw_handler
+from .runtime import RAW_PROTOCOL, _raw_handler, raw_transfer
 
 
 def _host(fixed: bool):
@@ -75,31 +75,9 @@ def client(address: str, count: int, size: int, per_write: int, fixed: bool) -> 
     messages of `size` bytes, `per_write` per write; print one JSON line."""
     import multiaddr
     import trio
-    from libp2p.custom_types import TProtocol
     from libp2p.peer.peerinfo import info_from_p2p_addr
 
     from node_runtime.libp2p_fixes import process_wide_fixes
-
-    async def transfer(host, peer_id, n: int) -> tuple[float, int]:
-        stream = await host.new_stream(peer_id, [TProtocol(RAW_PROTOCOL)])
-        expected, received = n * size, 0
-        try:
-            started = time.perf_counter()
-            await stream.write(f"{n} {size} {per_write}\n".encode())
-            while received < expected:
-                try:
-                    data = await stream.read(256 * KIB)
-                except Exception:  # the stream ended (py-libp2p's end-of-stream errors)
-                    break
-                if not data:
-                    break
-                received += len(data)
-            return time.perf_counter() - started, received
-        finally:
-            try:
-                await stream.reset()
-            except Exception:
-                pass
 
     async def go() -> dict:
         host = _host(fixed)
@@ -107,8 +85,8 @@ def client(address: str, count: int, size: int, per_write: int, fixed: bool) -> 
         async with host.run(listen_addrs=[multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]):
             with trio.fail_after(30):
                 await host.connect(info)
-                await transfer(host, info.peer_id, min(count, 1000))  # warm up
-                seconds, received = await transfer(host, info.peer_id, count)
+                await raw_transfer(host, info.peer_id, min(count, 1000), size, per_write)  # warm up
+                seconds, received = await raw_transfer(host, info.peer_id, count, size, per_write)
         return {"seconds": seconds, "received": received, "fixes": process_wide_fixes()}
 
     print(json.dumps(trio.run(go)), flush=True)

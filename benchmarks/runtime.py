@@ -192,11 +192,16 @@ class Plan:
 async def _raw_transfer(client, peer_id, count: int, size: int, per_write: int = 1) -> tuple[float, int]:
     """Ask the node's raw handler for `count` messages of `size` bytes, `per_write`
     in each write; (seconds, bytes read)."""
+    return await raw_transfer(client.host, peer_id, count, size, per_write)
+
+
+async def raw_transfer(host, peer_id, count: int, size: int, per_write: int = 1) -> tuple[float, int]:
+    """`_raw_transfer` from a bare py-libp2p host (benchmarks/raw.py's stock client)."""
     from libp2p.custom_types import TProtocol
 
     from node_runtime.stream_io import STREAM_ENDED
 
-    stream = await client.host.new_stream(peer_id, [TProtocol(RAW_PROTOCOL)])
+    stream = await host.new_stream(peer_id, [TProtocol(RAW_PROTOCOL)])
     expected = count * size
     received = 0
     try:
