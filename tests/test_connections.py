@@ -18,6 +18,18 @@ from node_runtime.libp2p_fixes import inbound_slots_in_use
 from trio_helpers import run_trio
 
 
+class TaskSteps(trio.abc.Instrument):
+    """Counts the steps of one task: each one after its first is a trip through the scheduler."""
+
+    def __init__(self, task) -> None:
+        self.task = task
+        self.count = 0
+
+    def before_task_step(self, task) -> None:
+        if task is self.task:
+            self.count += 1
+
+
 async def wait_until(predicate, timeout: float, what: str) -> None:
     with trio.move_on_after(timeout):
         while not predicate():
@@ -587,13 +599,6 @@ def test_reads_served_from_read_ahead_bytes_let_other_tasks_run_every_serve_step
         monkeypatch.setattr(libp2p_fixes, "SERVE_STEP", serve_step)
         me = trio.lowlevel.current_task()
 
-        class Steps(trio.abc.Instrument):
-            count = 0
-
-            def before_task_step(self, task) -> None:
-                if task is me:
-                    Steps.count += 1
-
         listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
         port = listeners[0].socket.getsockname()[1]
         async with listeners[0], await trio.open_tcp_stream("127.0.0.1", port) as sender, \
@@ -605,7 +610,7 @@ def test_reads_served_from_read_ahead_bytes_let_other_tasks_run_every_serve_step
                 tcp = TrioTCPStream(receiver)
                 out = [await tcp.read(1024)]  # the socket read: the rest is held
                 held = len(tcp.__dict__.get("_olane_held") or b"")
-                steps = Steps()
+                steps = TaskSteps(me)
                 trio.lowlevel.add_instrument(steps)
                 try:
                     while tcp.__dict__.get("_olane_held"):
@@ -615,7 +620,7 @@ def test_reads_served_from_read_ahead_bytes_let_other_tasks_run_every_serve_step
                 with trio.move_on_after(5):
                     while sum(map(len, out)) < len(payload):
                         out.append(await tcp.read(len(payload)))
-        return b"".join(out), held, Steps.count
+        return b"".join(out), held, steps.count
 
     async def body():
         step = 8 * 1024
@@ -654,20 +659,13 @@ def test_yamux_locks_and_tcp_reads_cost_a_scheduler_pass_without_fixes_6_and_7()
         """Whether `acquire()` goes through the scheduler (this task is stepped again)."""
         me = trio.lowlevel.current_task()
 
-        class Steps(trio.abc.Instrument):
-            count = 0
-
-            def before_task_step(self, task) -> None:
-                if task is me:
-                    Steps.count += 1
-
-        steps = Steps()
+        steps = TaskSteps(me)
         trio.lowlevel.add_instrument(steps)
         try:
             await acquire()
         finally:
             trio.lowlevel.remove_instrument(steps)
-        return Steps.count > 0
+        return steps.count > 0
 
     async def socket_reads(read) -> tuple[list[bytes], list[int]]:
         asked: list[int] = []
