@@ -278,6 +278,8 @@ def cap_receive_window(stream, limit: int) -> bool:
 
     muxed._apply_autotune_epoch = capped
     return True
+
+
 def pipeline_protocol_select(host) -> None:
     """Fix 4: select one protocol in one round trip (handshake and protocol in
     one write, then both answers read); several protocols: py-libp2p's own way."""
