@@ -92,7 +92,7 @@ class StreamingCall:
         self._batch_pos = 0  # the next one to hand out
         self._batch_size = 0  # wire bytes credited to each
         self.batch = False  # asked the peer for batched chunk frames
-        self._reader: ChunkReader | None = None  # JSON chunk frames of our own servers, read fast
+        self._reader: ChunkReader | None = None  # chunk frames of our own servers, read fast
         self._frames = 0
         self.frames_after_final = 0  # frames for this id seen after its terminal frame
         #: "zstd": ask for a compressed answer; None: the node's choice (Node.compress); False: never
@@ -131,8 +131,8 @@ class StreamingCall:
         codec, batch = await self._negotiate(peer_id)
         self.batch = batch
         self.use_features(peers.features(peer_id, self.protocol or self.address.protocol))
-        if codec == JSON and self.streaming:
-            self._reader = ChunkReader(self.id, self.method, node.connection_id)
+        if self.streaming:
+            self._reader = ChunkReader(self.id, self.method, node.connection_id, codec)
         self.wire_codec = codec  # the codec actually used (recordings name it)
         self._release = peers.take_stream_slot(peer_id)
         self._peer = peer_id

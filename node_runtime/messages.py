@@ -6,6 +6,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgpack
 import orjson
 
 from . import codec as codecs
@@ -333,40 +334,118 @@ def batch_chunk(response: Response, k: int, size: int = 0) -> Response:
     return BatchedChunk(response.id, response.data[k], None if first is None else first + k, size, response.raw)
 
 
+#: how deep orjson and msgpack decode (tests/test_fast_paths.py pins both)
+DECODER_DEPTH = 1024
+#: the containers around a chunk's data in its frame (the message, its `result`)
+ENVELOPE_DEPTH = 2
+#: the largest data the chunk fast paths decode alone. Alone, data may nest ENVELOPE_DEPTH
+#: levels deeper than it may inside its frame, so only data too short to nest that deep is
+#: read this way (a JSON level takes 2 bytes, a msgpack one 1); longer data is decoded with
+#: its frame, and refused exactly when the whole decode refuses it
+FAST_DATA_MAX = {codecs.JSON: 2 * (DECODER_DEPTH - ENVELOPE_DEPTH), codecs.MSGPACK: DECODER_DEPTH - ENVELOPE_DEPTH}
+#: at most this many digits in a JSON sequence read fast: 19 digits stay below 2**64, beyond
+#: which orjson reads a float
+SEQUENCE_DIGITS = 19
+
+
 class ChunkReader:
-    """The client's fast path for the JSON chunk frames of our own servers: a
-    frame that is exactly `head + data + tail + <sequence> + "}}"` (what
-    ChunkEncoder writes for this request) is read by decoding only `data`. The
-    envelope's quotes cannot occur unescaped inside a JSON string, and `data`
-    must decode alone, so a frame read this way is the frame `parse_response`
-    would have read. Anything else (a batched frame, a final or error frame, a
-    TypeScript peer's chunk) gives None: decode it whole."""
+    """The client's fast path for the chunk frames of our own servers: a frame
+    that is exactly `head + data + tail + <sequence>` (what ChunkEncoder writes
+    for this request, in JSON or msgpack) is read by decoding only `data`. In
+    JSON the envelope's quotes cannot occur unescaped inside a string; in msgpack
+    the sequence is read from the end and `data` must be exactly one value; in
+    both, `data` must decode alone and be short enough that it could not nest
+    too deep in its frame (FAST_DATA_MAX). So a frame read this way is the frame
+    `parse_response(decode_answer(...))` would have read (tests/test_fast_paths.py
+    checks it on generated frames). Anything else (a batched frame, a final or
+    error frame, a TypeScript peer's chunk) gives None: decode it whole."""
 
-    __slots__ = ("_id", "_head", "_tail", "_head_len", "_tail_len")
+    __slots__ = ("_id", "_head", "_tail", "_head_len", "_tail_len", "_max", "read")
 
-    def __init__(self, request_id: Any, method: str, connection_id: Any) -> None:
+    def __init__(self, request_id: Any, method: str, connection_id: Any, codec: str = codecs.JSON) -> None:
         self._id = request_id
         encoder = ChunkEncoder(IncomingRequest(id=request_id, method=method, params={}, envelope=True,
-                                               connection_id=connection_id), codecs.JSON)
+                                               connection_id=connection_id), codec)
         self._head = encoder.head
         self._tail = encoder.tail
         self._head_len = len(self._head)
         self._tail_len = len(self._tail)
+        self._max = FAST_DATA_MAX[codec]
+        self.read = self._read_msgpack if codec == codecs.MSGPACK else self._read_json
 
-    def read(self, payload: bytes) -> "Response | None":
+    def _read_json(self, payload: bytes) -> "Response | None":
         if not payload.startswith(self._head) or payload[-2:] != b"}}":
             return None
-        at = payload.rfind(self._tail, self._head_len)
-        if at < 0:
+        # the sequence, read from the end: digits between the tail's last ":" and "}}"
+        end = len(payload) - 2
+        colon = payload.rfind(b":", end - SEQUENCE_DIGITS - 1, end)
+        at = colon + 1 - self._tail_len
+        head_len = self._head_len
+        if colon < 0 or at < head_len or at - head_len > self._max or not payload.startswith(self._tail, at):
             return None
-        digits = payload[at + self._tail_len:-2]
+        digits = payload[colon + 1:end]
         if not digits.isdigit() or (digits[0] == 0x30 and len(digits) > 1):
             return None
         try:
-            data = orjson.loads(payload[self._head_len:at])
+            data = orjson.loads(payload[head_len:at])
         except orjson.JSONDecodeError:
             return None
-        return Response(self._id, data, False, None, int(digits), None, None, len(payload), 0, payload)
+        return ReadChunk(self._id, data, int(digits), end + 2, payload)
+
+    def _read_msgpack(self, payload: bytes) -> "Response | None":
+        if not payload.startswith(self._head):
+            return None
+        # the sequence, read from the end: the tail (which ends "...ence") right before it
+        # tells which encoding it is (none of its last bytes can start another)
+        n = len(payload)
+        tail = self._tail
+        tail_len = self._tail_len
+        last = payload[-1]
+        if last < 0x80 and payload.startswith(tail, n - 1 - tail_len):  # a positive fixint
+            at = n - 1 - tail_len
+            sequence = last
+        elif payload[-5] == 0xCE and payload.startswith(tail, n - 5 - tail_len):  # most of a long stream
+            at = n - 5 - tail_len
+            sequence = int.from_bytes(payload[-4:], "big")
+        elif payload[-3] == 0xCD and payload.startswith(tail, n - 3 - tail_len):
+            at = n - 3 - tail_len
+            sequence = int.from_bytes(payload[-2:], "big")
+        elif payload[-2] == 0xCC and payload.startswith(tail, n - 2 - tail_len):
+            at = n - 2 - tail_len
+            sequence = last
+        elif payload[-9] == 0xCF and payload.startswith(tail, n - 9 - tail_len):
+            at = n - 9 - tail_len
+            sequence = int.from_bytes(payload[-8:], "big")
+        else:
+            return None
+        head_len = self._head_len
+        if at < head_len or at - head_len > self._max:
+            return None
+        try:
+            data = msgpack.unpackb(payload[head_len:at], raw=False, strict_map_key=False)
+        except Exception:  # ExtraData (more than one value) or anything malformed
+            return None
+        return ReadChunk(self._id, data, sequence, n, payload)
+
+
+class ReadChunk(Response):
+    """A chunk read by ChunkReader: a Response whose constant fields (not last, no
+    error, no `_chunks`, not batched) are the class's; `raw` decodes the frame
+    on first use."""
+
+    __slots__ = ()
+    last = False
+    error = None
+    chunks = None
+    batch = 0
+
+    def __init__(self, id: Any, data: Any, sequence: int, size: int, payload: bytes) -> None:
+        self.id = id
+        self.data = data
+        self.sequence = sequence
+        self.size = size
+        self._raw = None
+        self._payload = payload
 
 
 # --- the per-chunk fast path of a server --------------------------------------------

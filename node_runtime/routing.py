@@ -35,7 +35,7 @@ from .codec import JSON, MSGPACK
 from .errors import ErrorCode, OlaneError
 from .framing import FrameDecoder, frame
 from .libp2p_fixes import capped_windows
-from .messages import ChunkEncoder, IncomingRequest, answer_too_large
+from .messages import FAST_DATA_MAX, ChunkEncoder, IncomingRequest, answer_too_large
 from .registry import Registry, transports_of
 from .stream_io import STREAM_ENDED, close_quietly, reset_quietly, write_shielded
 from .tools import Tool
@@ -218,7 +218,7 @@ class ChunkShape:
     Any other payload (a final or error frame, a TypeScript peer's chunk, a live
     stream's) gives False: decode it."""
 
-    __slots__ = ("_head", "_batch_head", "_tail", "_json")
+    __slots__ = ("_head", "_batch_head", "_tail", "_json", "_max")
 
     def __init__(self, req: IncomingRequest, codec: str) -> None:
         encoder = ChunkEncoder(req, codec)
@@ -226,6 +226,9 @@ class ChunkShape:
         self._batch_head = encoder.batch_head
         self._tail = encoder.tail
         self._json = codec != MSGPACK
+        # longer data could nest too deep for its frame: such a frame is decoded whole,
+        # which costs about what decoding its data alone would
+        self._max = FAST_DATA_MAX[codec]
 
     def __call__(self, payload: bytes) -> bool:
         head = self._head
@@ -233,7 +236,7 @@ class ChunkShape:
             if not payload.startswith(head) or payload[-2:] != b"}}":
                 return False
             at = payload.rfind(self._tail, len(head))
-            if at < 0:
+            if at < 0 or at - len(head) > self._max:
                 return False
             rest = payload[at + len(self._tail):-2]
             if not _is_number(rest):
@@ -251,7 +254,7 @@ class ChunkShape:
             if not payload.startswith(head):
                 return False
         at = payload.rfind(self._tail, len(head))
-        if at < 0:
+        if at < 0 or at - len(head) > self._max:
             return False
         end = _after_uint(payload, at + len(self._tail))
         if batched:  # its `_batch` and count follow the sequence

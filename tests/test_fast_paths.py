@@ -7,6 +7,8 @@ import msgpack
 import orjson
 import pytest
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from node_runtime import Client, OlaneError, Request, Tool, codec
 from node_runtime.framing import FrameDecoder, encode_varint, frame
@@ -250,27 +252,119 @@ def test_msgpack_module_packer_matches_packb():
     assert codec.encode(value, codec.MSGPACK) == msgpack.packb(value, use_bin_type=True)
 
 
-def test_chunk_reader_reads_exactly_what_parse_response_reads():
+def _whole_read(payload: bytes):
+    """What the client reads from a frame without the fast path (None: it cannot read it)."""
+    try:
+        response = parse_response(codec.decode_answer(payload))
+    except OlaneError:
+        return None
+    response.size = len(payload)
+    return response
+
+
+@pytest.mark.parametrize("wire", [codec.JSON, codec.MSGPACK])
+def test_chunk_reader_reads_exactly_what_parse_response_reads(wire):
     from node_runtime.messages import ChunkReader
 
     req = REQUESTS[0]
-    reader = ChunkReader(req.id, req.method, req.connection_id)
-    encoder = ChunkEncoder(req, codec.JSON)
+    reader = ChunkReader(req.id, req.method, req.connection_id, wire)
+    encoder = ChunkEncoder(req, wire)
     for data in DATA:
-        for sequence in (1, 10, 12345):
+        for sequence in (1, 10, 127, 128, 255, 256, 12345, 70_000, 2**32, 2**40, 2**64 - 1):
             payload = encoder.chunk(encoder.data(data), sequence)
             fast = reader.read(payload)
-            slow = parse_response(codec.decode(payload)[0])
-            slow.size = len(payload)
-            assert fast is not None and fast == slow
+            if wire == codec.JSON and sequence >= 10**19:  # 20 digits: left to the whole decode
+                assert fast is None
+                continue
+            assert fast is not None and fast == _whole_read(payload)
+            assert type(fast.sequence) is int and fast.sequence == sequence
     # anything else is left to the whole decode
     other = ChunkEncoder(IncomingRequest(id="other", method=req.method, params={}, envelope=True,
-                                         connection_id=req.connection_id), codec.JSON)
-    tricky = encoder.head + b'1,"data":2' + encoder.tail + b"3}}"
-    for payload in (other.chunk(b"1", 1), encoder.batch([b"1", b"2"], 1), tricky,
-                    encoder.head + b"1" + encoder.tail + b"01}}", encoder.head + b"1" + encoder.tail + b"x}}",
-                    codec.encode({"jsonrpc": "2.0", "id": req.id, "result": {"id": req.id, "data": 1, "_last": True}})):
+                                         connection_id=req.connection_id), wire)
+    if wire == codec.JSON:
+        tricky = encoder.head + b'1,"data":2' + encoder.tail + b"3}}"
+        odd = [tricky, encoder.head + b"1" + encoder.tail + b"01}}", encoder.head + b"1" + encoder.tail + b"x}}",
+               encoder.head + b"1" + encoder.tail + b"18446744073709551616}}"]  # 2**64: orjson reads a float
+    else:
+        odd = [encoder.chunk(encoder.data(1) + encoder.data(2), 3),  # two values where the data goes
+               encoder.chunk(b"", 1), encoder.head + encoder.data(1) + encoder.tail + msgpack.packb(-1),
+               encoder.head + encoder.data(1) + encoder.tail + msgpack.packb("1")]
+    for payload in (other.chunk(encoder.data(1), 1), encoder.batch([encoder.data(1), encoder.data(2)], 1), *odd,
+                    codec.encode({"jsonrpc": "2.0", "id": req.id, "result": {"id": req.id, "data": 1, "_last": True}},
+                                 wire)):
         assert reader.read(payload) is None
+
+
+def test_the_decoders_nest_1024_levels_deep():
+    """ChunkReader's FAST_DATA_MAX assumes it: data decoded alone nests 2 levels
+    deeper than inside its frame, so only data too short to reach the limit is."""
+    from node_runtime.messages import DECODER_DEPTH
+
+    assert DECODER_DEPTH == 1024
+    orjson.loads(b"[" * 1024 + b"]" * 1024)
+    with pytest.raises(orjson.JSONDecodeError):
+        orjson.loads(b"[" * 1025 + b"]" * 1025)
+    msgpack.unpackb(b"\x91" * 1023 + b"\x90")
+    with pytest.raises(Exception):
+        msgpack.unpackb(b"\x91" * 1024 + b"\x90")
+
+
+def _depth(value) -> int:
+    """How many lists deep `value` is (nested lists of one item or none)."""
+    n = 0
+    while type(value) is list:
+        n += 1
+        value = value[0] if value else None
+    return n
+
+
+@pytest.mark.parametrize("wire", [codec.JSON, codec.MSGPACK])
+def test_data_too_deep_for_its_frame_is_refused_as_the_whole_decode_refuses_it(wire):
+    """Data nested 1,023 levels decodes alone but not inside its 2-level frame: the
+    fast path must not take it (its frame fails to decode, as from any peer)."""
+    from node_runtime.messages import ChunkReader
+
+    req = REQUESTS[0]
+    reader = ChunkReader(req.id, req.method, req.connection_id, wire)
+    encoder = ChunkEncoder(req, wire)
+    for depth in (1020, 1022, 1023, 1024):
+        data = (b"[" * depth + b"]" * depth) if wire == codec.JSON else (b"\x91" * (depth - 1) + b"\x90")
+        payload = encoder.chunk(data, 1)
+        whole = _whole_read(payload)
+        assert (whole is None) == (depth > 1022)
+        fast = reader.read(payload)
+        if whole is None:
+            assert fast is None
+        elif fast is not None:  # (== on lists 1,000 deep would hit Python's recursion limit)
+            assert _depth(fast.data) == _depth(whole.data) == depth and fast.sequence == 1
+
+
+values = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**63, 2**64 - 1) | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=40) | st.binary(max_size=20),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=10), inner, max_size=5),
+    max_leaves=30)
+
+
+@settings(max_examples=300, derandomize=True, database=None, deadline=None)
+@given(wire=st.sampled_from([codec.JSON, codec.MSGPACK]), data=values, sequence=st.integers(0, 2**64 - 1),
+       cut=st.integers(0, 40), junk=st.binary(max_size=4))
+def test_the_chunk_reader_reads_every_frame_as_the_whole_decode_does(wire, data, sequence, cut, junk):
+    """Generated chunk frames, whole, cut short or with bytes added at the end: the
+    fast path reads exactly what the whole decode reads, or leaves the frame to it."""
+    from node_runtime.messages import ChunkReader
+
+    req = REQUESTS[0]
+    reader = ChunkReader(req.id, req.method, req.connection_id, wire)
+    encoder = ChunkEncoder(req, wire)
+    payload = encoder.chunk(encoder.data(data), sequence)
+    fast = reader.read(payload)
+    assert fast is None or fast == _whole_read(payload)
+    assert fast is not None or (wire == codec.JSON and sequence >= 10**19)  # 20 digits: the whole decode's
+    for variant in (payload[:len(payload) - cut], payload + junk, payload[:len(payload) - cut] + junk):
+        fast = reader.read(variant)
+        if fast is not None:
+            assert fast == _whole_read(variant)
 
 
 @pytest.mark.parametrize("wire", [codec.JSON, codec.MSGPACK])
@@ -298,6 +392,9 @@ def test_a_relays_chunk_check_knows_exactly_our_chunk_frames(wire):
             assert not is_chunk(payload)
         if wire == codec.JSON:
             assert not is_chunk(encoder.head + b"1" + encoder.tail + b"01}}")
+        # data that may nest too deep for its frame is decoded whole, where the depth limit applies
+        deep = (b"[" * 1023 + b"]" * 1023) if wire == codec.JSON else (b"\x91" * 1022 + b"\x90")
+        assert not is_chunk(encoder.chunk(deep, 1))
 
 
 class Firehose(Tool):
