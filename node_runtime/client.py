@@ -33,8 +33,9 @@ class StreamingCall:
 
     Deadlines: `timeout` is one absolute deadline for the whole call (dial,
     codec probe, stream open, every frame); `first_frame_timeout` and
-    `idle_timeout` bound the wait for the first frame of this call and between
-    two of its frames (frames for other ids and partial frames do not count).
+    `idle_timeout` bound the wait for the first frame of this call and, once
+    the frames read are handed out, for the next one (frames for other ids and
+    partial frames do not count).
     Each ends the call with 4017 TIMEOUT."""
 
     #: ask our servers for a resumable stream / to join the shared stream of this key (node_runtime/resuming.py)
@@ -93,6 +94,8 @@ class StreamingCall:
         self._batch_size = 0  # wire bytes credited to each
         self.batch = False  # asked the peer for batched chunk frames
         self._reader: ChunkReader | None = None  # chunk frames of our own servers, read fast
+        self._reader_read = None  # its read()
+        self._got_frame = False  # a frame of this call was handed out since the last read
         self._frames = 0
         self.frames_after_final = 0  # frames for this id seen after its terminal frame
         #: "zstd": ask for a compressed answer; None: the node's choice (Node.compress); False: never
@@ -133,6 +136,7 @@ class StreamingCall:
         self.use_features(peers.features(peer_id, self.protocol or self.address.protocol))
         if self.streaming:
             self._reader = ChunkReader(self.id, self.method, node.connection_id, codec)
+            self._reader_read = self._reader.read
         self.wire_codec = codec  # the codec actually used (recordings name it)
         self._release = peers.take_stream_slot(peer_id)
         self._peer = peer_id
@@ -318,6 +322,17 @@ class StreamingCall:
                     else:
                         self._batch_items = None
                     continue
+                read = self._reader_read
+                if read is not None:
+                    # the plain chunk frames of our own servers already read off the stream,
+                    # handed out here with no await (the rest goes through next_response)
+                    payloads = self._payloads
+                    while payloads and not self.done and (response := read(payloads[0])) is not None:
+                        payloads.popleft()
+                        self._frames += 1
+                        self.chunks += 1
+                        self._got_frame = True
+                        yield response
                 response = await self.next_response()
                 if response is None:
                     break
@@ -352,6 +367,9 @@ class StreamingCall:
         stream = self._stream
         if stream is None:
             raise OlaneError(ErrorCode.INVALID_STATE, "call is closed")
+        if self._got_frame:  # a frame of ours was handed out since the last wait: the idle wait starts now
+            self._got_frame = False  # (once per read, not a clock read per frame)
+            self._frame_deadline = trio.current_time() + self.idle_timeout
         try:
             with trio.move_on_at(min(self._frame_deadline, self._deadline)) as scope:
                 self._read_scope = scope
@@ -406,7 +424,7 @@ class StreamingCall:
             payload = payloads.popleft()
             self._frames += 1
             if reader is not None and (response := reader.read(payload)) is not None:  # a plain chunk of ours
-                self._frame_deadline = trio.current_time() + self.idle_timeout
+                self._got_frame = True
                 return response
             try:
                 response = parse_response(decode(payload))
@@ -415,7 +433,7 @@ class StreamingCall:
             rid = response.id
             if rid != self.id and str(rid) != self.id:
                 continue  # a frame for another id: it does not hold off our idle deadline
-            self._frame_deadline = trio.current_time() + self.idle_timeout
+            self._got_frame = True
             if response.batch and self.batch and not response.last:  # several chunks in one frame
                 items = response.data
                 if not items:

@@ -462,3 +462,40 @@ def test_a_batched_call_read_by_responses_and_next_response_in_turn_gives_each_c
             assert await nc.client.use("o://flood", "count", {"count": 3}, via=nc.ma) is not None
 
     run_trio(body, timeout=60)
+
+
+class Pauses(Tool):
+    address = "o://pauses"
+
+    async def _tool_three_then_wait(self, request: Request, wait: float = 30.0):
+        for i in range(1, 4):
+            yield {"i": i}
+        await trio.sleep(wait)
+        yield {"i": 4}
+
+
+@pytest.mark.parametrize("wire", [codec.JSON, codec.MSGPACK])
+def test_the_idle_deadline_holds_on_the_fast_path_and_spares_a_slow_reader(wire):
+    """Chunks read by the fast path restart the idle wait once per read: a node that
+    stops mid-stream still ends the call with 4017 after `idle_timeout`, while a
+    caller slower than `idle_timeout` between chunks already read is not cut off."""
+    async def body():
+        async with NodeAndClient([Pauses()]) as nc:
+            slow = []
+            async with nc.client.use_streaming("o://pauses", "three_then_wait", {"wait": 1.0}, via=nc.ma,
+                                               codec=wire, idle_timeout=0.6, timeout=20) as call:
+                async for response in call.responses():
+                    if not response.last:
+                        slow.append(response.data["i"])
+                        await trio.sleep(0.8)  # longer than idle_timeout, per chunk
+            stalled = []
+            with pytest.raises(OlaneError) as info:
+                async with nc.client.use_streaming("o://pauses", "three_then_wait", {"wait": 30}, via=nc.ma,
+                                                   codec=wire, idle_timeout=0.6, timeout=20) as call:
+                    async for response in call.responses():
+                        stalled.append(response.data["i"])
+            return slow, stalled, info.value
+
+    slow, stalled, error = run_trio(body)
+    assert slow == [1, 2, 3, 4]
+    assert stalled == [1, 2, 3] and error.code == 4017 and "no next frame" in error.message
