@@ -230,14 +230,20 @@ class FrameWriter:
                         return
                     await self._data.park()
                 pending = self._pending
+                if self.writes or len(pending) == 1:
+                    self._pending = []
+                    self.pending_bytes = 0
+                else:  # the stream's first write: its first frame alone, small, so that it goes
+                    # out ahead of busier streams' data (libp2p_fixes fix 10 ranks it first)
+                    self._pending = pending[1:]
+                    pending = pending[:1]
+                    self.pending_bytes = sum([len(x) for x in self._pending])
                 if len(pending) == 1 and type(pending[0]) is bytes:
                     batch = pending[0]
                 elif self.compressor is None:
                     batch = b"".join([x if type(x) is bytes else x.build() for x in pending])
                 else:  # compressed regions for the entries that asked (compression.py)
                     batch = self.compressor.join(pending)
-                self._pending = []
-                self.pending_bytes = 0
                 self._writing = True
                 self._room.unpark_all()
                 await self._write_when_room(batch)
