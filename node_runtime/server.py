@@ -254,7 +254,7 @@ class StreamSession:
                             # taps reading this codec share these bytes (live.ActiveStream.fan_out)
                             if taps and record.fan_out(sequence, item, codec, data):
                                 await trio.sleep(0)  # let a tap that keeps up take its chunks
-                            elif not sequence % SLICE_CHUNKS and (len(active) > 1 or others_runnable()):
+                            elif not sequence % SLICE_CHUNKS and (len(active) > 1 or others_runnable(writer)):
                                 await trio.lowlevel.checkpoint()  # let the node's other requests in
                             size = len(data)
                             if size > batch_bytes:  # alone in its frame (always so without batching)
@@ -375,11 +375,11 @@ _DEFAULT_FINAL = object()
 SLICE_CHUNKS = 128
 
 
-def _others_runnable() -> bool:
-    """Tasks besides this one (and its stream's writer) wait to run: requests just
+def _others_runnable(writer: FrameWriter) -> bool:
+    """Tasks besides this one and its stream's writer wait to run: requests just
     read, not yet started, are in no count of running requests, and a producer
     whose stream's writer can take its whole answer never parks."""
-    return trio.lowlevel.current_statistics().tasks_runnable > 1
+    return trio.lowlevel.current_statistics().tasks_runnable > writer.woken
 
 
 class _Batch:

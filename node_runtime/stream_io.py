@@ -144,6 +144,8 @@ class FrameWriter:
         self._closed = False
         self._writing = False  # a batch is on its way to the wire
         self.error: BaseException | None = None
+        #: a producer woke run() and it has not run since (so it waits in trio's run queue)
+        self.woken = False
         self.writes = 0
         self.bytes_written = 0
         #: set (compression.StreamCompressor) once a request on this stream answers compressed
@@ -172,6 +174,7 @@ class FrameWriter:
         self.pending_bytes += len(data)
         if len(self._data):
             self._data.unpark_all()
+            self.woken = True
         return True
 
     async def send(self, data: bytes) -> None:
@@ -185,6 +188,7 @@ class FrameWriter:
         self.pending_bytes += len(data)
         if len(self._data):
             self._data.unpark_all()
+            self.woken = True
 
     async def drain(self) -> None:
         """Wait until everything queued so far has been written (or failed)."""
@@ -229,6 +233,7 @@ class FrameWriter:
                     if self._closed or self.error is not None:
                         return
                     await self._data.park()
+                    self.woken = False
                 pending = self._pending
                 if self.writes or len(pending) == 1:
                     self._pending = []
