@@ -119,8 +119,8 @@ py-libp2p that changes it fails a test and the fix can go) and the fix.
    each (100 answers queued took 100 passes of every busy task). The fix
    writes what waits together: the writer holding the turn writes its frame,
    then the frames queued meanwhile (up to `COMBINE_BYTES`) in one more write,
-   ordered by the bytes each stream will have sent once the
-   frame is out, up to `FIRST_BYTES`: window updates, ACKs, resets, multistream
+   ordered by the bytes each stream had sent before the frame, up to
+   `FIRST_BYTES` (so a new stream's first frame ranks 0, however large): window updates, ACKs, resets, multistream
    answers and a new stream's first small frames go before frames that take a
    stream past its first `FIRST_BYTES`, which keep arrival order among
    themselves (no stream is held back for long: a stream jumps the queue for
@@ -739,9 +739,9 @@ def fair_yamux_writes() -> None:
         if kind == TYPE_DATA and length:
             stream = self.streams.get(stream_id)
             if stream is not None:
-                sent = stream.__dict__.get("_olane_sent", 0) + length  # its bytes once this frame is out
-                stream._olane_sent = sent
-                rank = sent if sent < FIRST_BYTES else FIRST_BYTES
+                before = stream.__dict__.get("_olane_sent", 0)  # its bytes before this frame
+                stream._olane_sent = before + length
+                rank = before if before < FIRST_BYTES else FIRST_BYTES
         await turns.write(self.secured_conn.write, data, stream_id, rank)
         await trio.lowlevel.checkpoint()
 

@@ -235,6 +235,7 @@ class StreamSession:
                     join_bytes = batch_bytes if req.batch else 0
                     agen = spec.function(tool, request, **kwargs)
                     active = metrics.active  # the node's running requests
+                    others_runnable = _others_runnable
                     try:
                         async for item in agen:
                             if type(item) is StreamEnd:
@@ -253,7 +254,7 @@ class StreamSession:
                             # taps reading this codec share these bytes (live.ActiveStream.fan_out)
                             if taps and record.fan_out(sequence, item, codec, data):
                                 await trio.sleep(0)  # let a tap that keeps up take its chunks
-                            elif not sequence % SLICE_CHUNKS and len(active) > 1:
+                            elif not sequence % SLICE_CHUNKS and (len(active) > 1 or others_runnable(writer)):
                                 await trio.lowlevel.checkpoint()  # let the node's other requests in
                             size = len(data)
                             if size > batch_bytes:  # alone in its frame (always so without batching)
@@ -366,12 +367,19 @@ class StreamSession:
 
 _DEFAULT_FINAL = object()
 
-#: while other requests run on the node, a streaming tool lets them in every this many
-#: chunks: a tool's loop has no schedule point of its own until its stream's write buffer
+#: while other requests run on the node (or other tasks wait to run: requests just
+#: read), a streaming tool lets them in every this many chunks: a tool's loop has no schedule point of its own until its stream's write buffer
 #: fills (256 KiB, ~2,300 chunks of 100 B), and a new stream's negotiation and request
 #: each wait for a whole scheduler pass of every such loop. Alone, it never yields
 #: (its writer takes bigger batches).
 SLICE_CHUNKS = 128
+
+
+def _others_runnable(writer: FrameWriter) -> bool:
+    """Tasks besides this one and its stream's writer wait to run: requests just
+    read, not yet started, are in no count of running requests, and a producer
+    whose stream's writer can take its whole answer never parks."""
+    return trio.lowlevel.current_statistics().tasks_runnable > writer.woken
 
 
 class _Batch:

@@ -144,6 +144,8 @@ class FrameWriter:
         self._closed = False
         self._writing = False  # a batch is on its way to the wire
         self.error: BaseException | None = None
+        #: a producer woke run() and it has not run since (so it waits in trio's run queue)
+        self.woken = False
         self.writes = 0
         self.bytes_written = 0
         #: set (compression.StreamCompressor) once a request on this stream answers compressed
@@ -172,6 +174,7 @@ class FrameWriter:
         self.pending_bytes += len(data)
         if len(self._data):
             self._data.unpark_all()
+            self.woken = True
         return True
 
     async def send(self, data: bytes) -> None:
@@ -185,6 +188,7 @@ class FrameWriter:
         self.pending_bytes += len(data)
         if len(self._data):
             self._data.unpark_all()
+            self.woken = True
 
     async def drain(self) -> None:
         """Wait until everything queued so far has been written (or failed)."""
@@ -229,15 +233,22 @@ class FrameWriter:
                     if self._closed or self.error is not None:
                         return
                     await self._data.park()
+                    self.woken = False
                 pending = self._pending
+                if self.writes or len(pending) == 1:
+                    self._pending = []
+                    self.pending_bytes = 0
+                else:  # the stream's first write: its first frame alone, small, so that it goes
+                    # out ahead of busier streams' data (libp2p_fixes fix 10 ranks it first)
+                    self._pending = pending[1:]
+                    pending = pending[:1]
+                    self.pending_bytes = sum([len(x) for x in self._pending])
                 if len(pending) == 1 and type(pending[0]) is bytes:
                     batch = pending[0]
                 elif self.compressor is None:
                     batch = b"".join([x if type(x) is bytes else x.build() for x in pending])
                 else:  # compressed regions for the entries that asked (compression.py)
                     batch = self.compressor.join(pending)
-                self._pending = []
-                self.pending_bytes = 0
                 self._writing = True
                 self._room.unpark_all()
                 await self._write_when_room(batch)
