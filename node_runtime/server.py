@@ -368,10 +368,11 @@ class StreamSession:
 _DEFAULT_FINAL = object()
 
 #: while other requests run on the node (or other tasks wait to run: requests just
-#: read), a streaming tool lets them in every this many chunks: a tool's loop has no schedule point of its own until its stream's write buffer
-#: fills (256 KiB, ~2,300 chunks of 100 B), and a new stream's negotiation and request
-#: each wait for a whole scheduler pass of every such loop. Alone, it never yields
-#: (its writer takes bigger batches).
+#: read), a streaming tool lets them in every this many chunks: a tool's loop has no
+#: schedule point of its own until its stream's write buffer fills (256 KiB, ~2,300
+#: chunks of 100 B), and a new stream's negotiation and request each wait for a whole
+#: scheduler pass of every such loop. Alone, it never yields (its writer takes bigger
+#: batches).
 SLICE_CHUNKS = 128
 
 
