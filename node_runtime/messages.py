@@ -374,7 +374,7 @@ class ChunkReader:
         self.read = self._read_msgpack if codec == codecs.MSGPACK else self._read_json
 
     def _read_json(self, payload: bytes) -> "Response | None":
-        if not payload.startswith(self._head) or payload[-2:] != b"}}":
+        if not payload.startswith(self._head) or not payload.endswith(b"}}"):
             return None
         # the sequence, read from the end: digits between the tail's last ":" and "}}"
         end = len(payload) - 2

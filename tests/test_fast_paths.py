@@ -499,3 +499,26 @@ def test_the_idle_deadline_holds_on_the_fast_path_and_spares_a_slow_reader(wire)
     slow, stalled, error = run_trio(body)
     assert slow == [1, 2, 3, 4]
     assert stalled == [1, 2, 3] and error.code == 4017 and "no next frame" in error.message
+
+
+@settings(max_examples=200, derandomize=True, database=None, deadline=None)
+@given(sizes=st.lists(st.sampled_from([0, 1, 127, 128, 300, 4095, 4096, 4097, 70_000]), min_size=1, max_size=6),
+       cuts=st.lists(st.integers(1, 9000), min_size=1, max_size=40))
+def test_the_frame_decoder_gives_the_same_payloads_however_the_bytes_are_cut(sizes, cuts):
+    """Short frames are joined as bytes, long ones gathered in a bytearray
+    (framing.LONG_FRAME_BYTES): either way every payload comes out whole, once,
+    in order, as bytes, and `buffered` counts the bytes of the frame cut off."""
+    payloads = [bytes([i % 251]) * n for i, n in enumerate(sizes)]
+    wire = b"".join(frame(p) for p in payloads)
+    decoder = FrameDecoder(1 << 20)
+    out, at, k = [], 0, 0
+    while at < len(wire):
+        piece = wire[at:at + cuts[k % len(cuts)]]
+        at += len(piece)
+        k += 1
+        got = decoder.feed(bytearray(piece) if k % 2 else piece)
+        assert all(type(p) is bytes for p in got)
+        out += got
+        whole = sum(len(frame(p)) for p in out)
+        assert decoder.buffered == at - whole
+    assert out == payloads and decoder.buffered == 0
