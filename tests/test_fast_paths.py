@@ -269,7 +269,10 @@ def test_chunk_reader_reads_exactly_what_parse_response_reads(wire):
     req = REQUESTS[0]
     reader = ChunkReader(req.id, req.method, req.connection_id, wire)
     encoder = ChunkEncoder(req, wire)
-    for data in DATA:
+    # data that looks like the envelope around it: the reader must find the real tail
+    mimic = {"success": True, "_last": False, "_isStreaming": True, "_requestMethod": req.method,
+             "_connectionId": req.connection_id, "_sequence": 3}
+    for data in (*DATA, mimic, [mimic, 4], '"_sequence":5}}', "ence\xcc\x05"):
         for sequence in (1, 10, 127, 128, 255, 256, 12345, 70_000, 2**32, 2**40, 2**64 - 1):
             payload = encoder.chunk(encoder.data(data), sequence)
             fast = reader.read(payload)
