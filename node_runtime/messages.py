@@ -360,7 +360,7 @@ class ChunkReader:
     checks it on generated frames). Anything else (a batched frame, a final or
     error frame, a TypeScript peer's chunk) gives None: decode it whole."""
 
-    __slots__ = ("_id", "_head", "_tail", "_head_len", "_tail_len", "_max", "read")
+    __slots__ = ("_id", "_head", "_tail", "_head_len", "_tail_len", "_max", "read", "_next", "_expect")
 
     def __init__(self, request_id: Any, method: str, connection_id: Any, codec: str = codecs.JSON) -> None:
         self._id = request_id
@@ -372,9 +372,27 @@ class ChunkReader:
         self._tail_len = len(self._tail)
         self._max = FAST_DATA_MAX[codec]
         self.read = self._read_msgpack if codec == codecs.MSGPACK else self._read_json
+        # JSON: the end of the chunk frame expected next (the sequence after the last one read),
+        # checked with one endswith before the sequence is looked for
+        self._next = 1
+        self._expect = self._tail + b"1}}"
 
     def _read_json(self, payload: bytes) -> "Response | None":
-        if not payload.startswith(self._head) or not payload.endswith(b"}}"):
+        if not payload.startswith(self._head):
+            return None
+        expect = self._expect
+        if payload.endswith(expect):  # the next chunk in sequence, as nearly every one is
+            at = len(payload) - len(expect)
+            head_len = self._head_len
+            if head_len <= at and at - head_len <= self._max:
+                try:
+                    data = orjson.loads(payload[head_len:at])
+                except orjson.JSONDecodeError:
+                    return None
+                sequence = self._next
+                self._expect_after(sequence)
+                return ReadChunk(self._id, data, sequence, at + len(expect), payload)
+        if not payload.endswith(b"}}"):
             return None
         # the sequence, read from the end: digits between the tail's last ":" and "}}"
         end = len(payload) - 2
@@ -390,7 +408,15 @@ class ChunkReader:
             data = orjson.loads(payload[head_len:at])
         except orjson.JSONDecodeError:
             return None
-        return ReadChunk(self._id, data, int(digits), end + 2, payload)
+        sequence = int(digits)
+        self._expect_after(sequence)
+        return ReadChunk(self._id, data, sequence, end + 2, payload)
+
+    def _expect_after(self, sequence: int) -> None:
+        following = sequence + 1
+        if following < 10 ** SEQUENCE_DIGITS:  # (longer ones are the whole decode's)
+            self._next = following
+            self._expect = self._tail + str(following).encode() + b"}}"
 
     def _read_msgpack(self, payload: bytes) -> "Response | None":
         if not payload.startswith(self._head):

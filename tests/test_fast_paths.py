@@ -350,24 +350,29 @@ values = st.recursive(
 
 
 @settings(max_examples=300, derandomize=True, database=None, deadline=None)
-@given(wire=st.sampled_from([codec.JSON, codec.MSGPACK]), data=values, sequence=st.integers(0, 2**64 - 1),
+@given(wire=st.sampled_from([codec.JSON, codec.MSGPACK]), data=values,
+       sequence=st.integers(0, 2**64 - 1) | st.integers(1, 300), primed=st.booleans(),
        cut=st.integers(0, 40), junk=st.binary(max_size=4))
-def test_the_chunk_reader_reads_every_frame_as_the_whole_decode_does(wire, data, sequence, cut, junk):
+def test_the_chunk_reader_reads_every_frame_as_the_whole_decode_does(wire, data, sequence, primed, cut, junk):
     """Generated chunk frames, whole, cut short or with bytes added at the end: the
-    fast path reads exactly what the whole decode reads, or leaves the frame to it."""
+    fast path reads exactly what the whole decode reads, or leaves the frame to it
+    (`primed`: the reader has just read the chunk before, so it expects this one)."""
     from node_runtime.messages import ChunkReader
 
     req = REQUESTS[0]
     reader = ChunkReader(req.id, req.method, req.connection_id, wire)
     encoder = ChunkEncoder(req, wire)
+    if primed and sequence > 0:
+        reader.read(encoder.chunk(encoder.data(None), sequence - 1))
     payload = encoder.chunk(encoder.data(data), sequence)
-    fast = reader.read(payload)
-    assert fast is None or fast == _whole_read(payload)
-    assert fast is not None or (wire == codec.JSON and sequence >= 10**19)  # 20 digits: the whole decode's
-    for variant in (payload[:len(payload) - cut], payload + junk, payload[:len(payload) - cut] + junk):
+    variants = (payload[:len(payload) - cut], payload + junk, payload[:len(payload) - cut] + junk)
+    for variant in variants:  # read first, while the reader still expects `sequence`
         fast = reader.read(variant)
         if fast is not None:
             assert fast == _whole_read(variant)
+    fast = reader.read(payload)
+    assert fast is None or fast == _whole_read(payload)
+    assert fast is not None or (wire == codec.JSON and sequence >= 10**19)  # 20 digits: the whole decode's
 
 
 @pytest.mark.parametrize("wire", [codec.JSON, codec.MSGPACK])
