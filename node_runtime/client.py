@@ -17,7 +17,7 @@ from .addresses import Address
 from .errors import ErrorCode, OlaneError
 from .framing import FrameDecoder, frame
 from .libp2p_fixes import ProtocolRefused
-from .messages import BatchedChunk, ChunkReader, Response, batch_chunk, new_id, parse_response, route_request
+from .messages import ChunkReader, ChunkResponse, Response, batch_chunk, new_id, parse_response, route_request
 from .stream_io import STREAM_ENDED, abort_transport, close_quietly, reset_quietly, write_shielded
 from .compression import Inflater
 
@@ -93,8 +93,7 @@ class StreamingCall:
         self._batch_pos = 0  # the next one to hand out
         self._batch_size = 0  # wire bytes credited to each
         self.batch = False  # asked the peer for batched chunk frames
-        self._reader: ChunkReader | None = None  # chunk frames of our own servers, read fast
-        self._reader_read = None  # its read()
+        self._read_chunk = None  # ChunkReader.read: the chunk frames of our own servers, read fast
         self._got_frame = False  # a frame of this call was handed out since the last read
         self._frames = 0
         self.frames_after_final = 0  # frames for this id seen after its terminal frame
@@ -135,8 +134,7 @@ class StreamingCall:
         self.batch = batch
         self.use_features(peers.features(peer_id, self.protocol or self.address.protocol))
         if self.streaming:
-            self._reader = ChunkReader(self.id, self.method, node.connection_id, codec)
-            self._reader_read = self._reader.read
+            self._read_chunk = ChunkReader(self.id, self.method, node.connection_id, codec).read
         self.wire_codec = codec  # the codec actually used (recordings name it)
         self._release = peers.take_stream_slot(peer_id)
         self._peer = peer_id
@@ -315,14 +313,14 @@ class StreamingCall:
                     while pos < end:
                         self._batch_pos = pos + 1
                         self.chunks += 1
-                        yield BatchedChunk(rid, items[pos], None if first is None else first + pos, size, raw)
+                        yield ChunkResponse(rid, items[pos], None if first is None else first + pos, size, raw)
                         if self._batch_items is not items or self.done:  # the caller went on by itself
                             break
                         pos = self._batch_pos
                     else:
                         self._batch_items = None
                     continue
-                read = self._reader_read
+                read = self._read_chunk
                 if read is not None:
                     # the plain chunk frames of our own servers already read off the stream,
                     # handed out here with no await (the rest goes through next_response)
@@ -417,13 +415,13 @@ class StreamingCall:
             self._batch_items = None
         payloads = self._payloads
         decode = codecs.decode_answer
-        reader = self._reader
+        read_chunk = self._read_chunk
         while True:
             while not payloads:
                 await self._read_more()
             payload = payloads.popleft()
             self._frames += 1
-            if reader is not None and (response := reader.read(payload)) is not None:  # a plain chunk of ours
+            if read_chunk is not None and (response := read_chunk(payload)) is not None:  # a plain chunk of ours
                 self._got_frame = True
                 return response
             try:

@@ -306,24 +306,27 @@ def parse_response(message: dict[str, Any]) -> Response:
     )
 
 
-class BatchedChunk(Response):
-    """One chunk of a batched frame: a Response whose constant fields (not last,
-    no error, no `_chunks`) are the class's, so only five are set per chunk.
-    Read-only but for those five; `raw` is the batched frame's message."""
+class ChunkResponse(Response):
+    """A chunk as the client's fast paths hand it out: a Response whose constant
+    fields (not last, no error, no `_chunks`, not batched) are the class's, so
+    only the rest is set per chunk. Read-only but for those. `raw` is the
+    batched frame's message for a chunk of a batched frame; for a chunk that
+    ChunkReader read, it is decoded from `payload` on first use."""
 
     __slots__ = ()
     last = False
     error = None
     chunks = None
     batch = 0
-    _payload = None
 
-    def __init__(self, id: Any, data: Any, sequence: int | None, size: int, raw: dict[str, Any]) -> None:
+    def __init__(self, id: Any, data: Any, sequence: int | None, size: int, raw: dict[str, Any] | None,
+                 payload: bytes | None = None) -> None:
         self.id = id
         self.data = data
         self.sequence = sequence
         self.size = size
         self._raw = raw
+        self._payload = payload
 
 
 def batch_chunk(response: Response, k: int, size: int = 0) -> Response:
@@ -331,7 +334,7 @@ def batch_chunk(response: Response, k: int, size: int = 0) -> Response:
     chunks' data, `_sequence` the first one's), as the Response its own frame
     would have given; `size` is the bytes credited to it."""
     first = response.sequence
-    return BatchedChunk(response.id, response.data[k], None if first is None else first + k, size, response.raw)
+    return ChunkResponse(response.id, response.data[k], None if first is None else first + k, size, response.raw)
 
 
 #: how deep orjson and msgpack decode (tests/test_fast_paths.py pins both)
@@ -391,7 +394,7 @@ class ChunkReader:
                     return None
                 sequence = self._next
                 self._expect_after(sequence)
-                return ReadChunk(self._id, data, sequence, at + len(expect), payload)
+                return ChunkResponse(self._id, data, sequence, at + len(expect), None, payload)
         if not payload.endswith(b"}}"):
             return None
         # the sequence, read from the end: digits between the tail's last ":" and "}}"
@@ -410,7 +413,7 @@ class ChunkReader:
             return None
         sequence = int(digits)
         self._expect_after(sequence)
-        return ReadChunk(self._id, data, sequence, end + 2, payload)
+        return ChunkResponse(self._id, data, sequence, end + 2, None, payload)
 
     def _expect_after(self, sequence: int) -> None:
         following = sequence + 1
@@ -451,27 +454,7 @@ class ChunkReader:
             data = msgpack.unpackb(payload[head_len:at], raw=False, strict_map_key=False)
         except Exception:  # ExtraData (more than one value) or anything malformed
             return None
-        return ReadChunk(self._id, data, sequence, n, payload)
-
-
-class ReadChunk(Response):
-    """A chunk read by ChunkReader: a Response whose constant fields (not last, no
-    error, no `_chunks`, not batched) are the class's; `raw` decodes the frame
-    on first use."""
-
-    __slots__ = ()
-    last = False
-    error = None
-    chunks = None
-    batch = 0
-
-    def __init__(self, id: Any, data: Any, sequence: int, size: int, payload: bytes) -> None:
-        self.id = id
-        self.data = data
-        self.sequence = sequence
-        self.size = size
-        self._raw = None
-        self._payload = payload
+        return ChunkResponse(self._id, data, sequence, n, None, payload)
 
 
 # --- the per-chunk fast path of a server --------------------------------------------
